@@ -1,0 +1,154 @@
+"""Checks and conversions of user input: numpy, pandas, dask arrays and DataFrames.
+
+Errors are one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+
+def is_dask(X) -> bool:
+    """True for dask collections (arrays, DataFrames, Series)."""
+    return hasattr(X, "__dask_graph__") and type(X).__module__.startswith("dask")
+
+
+def _numeric_kind(dtype) -> bool:
+    return getattr(dtype, "kind", "O") in "fiub"
+
+
+def check_columns(columns, dtypes) -> None:
+    """Reject non-numeric feature columns by name."""
+    bad = [str(c) for c, t in zip(columns, dtypes) if not _numeric_kind(t)]
+    if bad:
+        raise ValueError(
+            f"Non-numeric feature column(s) {bad}: select numeric columns only, or "
+            "encode these as numbers before fitting."
+        )
+
+
+def check_finite(X: np.ndarray) -> None:
+    """Raise naming how many values are NaN/inf and the first row and column."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(
+            f"Input contains NaN or infinity: {int(bad.sum())} non-finite value(s) in "
+            f"{len(np.unique(rows))} row(s), first at row {int(rows[0])}, column "
+            f"{int(cols[0])}. Drop or impute those rows before fitting."
+        )
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
+    """Validated float64 weights of shape (n_samples,)."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight.shape == {w.shape}, expected {(n_samples,)}: give one weight per row."
+        )
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            "sample_weight must be finite and non-negative with a positive sum."
+        )
+    return w
+
+
+def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
+    """Validate numpy/pandas/list input (scikit-learn's checks plus named columns)."""
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):
+        check_columns(X.columns, X.dtypes)
+    X = validate_data(
+        estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
+        reset=reset, ensure_all_finite=False,
+    )
+    check_finite(X)
+    return X
+
+
+def _dask_dataframe_to_array(df):
+    check_columns(df.columns, df.dtypes)
+    return df.astype("float64").to_dask_array(lengths=True), np.asarray(df.columns, dtype=object)
+
+
+def dask_input(estimator, X, *, reset: bool, min_samples: int = 1):
+    """Validate a dask array or DataFrame; returns a 2-D float dask array.
+
+    Non-finite values cannot be found without reading the data; the kernels find them
+    during the first pass and say in which rows.
+    """
+    names = None
+    if hasattr(X, "columns"):
+        X, names = _dask_dataframe_to_array(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array, got a {X.ndim}D array instead: reshape your data with "
+            "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample."
+        )
+    if not _numeric_kind(X.dtype):
+        raise ValueError(f"dask array dtype {X.dtype} is not numeric: convert it to float.")
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError("Complex data not supported.")
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    if any(np.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    n, d = X.shape
+    if n < min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={X.shape}) while a minimum of "
+            f"{min_samples} is required."
+        )
+    if d < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}).")
+    _check_features(estimator, d, names, reset)
+    return X
+
+
+def _check_features(estimator, n_features: int, names, reset: bool) -> None:
+    if reset:
+        estimator.n_features_in_ = n_features
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return
+    if n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and names is not None and list(fitted) != list(names):
+        raise ValueError(
+            "The feature names should match those that were passed during fit: "
+            f"fitted with {list(fitted)}, got {list(names)}."
+        )
+    if fitted is not None and names is None:
+        warnings.warn(
+            f"X does not have valid feature names, but {type(estimator).__name__} was "
+            "fitted with feature names",
+            UserWarning,
+        )
+
+
+def dask_sample_weight(sample_weight, X):
+    """Weights as a dask array chunked like the rows of ``X``."""
+    import dask.array as da
+
+    if is_dask(sample_weight):
+        w = sample_weight
+        if hasattr(w, "to_dask_array"):
+            w = w.to_dask_array(lengths=True)
+        if w.shape != (X.shape[0],):
+            raise ValueError(
+                f"sample_weight.shape == {w.shape}, expected {(X.shape[0],)}: give one "
+                "weight per row."
+            )
+        return w.astype(np.float64).rechunk((X.chunks[0],))
+    w = check_sample_weight(sample_weight, X.shape[0])
+    return da.from_array(w, chunks=(X.chunks[0],))

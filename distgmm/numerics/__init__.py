@@ -1,0 +1,24 @@
+"""Pure numpy kernels of distgmm: log-densities, sufficient statistics, M-step, k-means.
+
+Nothing in this package imports dask; a test enforces it.
+"""
+
+from .gaussian import COVARIANCE_TYPES, log_gaussian_prob, precision_cholesky
+from .mstep import estimate_gaussian_parameters, m_step
+from .params import GMMParams, n_parameters
+from .suffstats import SuffStats, chunk_stats, merge, merge_all, resp_stats
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "GMMParams",
+    "SuffStats",
+    "chunk_stats",
+    "estimate_gaussian_parameters",
+    "log_gaussian_prob",
+    "m_step",
+    "merge",
+    "merge_all",
+    "n_parameters",
+    "precision_cholesky",
+    "resp_stats",
+]

@@ -1,0 +1,173 @@
+"""Chunk kernels for k-means|| and Lloyd passes (pure numpy).
+
+Each pass maps a chunk to a small partial result and merges partials associatively,
+so a pass over the whole data set is one tree reduction. Random draws come from
+:func:`distgmm.numerics.rng.row_uniforms`, addressed by global row index, so the sampled
+candidates do not depend on how the rows are chunked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rng import row_uniforms
+from .suffstats import raise_nonfinite
+
+
+def sq_distances(xc: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, m) between rows and centres (same origin)."""
+    d2 = (
+        np.einsum("nd,nd->n", xc, xc)[:, None]
+        - 2.0 * (xc @ cc.T)
+        + np.einsum("md,md->m", cc, cc)[None, :]
+    )
+    return np.maximum(d2, 0.0)
+
+
+def _shifted(X: np.ndarray, origin: np.ndarray, row_start: int) -> np.ndarray:
+    xc = np.asarray(X, dtype=np.float64) - origin
+    if not np.isfinite(xc).all():
+        raise_nonfinite(X, row_start)
+    return xc
+
+
+def _weights(sample_weight, n):
+    return np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+
+
+@dataclass(eq=False)
+class KeyedRows:
+    """The ``n_keep`` rows with the smallest keys seen so far (a mergeable sample)."""
+
+    n_keep: int
+    keys: np.ndarray  # (m,)
+    row_ids: np.ndarray  # (m,) global row index, breaks ties deterministically
+    rows: np.ndarray  # (m, d) float64
+    mass: float = 0.0  # sum of weighted costs (D^2 passes)
+
+    def merge(self, other: KeyedRows) -> KeyedRows:
+        keys = np.concatenate([self.keys, other.keys])
+        ids = np.concatenate([self.row_ids, other.row_ids])
+        order = np.lexsort((ids, keys))[: self.n_keep]
+        return KeyedRows(
+            self.n_keep, keys[order], ids[order],
+            np.concatenate([self.rows, other.rows])[order], self.mass + other.mass,
+        )
+
+
+def _keep_smallest(keys, X, row_start, n_keep, mass=0.0) -> KeyedRows:
+    ids = np.arange(row_start, row_start + len(keys))
+    finite = np.isfinite(keys)
+    keys, ids = keys[finite], ids[finite]
+    order = np.lexsort((ids, keys))[:n_keep]
+    rows = np.asarray(X, dtype=np.float64)[ids[order] - row_start]
+    return KeyedRows(n_keep, keys[order], ids[order], rows, mass)
+
+
+def uniform_rows(X, sample_weight, row_start, key, n_keep) -> KeyedRows:
+    """Sample rows uniformly (by weight) without replacement: smallest ``-log(u)/w``."""
+    u = row_uniforms(key, row_start, X.shape[0])[:, 0]
+    w = _weights(sample_weight, X.shape[0])
+    with np.errstate(divide="ignore"):
+        keys = -np.log1p(-u) / w
+    _shifted(X, 0.0, row_start)
+    return _keep_smallest(keys, X, row_start, n_keep)
+
+
+def d2_sample(X, sample_weight, row_start, key, n_keep, centers, exponential=False) -> KeyedRows:
+    """D^2 sampling: keys ``u / (w D^2)`` and the cost mass ``phi = sum w D^2``.
+
+    k-means|| round: a row belongs to the sample when ``key < l / phi`` (probability
+    ``min(1, l w D^2 / phi)``); keeping the ``n_keep`` smallest keys per merge keeps
+    every such row with overwhelming probability when ``n_keep`` is a few times ``l``.
+    With ``exponential=True`` the keys are ``-log(1 - u) / (w D^2)``, whose minimum is a
+    row drawn with probability proportional to ``w D^2`` (one k-means++ step).
+    """
+    origin = centers[0]
+    xc = _shifted(X, origin, row_start)
+    cost = _weights(sample_weight, X.shape[0]) * sq_distances(xc, centers - origin).min(axis=1)
+    u = row_uniforms(key, row_start, X.shape[0])[:, 0]
+    if exponential:
+        u = -np.log1p(-u)
+    with np.errstate(divide="ignore"):
+        keys = np.where(cost > 0, u / cost, np.inf)
+    return _keep_smallest(keys, X, row_start, n_keep, float(cost.sum()))
+
+
+def nearest_counts(X, sample_weight, row_start, centers) -> np.ndarray:
+    """Weighted count of rows nearest to each centre (k-means|| candidate weights)."""
+    origin = centers[0]
+    xc = _shifted(X, origin, row_start)
+    labels = sq_distances(xc, centers - origin).argmin(axis=1)
+    return np.bincount(labels, _weights(sample_weight, X.shape[0]), minlength=len(centers))
+
+
+@dataclass(eq=False)
+class LloydStats:
+    """Partial result of one Lloyd pass.
+
+    ``far`` holds the rows farthest from their centre (to re-seed empty clusters).
+    """
+
+    origin: np.ndarray
+    counts: np.ndarray  # (k,)
+    sums: np.ndarray  # (k, d), about origin
+    inertia: float
+    far: KeyedRows
+
+    def merge(self, other: LloydStats) -> LloydStats:
+        return LloydStats(
+            self.origin, self.counts + other.counts, self.sums + other.sums,
+            self.inertia + other.inertia, self.far.merge(other.far),
+        )
+
+
+def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
+    """Assign rows to their nearest centre; weighted counts, sums and inertia."""
+    origin = centers.mean(axis=0)
+    xc = _shifted(X, origin, row_start)
+    w = _weights(sample_weight, X.shape[0])
+    d2 = sq_distances(xc, centers - origin)
+    labels = d2.argmin(axis=1)
+    dmin = d2[np.arange(len(labels)), labels]
+    k = len(centers)
+    counts = np.bincount(labels, w, minlength=k)
+    onehot = np.zeros((len(labels), k))
+    onehot[np.arange(len(labels)), labels] = w
+    far = _keep_smallest(-dmin, X, row_start, k)
+    return LloydStats(origin, counts, onehot.T @ xc, float(w @ dmin), far)
+
+
+def hard_resp(xc: np.ndarray, centers_c: np.ndarray) -> np.ndarray:
+    """One-hot responsibilities of the nearest centre (centres about the same origin)."""
+    labels = sq_distances(xc, centers_c).argmin(axis=1)
+    resp = np.zeros((xc.shape[0], centers_c.shape[0]))
+    resp[np.arange(xc.shape[0]), labels] = 1.0
+    return resp
+
+
+def random_resp(key, n_components):
+    """A ``resp_fn`` for ``init_params="random"``: per-row uniform draws, normalised."""
+    return _RandomResp(key, n_components)
+
+
+@dataclass(frozen=True)
+class _RandomResp:
+    key: tuple[int, int]
+    n_components: int
+
+    def __call__(self, xc: np.ndarray, row_start: int) -> np.ndarray:
+        u = row_uniforms(self.key, row_start, xc.shape[0], self.n_components)
+        return u / u.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class HardResp:
+    """A ``resp_fn`` assigning each row to its nearest centre (centres about ``center``)."""
+
+    centers_c: np.ndarray
+
+    def __call__(self, xc: np.ndarray, row_start: int) -> np.ndarray:
+        return hard_resp(xc, self.centers_c)

@@ -1,0 +1,1 @@
+"""The Dask layer: row blocks, one tree reduction per pass, initialisers, EM loop."""

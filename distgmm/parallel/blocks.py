@@ -1,0 +1,117 @@
+"""Row-blocked views of the data that the EM loop and the initialisers iterate over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .reduction import SPLIT_EVERY, dask_map_reduce, numpy_map_reduce
+
+NUMPY_BLOCK_ROWS = 65536
+CACHE_CHOICES = ("auto", "memory", "none")
+
+
+@dataclass
+class Blocks:
+    """Data split into row blocks, with one ``map_reduce`` = one pass over the data.
+
+    Attributes
+    ----------
+    X : ndarray or dask.array.Array
+        Rows chunked, features in one chunk.
+    sample_weight : same kind as ``X`` (1-D) or None
+    blocks : list of (block_index, row_start)
+        Non-empty row blocks.
+    is_dask : bool
+    """
+
+    X: object
+    sample_weight: object
+    blocks: list
+    is_dask: bool
+    split_every: int = SPLIT_EVERY
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    def total_weight(self) -> float:
+        """Sum of sample weights (``n_samples`` when unweighted)."""
+        if self.sample_weight is None:
+            return float(self.n_samples)
+        total = self.sample_weight.sum()
+        return float(total.compute() if self.is_dask else total)
+
+    def first_row(self) -> np.ndarray:
+        """The first row as float64 (reads one block)."""
+        row = self.X[self.blocks[0][1]]
+        return np.asarray(row.compute() if self.is_dask else row, dtype=np.float64)
+
+    def map_reduce(self, fn: Callable, combine: Callable, *args):
+        """One pass: ``fn(X_block, w_block, row_start, *args)`` per block, tree-merged."""
+        run = dask_map_reduce if self.is_dask else numpy_map_reduce
+        return run(self.X, self.sample_weight, self.blocks, fn, combine, args, self.split_every)
+
+
+def numpy_blocks(X: np.ndarray, sample_weight=None, block_rows: int = NUMPY_BLOCK_ROWS) -> Blocks:
+    """Blocks over an in-memory array."""
+    starts = list(range(0, X.shape[0], block_rows))
+    return Blocks(X, sample_weight, list(enumerate(starts)), is_dask=False)
+
+
+def _cluster_memory() -> float:
+    """Memory the active scheduler's workers may use, or a quarter of this machine's."""
+    try:
+        from distributed import get_client
+
+        info = get_client().scheduler_info()
+        limits = [ws.get("memory_limit") or 0 for ws in info["workers"].values()]
+        if sum(limits):
+            return 0.5 * sum(limits)
+    except (ImportError, ValueError):
+        pass
+    import psutil
+
+    return 0.25 * psutil.virtual_memory().total
+
+
+def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
+    """Blocks over a dask array: features in one chunk, empty chunks dropped.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features), known chunk sizes
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+        Rechunked to the row chunks of ``X``.
+    cache : {"auto", "memory", "none"}
+        ``"memory"`` persists the data once on the cluster; ``"none"`` re-reads the
+        source on every pass (out-of-core); ``"auto"`` persists when the data takes at
+        most half the workers' memory.
+    """
+    if cache not in CACHE_CHOICES:
+        raise ValueError(f"cache={cache!r} is not one of {CACHE_CHOICES}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "The dask array has unknown chunk sizes; call X.compute_chunk_sizes() or "
+            "dataframe.to_dask_array(lengths=True) first."
+        )
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    if sample_weight is not None:
+        sample_weight = sample_weight.rechunk((X.chunks[0],))
+    if cache == "memory" or (cache == "auto" and X.nbytes <= _cluster_memory()):
+        if sample_weight is None:
+            X = X.persist()
+        else:
+            import dask
+
+            X, sample_weight = dask.persist(X, sample_weight)
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+    blocks = [(i, int(s)) for i, (s, n) in enumerate(zip(starts, X.chunks[0])) if n > 0]
+    return Blocks(X, sample_weight, blocks, is_dask=True)

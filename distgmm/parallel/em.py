@@ -1,0 +1,91 @@
+"""The generic EM loop: exactly one pass over the data (one compute) per iteration."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..numerics.mstep import m_step
+from ..numerics.params import GMMParams
+from ..numerics.suffstats import chunk_stats, merge
+from .blocks import Blocks
+
+
+@dataclass
+class EMResult:
+    """Outcome of one EM run (one initialisation)."""
+
+    params: GMMParams
+    lower_bound: float
+    lower_bounds: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a progress callback learns after each iteration."""
+
+    n_iter: int
+    lower_bound: float
+    change: float
+    seconds: float
+
+
+def e_step(blocks: Blocks, params: GMMParams):
+    """One pass: merged sufficient statistics under ``params``."""
+    return blocks.map_reduce(chunk_stats, merge, params)
+
+
+def run_em(
+    blocks: Blocks,
+    params: GMMParams,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    lower_bound: float = -np.inf,
+    callback: Callable[[IterationInfo], None] | None = None,
+) -> EMResult:
+    """Iterate E- and M-steps until the lower bound changes by less than ``tol``.
+
+    The lower bound of iteration ``t`` is the weighted mean log-likelihood under the
+    parameters entering that iteration, as in scikit-learn.
+
+    Parameters
+    ----------
+    blocks : Blocks
+    params : GMMParams
+        Initial parameters.
+    tol : float
+    max_iter : int
+    reg_covar : float
+    lower_bound : float
+        Lower bound before the first iteration (``-inf``, or the previous fit's for a
+        warm start).
+    callback : callable, optional
+        Called with an :class:`IterationInfo` after every iteration.
+
+    Returns
+    -------
+    EMResult
+    """
+    result = EMResult(params, lower_bound)
+    for n_iter in range(1, max_iter + 1):
+        t0 = time.perf_counter()
+        prev = result.lower_bound
+        stats = e_step(blocks, result.params)
+        result.params = m_step(stats, reg_covar)
+        result.lower_bound = stats.loglik / stats.wsum
+        result.lower_bounds.append(result.lower_bound)
+        result.n_iter = n_iter
+        change = result.lower_bound - prev
+        if callback is not None:
+            callback(IterationInfo(n_iter, result.lower_bound, change, time.perf_counter() - t0))
+        if abs(change) < tol:
+            result.converged = True
+            break
+    return result

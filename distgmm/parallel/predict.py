@@ -1,0 +1,57 @@
+"""Lazy predict family on dask arrays: map_blocks with explicit meta and chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics.params import GMMParams
+from ..numerics.predict import predict_block, predict_proba_block, score_samples_block
+
+
+def _rows(X):
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _block_start(block_info):
+    return block_info[0]["array-location"][0][0] if block_info else 0
+
+
+def _predict(x, params, block_info=None):
+    return predict_block(x, params, _block_start(block_info))
+
+
+def _proba(x, params, block_info=None):
+    return predict_proba_block(x, params, _block_start(block_info))
+
+
+def _score(x, params, block_info=None):
+    return score_samples_block(x, params, _block_start(block_info))
+
+
+def predict_dask(X, params: GMMParams):
+    """Lazy labels, shape (n,), dtype intp."""
+    X = _rows(X)
+    return X.map_blocks(
+        _predict, params, drop_axis=1, chunks=(X.chunks[0],), dtype=np.intp,
+        meta=np.empty((0,), dtype=np.intp),
+    )
+
+
+def predict_proba_dask(X, params: GMMParams):
+    """Lazy responsibilities, shape (n, K)."""
+    X = _rows(X)
+    return X.map_blocks(
+        _proba, params, chunks=(X.chunks[0], (params.n_components,)), dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64),
+    )
+
+
+def score_samples_dask(X, params: GMMParams):
+    """Lazy per-row log-likelihood, shape (n,)."""
+    X = _rows(X)
+    return X.map_blocks(
+        _score, params, drop_axis=1, chunks=(X.chunks[0],), dtype=np.float64,
+        meta=np.empty((0,), dtype=np.float64),
+    )

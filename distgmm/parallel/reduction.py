@@ -1,0 +1,109 @@
+"""One tree reduction of per-chunk partial results, for numpy and for Dask.
+
+``chunk -> combine -> finalize`` on one screen: each block becomes a partial result
+by ``fn(X_block, w_block, row_start, *args)``; partials are merged in groups of
+``split_every`` in a fixed order, so the same blocks always give the same bits, and
+the numpy engine and the Dask graph give identical results for identical blocks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import reduce
+from typing import Any, Callable
+
+import dask
+import numpy as np
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+SPLIT_EVERY = 8
+
+
+def reduce_list(combine: Callable[[Any, Any], Any], items: list) -> Any:
+    """Left fold of ``items`` with ``combine``."""
+    return reduce(combine, items)
+
+
+def _groups(items: list, split_every: int) -> list[list]:
+    return [items[i : i + split_every] for i in range(0, len(items), split_every)]
+
+
+def tree_combine_local(partials: list, combine, split_every: int = SPLIT_EVERY):
+    """Combine a list of partials with the same tree shape as :func:`dask_map_reduce`."""
+    while len(partials) > 1:
+        partials = [reduce_list(combine, g) for g in _groups(partials, split_every)]
+    return partials[0]
+
+
+def dask_map_reduce(
+    X,
+    w,
+    blocks: list[tuple[int, int]],
+    fn: Callable,
+    combine: Callable,
+    args: tuple,
+    split_every: int = SPLIT_EVERY,
+):
+    """Build and compute (once) a tree reduction over row blocks of a dask array.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Rows chunked, features in one chunk.
+    w : dask.array.Array or None
+        Sample weights chunked like the rows of ``X``.
+    blocks : list of (block_index, row_start)
+        The non-empty row blocks to visit.
+    fn, combine : callables
+        Module-level functions (they travel to workers by reference).
+    args : tuple
+        Small arguments embedded in every chunk task (parameters, seeds).
+    split_every : int
+        Fan-in of the tree.
+
+    Returns
+    -------
+    The combined result, computed with the active scheduler (a ``distributed.Client``
+    if one is active, threads otherwise).
+    """
+    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    layer: dict = {}
+    keys = []
+    for j, (i, row_start) in enumerate(blocks):
+        key = (name, 0, j)
+        wkey = None if w is None else (w.name, i)
+        layer[key] = (fn, (X.name, i, 0), wkey, row_start, *args)
+        keys.append(key)
+    level = 0
+    while len(keys) > 1:
+        level += 1
+        nxt = []
+        for j, group in enumerate(_groups(keys, split_every)):
+            key = (name, level, j)
+            layer[key] = (reduce_list, combine, list(group))
+            nxt.append(key)
+        keys = nxt
+    layer[name] = keys[0]
+    deps = [X] if w is None else [X, w]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    (result,) = dask.compute(Delayed(name, graph))
+    return result
+
+
+def numpy_map_reduce(
+    X: np.ndarray,
+    w: np.ndarray | None,
+    blocks: list[tuple[int, int]],
+    fn: Callable,
+    combine: Callable,
+    args: tuple,
+    split_every: int = SPLIT_EVERY,
+):
+    """The same reduction over in-memory blocks, in this process."""
+    bounds = [start for _, start in blocks] + [X.shape[0]]
+    partials = [
+        fn(X[a:b], None if w is None else w[a:b], a, *args)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    return tree_combine_local(partials, combine, split_every)
