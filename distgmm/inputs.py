@@ -51,10 +51,10 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
         raise ValueError(
             f"sample_weight.shape == {w.shape}, expected {(n_samples,)}: give one weight per row."
         )
-    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(
-            "sample_weight must be finite and non-negative with a positive sum."
-        )
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative: fix those weights.")
+    if w.sum() <= 0:
+        raise ValueError("Every sample_weight is zero: give at least one positive weight.")
     return w
 
 

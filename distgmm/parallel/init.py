@@ -82,7 +82,8 @@ def kmeans_parallel(
     pool = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), k)
     cands = pool.rows[:1]
     for r in range(1, rounds + 1):
-        res = blocks.map_reduce(d2_sample, KeyedRows.merge, (seed, r), int(3 * ell) + 16, cands, False)
+        n_keep = int(3 * ell) + 16
+        res = blocks.map_reduce(d2_sample, KeyedRows.merge, (seed, r), n_keep, cands, False)
         if res.mass <= 0:
             break
         cands = np.vstack([cands, res.rows[res.keys < ell / res.mass]])

@@ -9,13 +9,11 @@ the numpy engine and the Dask graph give identical results for identical blocks.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from functools import reduce
-from typing import Any, Callable
+from typing import Any
 
-import dask
 import numpy as np
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
 SPLIT_EVERY = 8
 
@@ -67,6 +65,10 @@ def dask_map_reduce(
     The combined result, computed with the active scheduler (a ``distributed.Client``
     if one is active, threads otherwise).
     """
+    import dask
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
     layer: dict = {}
     keys = []
