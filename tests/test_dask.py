@@ -1,0 +1,135 @@
+"""Dask input on a real distributed cluster, lazy outputs, and the compute count."""
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import blobs, sklearn_start
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SK
+from test_estimator import assert_same_model
+
+from distgmm import GaussianMixture
+
+TYPES = ["full", "tied", "diag", "spherical"]
+RAGGED = ((300, 0, 1, 799, 0, 400, 300), (2, 2))
+
+
+def ragged(X):
+    return da.from_array(X, chunks=(100, 2)).rechunk(RAGGED)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_distributed_ragged_chunks_match_sklearn(client, ct):
+    X, _, _ = blobs(n=1800, d=4, k=3, seed=21)
+    start = sklearn_start(X, 3, ct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SK(3, covariance_type=ct, max_iter=20, tol=0, **start).fit(X)
+        got = GaussianMixture(3, covariance_type=ct, max_iter=20, tol=0, **start).fit(ragged(X))
+    assert_same_model(got, ref)
+
+
+class CountingScheduler:
+    """A synchronous scheduler that counts how often it is asked to compute."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.calls += 1
+        return dask.get(dsk, keys, **kwargs)
+
+
+@pytest.mark.parametrize("cache, extra", [("none", 0), ("memory", 1)])
+def test_exactly_one_compute_per_iteration(cache, extra):
+    X, _, _ = blobs(n=900, d=3, seed=22)
+    start = sklearn_start(X, 3, "full")
+    counter = CountingScheduler()
+    gm = GaussianMixture(3, max_iter=7, tol=0, cache=cache, **start)
+    with dask.config.set(scheduler=counter), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = gm.fit_predict(da.from_array(X, chunks=150))
+    assert gm.n_iter_ == 7
+    assert counter.calls == 7 + extra  # + one persist for cache="memory"; predict is lazy
+    assert isinstance(labels, da.Array)
+
+
+def test_same_bits_as_numpy_for_the_same_blocks():
+    X, _, _ = blobs(n=1000, d=3, seed=23)
+    start = sklearn_start(X, 3, "tied")
+    kw = dict(covariance_type="tied", max_iter=10, tol=0, **start)
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(3, **kw).fit(X)
+        b = GaussianMixture(3, **kw).fit(da.from_array(X, chunks=(len(X), 3)))
+    for attr in ("means_", "covariances_", "weights_", "lower_bound_"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+
+
+def test_reruns_on_the_cluster_are_bit_identical(client):
+    X, _, _ = blobs(n=2000, d=3, k=4, seed=24)
+    Xd = da.from_array(X, chunks=250)
+    a = GaussianMixture(4, random_state=3).fit(Xd)
+    b = GaussianMixture(4, random_state=3).fit(Xd)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_initialisation_does_not_depend_on_chunking(init):
+    X, _, _ = blobs(n=1500, d=2, k=3, seed=25)
+    kw = dict(init_params=init, random_state=5, max_iter=3, tol=0)
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(3, **kw).fit(X)
+        b = GaussianMixture(3, **kw).fit(da.from_array(X, chunks=(137, 2)))
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-9)
+
+
+def test_lazy_predict_family_on_dask(client):
+    X, _, _ = blobs(n=1800, d=3, seed=26)
+    Xd = ragged(np.hstack([X, X[:, :1]]))
+    gm = GaussianMixture(3, random_state=0).fit(Xd)
+    Xn = Xd.compute()
+    for method, shape in [("predict", (1800,)), ("predict_proba", (1800, 3)),
+                          ("score_samples", (1800,))]:
+        out = getattr(gm, method)(Xd)
+        assert isinstance(out, da.Array) and out.chunks[0] == Xd.chunks[0]
+        computed = out.compute()
+        assert computed.shape == shape
+        np.testing.assert_allclose(computed, getattr(gm, method)(Xn), rtol=1e-12)
+    assert gm.score(Xd) == pytest.approx(gm.score(Xn), rel=1e-12)
+    labels = gm.fit_predict(Xd)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), gm.predict(Xn))
+
+
+def test_dask_dataframe_and_weights(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, _, _ = blobs(n=900, d=2, seed=27)
+    w = np.random.default_rng(1).uniform(0.2, 3.0, size=len(X))
+    df = pd.DataFrame(X, columns=["x", "y"])
+    ddf = dd.from_pandas(df, npartitions=4)
+    start = sklearn_start(X, 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(3, max_iter=10, tol=0, **start).fit(df, sample_weight=w)
+        b = GaussianMixture(3, max_iter=10, tol=0, **start).fit(
+            ddf, sample_weight=dd.from_pandas(pd.Series(w), npartitions=4))
+    assert list(b.feature_names_in_) == ["x", "y"]
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-10)
+    np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-10)
+    assert isinstance(b.predict(ddf), da.Array)
+
+
+def test_nan_in_one_chunk_says_where(client):
+    X, _, _ = blobs(n=600, d=2, seed=28)
+    X[437, 1] = np.nan
+    with pytest.raises(ValueError, match=r"1 non-finite value\(s\) in rows 400\.\.599, first "
+                                         r"at row 437, column 1"):
+        GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=200))

@@ -1,0 +1,174 @@
+"""The estimator on numpy input against scikit-learn, the oracle."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import blobs, sklearn_start
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SK
+from sklearn.utils.estimator_checks import check_estimator
+
+from distgmm import GaussianMixture
+from distgmm.parallel.em import run_em
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def rel(a, b):
+    return np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b))
+
+
+def fit_both(X, ct, k=3, **kw):
+    start = sklearn_start(X, k, ct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SK(k, covariance_type=ct, max_iter=20, tol=0, **start, **kw).fit(X)
+        got = GaussianMixture(k, covariance_type=ct, max_iter=20, tol=0, **start, **kw).fit(X)
+    return ref, got
+
+
+def assert_same_model(got, ref, rtol=1e-7):
+    for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert rel(getattr(got, attr), getattr(ref, attr)) < rtol, attr
+    assert abs(got.lower_bound_ - ref.lower_bound_) <= rtol * abs(ref.lower_bound_)
+    np.testing.assert_allclose(got.lower_bounds_, ref.lower_bounds_, rtol=rtol)
+    assert got.n_iter_ == ref.n_iter_ and got.converged_ == ref.converged_
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_same_start_same_model_as_sklearn(ct):
+    X, _, _ = blobs(n=1200, d=4, k=3, seed=1)
+    ref, got = fit_both(X, ct)
+    assert_same_model(got, ref)
+    np.testing.assert_allclose(got.score_samples(X), ref.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(got.predict_proba(X), ref.predict_proba(X), atol=1e-9)
+    np.testing.assert_array_equal(got.predict(X), ref.predict(X))
+    assert got.bic(X) == pytest.approx(ref.bic(X), rel=1e-10)
+    assert got.aic(X) == pytest.approx(ref.aic(X), rel=1e-10)
+
+
+def test_float32_input_matches_sklearn_float64_fit():
+    X, _, _ = blobs(n=900, d=3, seed=2)
+    X32 = X.astype(np.float32)
+    start = sklearn_start(X32.astype(np.float64), 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SK(3, max_iter=10, tol=0, **start).fit(X32.astype(np.float64))
+        got = GaussianMixture(3, max_iter=10, tol=0, **start).fit(X32)
+    assert_same_model(got, ref, rtol=1e-9)
+
+
+def test_convergence_matches_sklearn_with_default_tol():
+    X, _, _ = blobs(n=1500, d=2, k=4, seed=3)
+    start = sklearn_start(X, 4, "full", seed=5)
+    ref = SK(4, max_iter=500, **start).fit(X)
+    got = GaussianMixture(4, max_iter=500, **start).fit(X)
+    assert got.converged_ and got.n_iter_ == ref.n_iter_
+    assert_same_model(got, ref, rtol=1e-7)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_fit_predict_equals_fit_then_predict(init):
+    X, _, _ = blobs(n=800, d=3, seed=4)
+    a = GaussianMixture(3, init_params=init, random_state=7, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = a.fit_predict(X)
+        b = GaussianMixture(3, init_params=init, random_state=7, max_iter=5).fit(X)
+    np.testing.assert_array_equal(labels, b.predict(X))
+    np.testing.assert_array_equal(a.means_, b.means_)  # reruns are identical
+
+
+def test_kmeans_init_finds_separated_clusters():
+    X, labels, centers = blobs(n=3000, d=2, k=5, seed=8)
+    gm = GaussianMixture(5, random_state=0).fit(X)
+    order = [np.argmin(((gm.means_ - c) ** 2).sum(1)) for c in centers]
+    assert sorted(order) == list(range(5))
+    np.testing.assert_allclose(gm.means_[order], centers, atol=0.2)
+
+
+def test_n_init_keeps_the_best_lower_bound():
+    X, _, _ = blobs(n=900, d=2, k=4, seed=9)
+    kw = dict(init_params="random", max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best = GaussianMixture(4, n_init=3, random_state=0, **kw).fit(X)
+        rng = np.random.RandomState(0)  # each restart alone, with the seed the loop draws
+        lbs = []
+        for _ in range(3):
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            g = GaussianMixture(4, **kw)
+            blocks = g._blocks(X, None, reset=True)
+            lbs.append(run_em(blocks, g._initial(blocks, seed), tol=1e-3, max_iter=30,
+                              reg_covar=1e-6).lower_bound)
+    assert len(set(lbs)) == 3
+    assert best.lower_bound_ == max(lbs)
+
+
+def test_convergence_warning_and_max_iter_zero():
+    X, _, _ = blobs(n=300, seed=10)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        GaussianMixture(3, max_iter=1, random_state=0).fit(X)
+    gm = GaussianMixture(3, max_iter=0, random_state=0).fit(X)
+    assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf and gm.lower_bounds_ == []
+
+
+def test_warm_start_continues_like_sklearn():
+    X, _, _ = blobs(n=900, d=3, seed=11)
+    start = sklearn_start(X, 3, "diag")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SK(3, covariance_type="diag", max_iter=3, tol=0, warm_start=True, **start)
+        got = GaussianMixture(3, covariance_type="diag", max_iter=3, tol=0, warm_start=True,
+                              **start)
+        for _ in range(3):
+            ref.fit(X)
+            got.fit(X)
+    assert_same_model(got, ref)
+
+
+def test_sample_weight_equals_repeated_rows():
+    X, _, _ = blobs(n=400, d=2, seed=12)
+    reps = np.random.default_rng(0).integers(0, 4, size=len(X))
+    start = sklearn_start(X, 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(3, max_iter=15, tol=0, **start).fit(X, sample_weight=reps)
+        b = GaussianMixture(3, max_iter=15, tol=0, **start).fit(np.repeat(X, reps, axis=0))
+    for attr in ("weights_", "means_", "covariances_", "lower_bound_"):
+        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=1e-10)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_sample_has_the_fitted_shape(ct):
+    X, _, _ = blobs(n=600, d=2, seed=13)
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+    S, y = gm.sample(5000)
+    assert S.shape == (5000, 2) and set(np.unique(y)) <= {0, 1, 2}
+    np.testing.assert_allclose(np.bincount(y, minlength=3) / 5000, gm.weights_, atol=0.03)
+
+
+def test_dataframe_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, _, _ = blobs(n=300, d=2, seed=14)
+    df = pd.DataFrame(X, columns=["a", "b"])
+    gm = GaussianMixture(2, random_state=0).fit(df)
+    assert list(gm.feature_names_in_) == ["a", "b"]
+    with pytest.raises(ValueError, match="feature names"):
+        gm.predict(df.rename(columns={"a": "z"}))
+
+
+def test_get_set_params_like_sklearn():
+    gm = GaussianMixture()
+    ours = gm.get_params()
+    theirs = SK().get_params()
+    assert {k: ours[k] for k in theirs} == theirs
+    assert ours["cache"] == "auto"
+    assert gm.set_params(n_components=4).n_components == 4
+
+
+def test_check_estimator_passes():
+    failures = [r for r in check_estimator(GaussianMixture(), on_fail=None)
+                if r["status"] == "failed"]
+    assert failures == []
