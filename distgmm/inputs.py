@@ -42,6 +42,15 @@ def check_finite(X: np.ndarray) -> None:
         )
 
 
+def check_ndim(ndim: int) -> None:
+    """Data must be 2-D: rows are samples, columns features."""
+    if ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array, got a {ndim}D array instead. Reshape your data with "
+            "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample."
+        )
+
+
 def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
     """Validated float64 weights of shape (n_samples,)."""
     w = np.asarray(sample_weight, dtype=np.float64)
@@ -62,6 +71,9 @@ def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarra
     """Validate numpy/pandas/list input (scikit-learn's checks plus named columns)."""
     if hasattr(X, "dtypes") and hasattr(X, "columns"):
         check_columns(X.columns, X.dtypes)
+    else:
+        ndim = np.ndim(X) if isinstance(X, (list, tuple)) else getattr(X, "ndim", 2)
+        check_ndim(ndim)
     X = validate_data(
         estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
         reset=reset, ensure_all_finite=False,
@@ -84,11 +96,7 @@ def dask_input(estimator, X, *, reset: bool, min_samples: int = 1):
     names = None
     if hasattr(X, "columns"):
         X, names = _dask_dataframe_to_array(X)
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2D array, got a {X.ndim}D array instead: reshape your data with "
-            "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample."
-        )
+    check_ndim(X.ndim)
     if not _numeric_kind(X.dtype):
         raise ValueError(f"dask array dtype {X.dtype} is not numeric: convert it to float.")
     if np.issubdtype(X.dtype, np.complexfloating):
