@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from .numerics.suffstats import raise_nonfinite
+
 
 def is_dask(X) -> bool:
     """True for dask collections (arrays, DataFrames, Series)."""
@@ -32,14 +34,8 @@ def check_columns(columns, dtypes) -> None:
 
 def check_finite(X: np.ndarray) -> None:
     """Raise naming how many values are NaN/inf and the first row and column."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise ValueError(
-            f"Input contains NaN or infinity: {int(bad.sum())} non-finite value(s) in "
-            f"{len(np.unique(rows))} row(s), first at row {int(rows[0])}, column "
-            f"{int(cols[0])}. Drop or impute those rows before fitting."
-        )
+    if not np.isfinite(X).all():
+        raise_nonfinite(X, 0)
 
 
 def check_ndim(ndim: int) -> None:

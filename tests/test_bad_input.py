@@ -25,7 +25,8 @@ def with_nan():
 
 CASES = [
     ("nan numpy", lambda: GaussianMixture(2).fit(with_nan()),
-     r"3 non-finite value\(s\) in 2 row\(s\), first at row 3, column 1"),
+     r"3 non-finite value\(s\) in 2 row\(s\) between rows 0 and 49, first at row 3, "
+     r"column 1"),
     ("string column", lambda: GaussianMixture(2).fit(
         pd.DataFrame({"a": [1.0, 2, 3], "b": ["x", "y", "z"]})),
      r"Non-numeric feature column\(s\) \['b'\]"),

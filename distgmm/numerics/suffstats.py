@@ -142,17 +142,18 @@ def _weights_tile(w, a, b):
 def raise_nonfinite(X: np.ndarray, row_start: int) -> None:
     """Raise a ValueError saying how many non-finite values a block holds, and where."""
     bad = ~np.isfinite(X)
+    last = row_start + X.shape[0] - 1
     if bad.any():
         rows, cols = np.nonzero(bad)
         raise ValueError(
             f"Input contains NaN or infinity: {int(bad.sum())} non-finite value(s) in "
-            f"rows {row_start}..{row_start + X.shape[0] - 1}, first at row "
-            f"{row_start + int(rows[0])}, column {int(cols[0])}. Drop or impute those "
+            f"{len(np.unique(rows))} row(s) between rows {row_start} and {last}, first at "
+            f"row {row_start + int(rows[0])}, column {int(cols[0])}. Drop or impute those "
             "rows before fitting."
         )
     raise ValueError(
-        f"The log-likelihood of rows {row_start}..{row_start + X.shape[0] - 1} is not "
-        "finite (values too large for float64 arithmetic). Scale the input data."
+        f"The log-likelihood of rows {row_start}..{last} is not finite (values too large "
+        "for float64 arithmetic). Scale the input data."
     )
 
 
