@@ -161,6 +161,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                  f"covariance_type={self.covariance_type!r}.")
             if self.covariance_type in ("diag", "spherical"):
                 need(np.all(p > 0), "precisions_init must be positive.")
+            else:
+                mats = p.reshape(-1, d, d)
+                need(np.allclose(mats, mats.transpose(0, 2, 1))
+                     and all(np.linalg.eigvalsh(m).min() > 0 for m in mats),
+                     f"precisions_init for covariance_type={self.covariance_type!r} must be "
+                     "symmetric and positive-definite.")
 
     def _blocks(self, X, sample_weight, *, reset: bool) -> Blocks:
         min_samples = 2 if reset else 1
@@ -223,11 +229,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight) -> Blocks:
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
-        n = blocks.n_samples
+        n = blocks.n_positive_weight_rows()
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {n}: use fewer components or more data."
+                f"{self.n_components}, n_samples = {n} (rows with positive weight): use "
+                "fewer components or more data."
             )
         self._check_parameters(blocks.n_features)
         warm = self._warm()
@@ -252,7 +259,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 state = "converged" if result.converged else "did not converge"
                 print(f"Initialization {state}. time lapse {time.perf_counter() - t0:.5f}s\t "
                       f"lower bound {result.lower_bound:.5f}")
-            if best is None or result.lower_bound > best.lower_bound:
+            if best is None or best.lower_bound == -np.inf or result.lower_bound > best.lower_bound:
                 best = result
         if not best.converged and self.max_iter > 0:
             warnings.warn(
@@ -332,22 +339,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return self._apply(X, score_samples_block, score_samples_dask)
 
+    def _total_log_likelihood(self, X) -> tuple[float, int]:
+        s = self.score_samples(X)
+        if is_dask(s):
+            import dask
+
+            total, n = dask.compute(s.sum(), s.shape[0])
+            return float(total), int(n)
+        return float(s.sum()), len(s)
+
     def score(self, X, y=None) -> float:
         """Mean per-row log-likelihood of ``X`` (computed eagerly for dask input)."""
-        s = self.score_samples(X)
-        return float(s.mean().compute() if is_dask(s) else s.mean())
+        total, n = self._total_log_likelihood(X)
+        return total / n
 
     def _n_parameters(self) -> int:
         return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = X.shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        total, n = self._total_log_likelihood(X)
+        return -2 * total + self._n_parameters() * np.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        total, _ = self._total_log_likelihood(X)
+        return -2 * total + 2 * self._n_parameters()
 
     def sample(self, n_samples: int = 1):
         """Draw samples from the fitted mixture (numpy, as scikit-learn does).

@@ -56,11 +56,16 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
         raise ValueError(
             f"sample_weight.shape == {w.shape}, expected {(n_samples,)}: give one weight per row."
         )
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative: fix those weights.")
-    if w.sum() <= 0:
-        raise ValueError("Every sample_weight is zero: give at least one positive weight.")
+    check_weight_summary(bool(np.isfinite(w).all()), float(w.min()), float(w.sum()))
     return w
+
+
+def check_weight_summary(all_finite: bool, smallest: float, total: float) -> None:
+    """Weights must be finite, non-negative, and not all zero."""
+    if not all_finite or smallest < 0:
+        raise ValueError("sample_weight must be finite and non-negative: fix those weights.")
+    if total <= 0:
+        raise ValueError("Every sample_weight is zero: give at least one positive weight.")
 
 
 def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
@@ -80,7 +85,10 @@ def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarra
 
 def _dask_dataframe_to_array(df):
     check_columns(df.columns, df.dtypes)
-    return df.astype("float64").to_dask_array(lengths=True), np.asarray(df.columns, dtype=object)
+    # like scikit-learn, only all-string column labels count as feature names
+    names = list(df.columns)
+    names = np.asarray(names, dtype=object) if all(isinstance(c, str) for c in names) else None
+    return df.astype("float64").to_dask_array(lengths=True), names
 
 
 def dask_input(estimator, X, *, reset: bool, min_samples: int = 1):
@@ -153,6 +161,10 @@ def dask_sample_weight(sample_weight, X):
                 f"sample_weight.shape == {w.shape}, expected {(X.shape[0],)}: give one "
                 "weight per row."
             )
-        return w.astype(np.float64).rechunk((X.chunks[0],))
+        w = w.astype(np.float64).rechunk((X.chunks[0],))
+        import dask
+
+        check_weight_summary(*dask.compute(da.isfinite(w).all(), w.min(), w.sum()))
+        return w
     w = check_sample_weight(sample_weight, X.shape[0])
     return da.from_array(w, chunks=(X.chunks[0],))

@@ -78,3 +78,26 @@ def test_use_before_fit(method):
 def test_identical_rows_collapse_with_advice():
     with pytest.raises(ValueError, match="collapsed.*fewer components.*reg_covar"):
         GaussianMixture(3, random_state=0).fit(np.ones((40, 2)))
+
+
+def dask_weights(w):
+    return lambda: GaussianMixture(2).fit(da.from_array(X_OK, chunks=10),
+                                          sample_weight=da.from_array(w, chunks=10))
+
+
+@pytest.mark.parametrize("w, pattern", [
+    (np.r_[-1.0, np.ones(49)], "non-negative"),
+    (np.r_[np.nan, np.ones(49)], "finite"),
+    (np.zeros(50), "Every sample_weight is zero"),
+    (np.r_[1.0, np.zeros(49)], r"n_samples = 1 \(rows with positive weight\)"),
+])
+def test_bad_dask_weights(w, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        dask_weights(w)()
+
+
+@pytest.mark.parametrize("prec", [[[1.0, 5.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]])
+def test_precisions_init_must_be_spd(prec):
+    with pytest.raises(ValueError, match="symmetric and positive-definite"):
+        GaussianMixture(1, covariance_type="tied", precisions_init=np.array(prec)).fit(
+            X_OK[:, :2])

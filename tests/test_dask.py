@@ -133,3 +133,15 @@ def test_nan_in_one_chunk_says_where(client):
     with pytest.raises(ValueError, match=r"1 non-finite value\(s\) in 1 row\(s\) between rows "
                                          r"400 and 599, first at row 437, column 1"):
         GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=200))
+
+
+def test_integer_column_labels_are_not_feature_names():
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, _, _ = blobs(n=300, d=2, seed=29)
+    with dask.config.set(scheduler="threads"):
+        gm = GaussianMixture(2, random_state=0).fit(dd.from_pandas(pd.DataFrame(X), 3))
+        assert not hasattr(gm, "feature_names_in_")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gm.predict(X)

@@ -172,3 +172,29 @@ def test_check_estimator_passes():
     failures = [r for r in check_estimator(GaussianMixture(), on_fail=None)
                 if r["status"] == "failed"]
     assert failures == []
+
+
+def test_max_iter_zero_keeps_the_last_init_like_sklearn():
+    X, _, _ = blobs(n=300, d=2, seed=15)
+    runs = [GaussianMixture(2, n_init=n, max_iter=0, init_params="random_from_data",
+                            random_state=0).fit(X) for n in (1, 3)]
+    assert not np.array_equal(runs[0].means_, runs[1].means_)
+    rng = np.random.RandomState(0)
+    seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(3)]
+    g = GaussianMixture(2, init_params="random_from_data")
+    last = g._initial(g._blocks(X, None, reset=True), seeds[-1])
+    np.testing.assert_array_equal(runs[1].means_, last.means)
+
+
+def test_bic_aic_on_dask_input_are_floats():
+    import dask
+    import dask.array as da
+
+    X, _, _ = blobs(n=400, d=2, seed=16)
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=100)
+    with dask.config.set(scheduler="threads"):
+        for crit in ("bic", "aic"):
+            got = getattr(gm, crit)(Xd[Xd[:, 0] > -1e9])  # unknown chunk sizes
+            assert isinstance(got, float)
+            assert got == pytest.approx(getattr(gm, crit)(X), rel=1e-12)

@@ -48,6 +48,13 @@ class Blocks:
         total = self.sample_weight.sum()
         return float(total.compute() if self.is_dask else total)
 
+    def n_positive_weight_rows(self) -> int:
+        """Rows that carry weight (all rows when unweighted)."""
+        if self.sample_weight is None:
+            return self.n_samples
+        count = (self.sample_weight > 0).sum()
+        return int(count.compute() if self.is_dask else count)
+
     def first_row(self) -> np.ndarray:
         """The first row as float64 (reads one block)."""
         row = self.X[self.blocks[0][1]]

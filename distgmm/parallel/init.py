@@ -41,8 +41,9 @@ def _unique_rows(rows: np.ndarray) -> np.ndarray:
 def _local_kmeans(candidates: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import KMeans
 
-    if len(_unique_rows(candidates)) <= k:
-        return candidates[:k]
+    unique = _unique_rows(candidates)
+    if len(unique) <= k:
+        return unique
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         km = KMeans(n_clusters=k, n_init=3, random_state=seed % (2**31))
