@@ -250,7 +250,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 params, lb0 = self._params(), self.lower_bound_
             else:
                 params, lb0 = self._initial(blocks, seed), -np.inf
-            self._t_start = time.perf_counter()
             result = run_em(
                 blocks, params, tol=self.tol, max_iter=self.max_iter,
                 reg_covar=self.reg_covar, lower_bound=lb0, callback=self._progress,

@@ -148,13 +148,10 @@ def hard_resp(xc: np.ndarray, centers_c: np.ndarray) -> np.ndarray:
     return resp
 
 
-def random_resp(key, n_components):
-    """A ``resp_fn`` for ``init_params="random"``: per-row uniform draws, normalised."""
-    return _RandomResp(key, n_components)
-
-
 @dataclass(frozen=True)
-class _RandomResp:
+class RandomResp:
+    """A ``resp_fn`` for ``init_params="random"``: per-row uniform draws, normalised."""
+
     key: tuple[int, int]
     n_components: int
 

@@ -88,6 +88,11 @@ def _cluster_memory() -> float:
     return 0.25 * psutil.virtual_memory().total
 
 
+def one_feature_chunk(X):
+    """The dask array with all features in one chunk (rows keep their chunks)."""
+    return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
+
+
 def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
     """Blocks over a dask array: features in one chunk, empty chunks dropped.
 
@@ -108,8 +113,7 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
             "The dask array has unknown chunk sizes; call X.compute_chunk_sizes() or "
             "dataframe.to_dask_array(lengths=True) first."
         )
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})
+    X = one_feature_chunk(X)
     if sample_weight is not None:
         sample_weight = sample_weight.rechunk((X.chunks[0],))
     if cache == "memory" or (cache == "auto" and X.nbytes <= _cluster_memory()):

@@ -15,10 +15,10 @@ from ..numerics.kmeans import (
     HardResp,
     KeyedRows,
     LloydStats,
+    RandomResp,
     d2_sample,
     lloyd_stats,
     nearest_counts,
-    random_resp,
     uniform_rows,
 )
 from ..numerics.mstep import m_step
@@ -161,7 +161,7 @@ def initial_params(
     if init_params == "random":
         center = blocks.first_row()  # any common origin near the data avoids cancellation
         stats = blocks.map_reduce(
-            resp_stats, merge, random_resp((seed, 0), k), center,
+            resp_stats, merge, RandomResp((seed, 0), k), center,
             np.broadcast_to(center, (k, blocks.n_features)), covariance_type,
         )
         return m_step(stats, reg_covar, weight_norm=stats.wsum)

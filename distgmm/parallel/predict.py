@@ -6,12 +6,7 @@ import numpy as np
 
 from ..numerics.params import GMMParams
 from ..numerics.predict import predict_block, predict_proba_block, score_samples_block
-
-
-def _rows(X):
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})
-    return X
+from .blocks import one_feature_chunk
 
 
 def _block_start(block_info):
@@ -32,7 +27,7 @@ def _score(x, params, block_info=None):
 
 def predict_dask(X, params: GMMParams):
     """Lazy labels, shape (n,), dtype intp."""
-    X = _rows(X)
+    X = one_feature_chunk(X)
     return X.map_blocks(
         _predict, params, drop_axis=1, chunks=(X.chunks[0],), dtype=np.intp,
         meta=np.empty((0,), dtype=np.intp),
@@ -41,7 +36,7 @@ def predict_dask(X, params: GMMParams):
 
 def predict_proba_dask(X, params: GMMParams):
     """Lazy responsibilities, shape (n, K)."""
-    X = _rows(X)
+    X = one_feature_chunk(X)
     return X.map_blocks(
         _proba, params, chunks=(X.chunks[0], (params.n_components,)), dtype=np.float64,
         meta=np.empty((0, 0), dtype=np.float64),
@@ -50,7 +45,7 @@ def predict_proba_dask(X, params: GMMParams):
 
 def score_samples_dask(X, params: GMMParams):
     """Lazy per-row log-likelihood, shape (n,)."""
-    X = _rows(X)
+    X = one_feature_chunk(X)
     return X.map_blocks(
         _score, params, drop_axis=1, chunks=(X.chunks[0],), dtype=np.float64,
         meta=np.empty((0,), dtype=np.float64),
