@@ -51,9 +51,9 @@ def start(X, means, ct):
     return dict(weights_init=w, means_init=means, precisions_init=p.precisions_)
 
 
-def per_iteration(make_model, X, n1, n2):
+def per_iteration(cls, k, kw, X, n1, n2):
     def timed(n):
-        model = make_model(n)
+        model = cls(k, max_iter=n, **kw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
@@ -64,6 +64,7 @@ def per_iteration(make_model, X, n1, n2):
 
 
 def run(case, n1, n2, client):
+    import dask
     import dask.array as da
     from sklearn.mixture import GaussianMixture as SK
 
@@ -76,14 +77,11 @@ def run(case, n1, n2, client):
     rows = []
     for ct in TYPES:
         kw = dict(covariance_type=ct, tol=0, **start(X, means, ct))
-        sk = per_iteration(lambda m: SK(k, max_iter=m, **kw), X, n1, n2)
-        with_client = client.as_current()
-        with with_client:
-            dist = per_iteration(lambda m: GaussianMixture(k, max_iter=m, **kw), Xd, n1, n2)
-        import dask
-
+        sk = per_iteration(SK, k, kw, X, n1, n2)
+        with client.as_current():
+            dist = per_iteration(GaussianMixture, k, kw, Xd, n1, n2)
         with dask.config.set(scheduler="threads"):
-            local = per_iteration(lambda m: GaussianMixture(k, max_iter=m, **kw), X, n1, n2)
+            local = per_iteration(GaussianMixture, k, kw, X, n1, n2)
         rows.append(dict(case=case, covariance_type=ct, n=n, d=d, k=k, sklearn=sk,
                          distgmm_numpy=local, distgmm_distributed=dist))
         print(f"{case} {ct:9s} sklearn {sk:.4f}s  distgmm numpy {local:.4f}s "
@@ -111,8 +109,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as c:
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    with cluster, Client(cluster, set_as_default=False) as c:
         rows = [r for case in (args.case or ["smoke"]) for r in run(case, args.n1, args.n2, c)]
     table = markdown(rows)
     print(table)

@@ -140,14 +140,6 @@ def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
     return LloydStats(origin, counts, onehot.T @ xc, float(w @ dmin), far)
 
 
-def hard_resp(xc: np.ndarray, centers_c: np.ndarray) -> np.ndarray:
-    """One-hot responsibilities of the nearest centre (centres about the same origin)."""
-    labels = sq_distances(xc, centers_c).argmin(axis=1)
-    resp = np.zeros((xc.shape[0], centers_c.shape[0]))
-    resp[np.arange(xc.shape[0]), labels] = 1.0
-    return resp
-
-
 @dataclass(frozen=True)
 class RandomResp:
     """A ``resp_fn`` for ``init_params="random"``: per-row uniform draws, normalised."""
@@ -167,4 +159,7 @@ class HardResp:
     centers_c: np.ndarray
 
     def __call__(self, xc: np.ndarray, row_start: int) -> np.ndarray:
-        return hard_resp(xc, self.centers_c)
+        labels = sq_distances(xc, self.centers_c).argmin(axis=1)
+        resp = np.zeros((xc.shape[0], self.centers_c.shape[0]))
+        resp[np.arange(xc.shape[0]), labels] = 1.0
+        return resp
