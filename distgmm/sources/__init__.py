@@ -1,0 +1,12 @@
+"""Data sources: each yields a row-chunked float dask array with known chunk sizes."""
+
+from .array import ArraySource, NpySource
+from .base import DEFAULT_CHUNK_BYTES, Dataset, Source, chunk_rows
+from .parquet import ParquetSource, parse_filter
+from .registry import FORMATS, detect_format, open_source
+from .zarr import ZarrSource
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES", "FORMATS", "ArraySource", "Dataset", "NpySource", "ParquetSource",
+    "Source", "ZarrSource", "chunk_rows", "detect_format", "open_source", "parse_filter",
+]

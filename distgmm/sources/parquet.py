@@ -1,0 +1,140 @@
+"""Parquet: one file, a directory of files, or a hive-partitioned dataset."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..inputs import check_columns
+from .base import DEFAULT_CHUNK_BYTES, Dataset
+
+_OPS = ("==", "!=", "<=", ">=", "<", ">", "not in", "in")
+_FILTER = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(==|!=|<=|>=|<|>|=|not\s+in|in)\s*(.+?)\s*$")
+
+
+def parse_filter(expr) -> tuple:
+    """``"col OP value"`` (or a ``[col, op, value]`` triple) as a pyarrow filter tuple.
+
+    ``value`` is a Python literal (``3``, ``2.5``, ``'2026-11-01'``, ``[1, 2]``); a bare
+    word is taken as a string. ``=`` means ``==``.
+
+    Examples
+    --------
+    >>> parse_filter("date == '2026-11-01'")
+    ('date', '==', '2026-11-01')
+    >>> parse_filter("x > 3")
+    ('x', '>', 3)
+    """
+    if isinstance(expr, (list, tuple)):
+        if len(expr) != 3 or expr[1] not in _OPS:
+            raise ValueError(
+                f"Filter {list(expr)!r} is not [column, op, value] with op one of {_OPS}."
+            )
+        return tuple(expr)
+    m = _FILTER.match(str(expr))
+    if not m:
+        raise ValueError(
+            f"Cannot read the filter {expr!r}: write it as 'COLUMN OP VALUE', e.g. "
+            "\"date == '2026-11-01'\" or 'x > 3', with OP one of " + ", ".join(_OPS) + "."
+        )
+    col, op, raw = m.groups()
+    op = "==" if op == "=" else re.sub(r"\s+", " ", op)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    if op in ("in", "not in") and not isinstance(value, (list, tuple, set)):
+        raise ValueError(f"Filter {expr!r}: '{op}' needs a list, e.g. \"{col} {op} [1, 2]\".")
+    return (col, op, list(value) if op in ("in", "not in") else value)
+
+
+def _float_features(part, features):
+    return part[features].astype(np.float64)
+
+
+def _dedupe(names) -> list[str]:
+    return list(dict.fromkeys(n for n in names if n))
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """Rows of a Parquet dataset, feature columns converted to float64.
+
+    Parameters
+    ----------
+    path : str
+        A file, a directory, or a hive-partitioned dataset (local or fsspec URL).
+    columns : tuple of str, optional
+        Feature columns; default all columns except ``id_column`` and ``passthrough``.
+    filters : tuple
+        Row filters ANDed together, each ``"col OP value"`` or ``(col, op, value)``;
+        partition columns filter whole files.
+    id_column : str, optional
+        Carried to tabular outputs so labels can be joined back.
+    passthrough : tuple of str
+        More columns copied to tabular outputs.
+    storage_options : dict
+    chunk_bytes : int
+        Target bytes per partition (Parquet row groups are never split).
+    """
+
+    path: str
+    columns: tuple[str, ...] | None = None
+    filters: tuple = ()
+    id_column: str | None = None
+    passthrough: tuple[str, ...] = ()
+    storage_options: dict = field(default_factory=dict)
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+    def _read(self, columns=None):
+        import dask.dataframe as dd
+
+        filters = [parse_filter(f) for f in self.filters] or None
+        try:
+            return dd.read_parquet(
+                self.path, columns=columns, filters=filters,
+                storage_options=self.storage_options or None, blocksize=self.chunk_bytes,
+            )
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"No Parquet file or dataset at {self.path}: check the input path."
+            ) from None
+
+    def _features(self, available: list[str]) -> list[str]:
+        extra = _dedupe([self.id_column, *self.passthrough])
+        wanted = list(self.columns) if self.columns else [c for c in available if c not in extra]
+        missing = [c for c in _dedupe(wanted + extra) if c not in available]
+        if missing:
+            raise ValueError(
+                f"Column(s) {missing} not in {self.path}; it has {available}: fix the "
+                "column names."
+            )
+        if not wanted:
+            raise ValueError(f"{self.path} has no feature columns left: name them with --columns.")
+        return wanted
+
+    def load(self) -> Dataset:
+        features = self._features(list(self._read().columns))
+        df = self._read(_dedupe(features + [self.id_column, *self.passthrough]))
+        check_columns(features, [df.dtypes[c] for c in features])
+        # an opaque map_partitions keeps dask from pushing the column projection into
+        # the reader, which would regroup row groups into different partitions than
+        # ``df`` (the frame the outputs are computed from) has
+        numeric = df.map_partitions(_float_features, features,
+                                    meta=pd.DataFrame({c: [] for c in features}, dtype=float))
+        X = numeric.to_dask_array(lengths=True)
+        if X.shape[0] == 0:
+            where = f" after the filters {list(self.filters)}" if self.filters else ""
+            raise ValueError(
+                f"No rows in {self.path}{where}: check the path and the filter values."
+            )
+        desc = {
+            "kind": "parquet", "path": self.path, "columns": features,
+            "filters": [list(parse_filter(f)) for f in self.filters],
+            "id_column": self.id_column, "shape": list(X.shape), "chunks": list(X.chunks[0]),
+        }
+        return Dataset(X, tuple(features), df, self.id_column, tuple(self.passthrough), desc)
