@@ -1,7 +1,10 @@
 """distgmm: Gaussian-mixture clustering (EM) for data that does not fit on one machine."""
 
-from .estimator import GaussianMixture
-from .numerics.params import GMMParams
-
-__all__ = ["GMMParams", "GaussianMixture"]
 __version__ = "0.1.0"
+
+from .estimator import GaussianMixture  # noqa: E402
+from .model import load_model, save_model  # noqa: E402
+from .numerics.params import GMMParams  # noqa: E402
+from .sources import open_source  # noqa: E402
+
+__all__ = ["GMMParams", "GaussianMixture", "load_model", "open_source", "save_model"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -74,6 +75,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined when X has column names.
+    timings_ : dict
+        Seconds spent in initialisation (``"init"``, all restarts) and in each EM
+        iteration (``"iterations"``, every restart in order).
 
     Examples
     --------
@@ -200,7 +204,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             pc, ct, cov,
         )
 
-    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+    def fit(self, X, y=None, sample_weight=None, *, callback=None) -> GaussianMixture:
         """Estimate the parameters with EM.
 
         Parameters
@@ -209,25 +213,28 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Per-row weights (a row of weight 2 counts as two identical rows).
+        callback : callable, optional
+            Called with a :class:`distgmm.parallel.em.IterationInfo` (initialisation
+            index, iteration, lower bound, change, seconds) after every EM iteration.
 
         Returns
         -------
         self
         """
-        self._fit(X, sample_weight)
+        self._fit(X, sample_weight, callback)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None):
         """Fit, then label ``X`` with the final parameters.
 
         Returns
         -------
         labels : ndarray (or lazy dask array for dask input) of shape (n_samples,)
         """
-        blocks = self._fit(X, sample_weight)
+        blocks = self._fit(X, sample_weight, callback)
         return self._predict_blocks(blocks, predict_block, predict_dask)
 
-    def _fit(self, X, sample_weight) -> Blocks:
+    def _fit(self, X, sample_weight, callback=None) -> Blocks:
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         n = blocks.n_positive_weight_rows()
         if n < self.n_components:
@@ -241,6 +248,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_init = 1 if warm else self.n_init
         rng = check_random_state(self.random_state)
         best = None
+        self.timings_ = {"init": 0.0, "iterations": []}
         for init in range(n_init):
             seed = int(rng.randint(np.iinfo(np.int32).max))
             if self.verbose:
@@ -250,9 +258,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 params, lb0 = self._params(), self.lower_bound_
             else:
                 params, lb0 = self._initial(blocks, seed), -np.inf
+            self.timings_["init"] += time.perf_counter() - t0
+
+            def on_iteration(info: IterationInfo, init=init) -> None:
+                info = replace(info, init=init)
+                self.timings_["iterations"].append(info.seconds)
+                self._progress(info)
+                if callback is not None:
+                    callback(info)
+
             result = run_em(
                 blocks, params, tol=self.tol, max_iter=self.max_iter,
-                reg_covar=self.reg_covar, lower_bound=lb0, callback=self._progress,
+                reg_covar=self.reg_covar, lower_bound=lb0, callback=on_iteration,
             )
             if self.verbose:
                 state = "converged" if result.converged else "did not converge"
@@ -364,6 +381,38 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Akaike information criterion on ``X`` (lower is better)."""
         total, _ = self._total_log_likelihood(X)
         return -2 * total + 2 * self._n_parameters()
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path: str, *, metrics: dict | None = None, overwrite: bool = False,
+             storage_options: dict | None = None) -> str:
+        """Save to a directory of ``model.json`` and ``.npy`` files (no pickle).
+
+        See :func:`distgmm.model.save_model`; load with :func:`distgmm.load_model`.
+        """
+        from .model import save_model
+
+        return save_model(self, path, metrics=metrics, overwrite=overwrite,
+                          storage_options=storage_options)
+
+    def to_sklearn(self):
+        """An equivalent fitted :class:`sklearn.mixture.GaussianMixture`.
+
+        Returns
+        -------
+        sklearn.mixture.GaussianMixture
+            Same parameters and fitted attributes; its predictions equal this model's.
+        """
+        from sklearn.mixture import GaussianMixture as SKGaussianMixture
+
+        check_is_fitted(self, "precisions_cholesky_")
+        names = SKGaussianMixture().get_params().keys()
+        sk = SKGaussianMixture(**{k: v for k, v in self.get_params().items() if k in names})
+        for attr in ("weights_", "means_", "covariances_", "precisions_",
+                     "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_",
+                     "lower_bounds_", "n_features_in_", "feature_names_in_"):
+            if hasattr(self, attr):
+                setattr(sk, attr, getattr(self, attr))
+        return sk
 
     def sample(self, n_samples: int = 1):
         """Draw samples from the fitted mixture (numpy, as scikit-learn does).

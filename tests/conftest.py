@@ -39,3 +39,57 @@ def sklearn_start(X, k, covariance_type, seed=0):
         warnings.simplefilter("ignore")
         ref.fit(X)
     return dict(weights_init=weights, means_init=means, precisions_init=ref.precisions_)
+
+
+@pytest.fixture(scope="session")
+def scheduler_address(tmp_path_factory):
+    """A cluster started the way deploy recipes start one: `dask scheduler` + `dask worker`."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    d = tmp_path_factory.mktemp("cluster")
+    sfile = str(d / "scheduler.json")
+    bindir = os.path.dirname(sys.executable)
+    procs = [subprocess.Popen(
+        [os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard", "--scheduler-file", sfile],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(sfile) and time.time() < deadline:
+            time.sleep(0.1)
+        procs.append(subprocess.Popen(
+            [os.path.join(bindir, "dask"), "worker", "--scheduler-file", sfile,
+             "--nworkers", "2", "--nthreads", "1", "--memory-limit", "2GiB",
+             "--host", "127.0.0.1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(d)))
+        with Client(scheduler_file=sfile, timeout="60s") as c:
+            c.wait_for_workers(2, timeout=60)
+            address = c.scheduler.address
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def run_cli(*args, address=None, cwd=None, timeout=300):
+    """Run the installed `distgmm` command; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    if address:
+        env["DASK_SCHEDULER_ADDRESS"] = address
+    exe = os.path.join(os.path.dirname(sys.executable), "distgmm")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)

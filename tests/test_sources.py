@@ -165,6 +165,9 @@ def test_chunk_rows_whole_store_chunks():
     assert chunk_rows(4, 8, 128 * 2**20) == 128 * 2**20 // 32
     assert chunk_rows(4, 8, 10_000, store_rows=100) == 300
     assert chunk_rows(4, 8, 10, store_rows=100) == 100
+    # small data is still split for the workers, but not below 4 MiB chunks
+    assert chunk_rows(4, 8, 128 * 2**20, n_rows=10**7) == 10**7 // 8
+    assert chunk_rows(4, 8, 128 * 2**20, n_rows=10**5) == 4 * 2**20 // 32
 
 
 def test_parse_filter():

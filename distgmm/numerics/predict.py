@@ -36,3 +36,14 @@ def predict_block(X: np.ndarray, params: GMMParams, row_start: int = 0) -> np.nd
     """Most probable component per row, shape (n,), dtype intp."""
     out = [lp.argmax(axis=1) for lp, _ in _log_resp_tiles(X, params, row_start)]
     return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
+
+
+def predict_all_block(X: np.ndarray, params: GMMParams, row_start: int = 0) -> np.ndarray:
+    """Label, log-likelihood and responsibilities in one pass, shape (n, 2 + K).
+
+    Column 0 is the label (as float), column 1 ``log p(x)``, columns 2.. the
+    responsibilities.
+    """
+    out = [np.column_stack([lp.argmax(axis=1), lpn, np.exp(lp - lpn[:, None])])
+           for lp, lpn in _log_resp_tiles(X, params, row_start)]
+    return np.concatenate(out) if out else np.empty((0, 2 + params.n_components))

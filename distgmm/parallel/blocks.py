@@ -93,6 +93,11 @@ def one_feature_chunk(X):
     return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
 
 
+def should_persist(X, cache: str) -> bool:
+    """Whether ``cache`` asks to keep ``X`` in cluster memory (``auto``: if it fits)."""
+    return cache == "memory" or (cache == "auto" and X.nbytes <= _cluster_memory())
+
+
 def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
     """Blocks over a dask array: features in one chunk, empty chunks dropped.
 
@@ -116,7 +121,7 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
     X = one_feature_chunk(X)
     if sample_weight is not None:
         sample_weight = sample_weight.rechunk((X.chunks[0],))
-    if cache == "memory" or (cache == "auto" and X.nbytes <= _cluster_memory()):
+    if should_persist(X, cache):
         if sample_weight is None:
             X = X.persist()
         else:

@@ -33,6 +33,7 @@ class IterationInfo:
     lower_bound: float
     change: float
     seconds: float
+    init: int = 0
 
 
 def e_step(blocks: Blocks, params: GMMParams):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics.params import GMMParams
-from ..numerics.predict import predict_block, predict_proba_block, score_samples_block
+from ..numerics.predict import (
+    predict_all_block,
+    predict_block,
+    predict_proba_block,
+    score_samples_block,
+)
 from .blocks import one_feature_chunk
 
 
@@ -23,6 +28,10 @@ def _proba(x, params, block_info=None):
 
 def _score(x, params, block_info=None):
     return score_samples_block(x, params, _block_start(block_info))
+
+
+def _all(x, params, block_info=None):
+    return predict_all_block(x, params, _block_start(block_info))
 
 
 def predict_dask(X, params: GMMParams):
@@ -50,3 +59,14 @@ def score_samples_dask(X, params: GMMParams):
         _score, params, drop_axis=1, chunks=(X.chunks[0],), dtype=np.float64,
         meta=np.empty((0,), dtype=np.float64),
     )
+
+
+def predict_all_dask(X, params: GMMParams):
+    """Lazy labels (intp), per-row log-likelihood and responsibilities from one pass."""
+    X = one_feature_chunk(X)
+    k = params.n_components
+    both = X.map_blocks(
+        _all, params, chunks=(X.chunks[0], (2 + k,)), dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64),
+    )
+    return both[:, 0].astype(np.intp), both[:, 1], both[:, 2:]

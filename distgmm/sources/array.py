@@ -13,7 +13,8 @@ from .base import DEFAULT_CHUNK_BYTES, Dataset, as_float, check_numeric_array, c
 def _dask_from(obj, shape, dtype, chunk_bytes: int, given_rows: int | None, name=None):
     import dask.array as da
 
-    rows = given_rows or chunk_rows(shape[1], np.dtype(dtype).itemsize, chunk_bytes)
+    rows = given_rows or chunk_rows(shape[1], np.dtype(dtype).itemsize, chunk_bytes,
+                                   n_rows=shape[0])
     return da.from_array(obj, chunks=(rows, shape[1]), name=name, asarray=True)
 
 

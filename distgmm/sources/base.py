@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 
 DEFAULT_CHUNK_BYTES = 128 * 2**20
+MIN_CHUNKS = 8
+MIN_CHUNK_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,12 @@ class Source(Protocol):
         ...
 
 
-def chunk_rows(n_features: int, itemsize: int, chunk_bytes: int, store_rows: int = 1) -> int:
+def chunk_rows(n_features: int, itemsize: int, chunk_bytes: int, store_rows: int = 1,
+               n_rows: int | None = None) -> int:
     """Rows per chunk: about ``chunk_bytes`` of data, a whole number of store chunks.
+
+    Data smaller than ``MIN_CHUNKS`` budget-sized chunks is still split into about
+    ``MIN_CHUNKS`` chunks (none under ``MIN_CHUNK_BYTES``), so every worker gets work.
 
     Parameters
     ----------
@@ -71,8 +77,14 @@ def chunk_rows(n_features: int, itemsize: int, chunk_bytes: int, store_rows: int
         Target bytes per chunk.
     store_rows : int
         Rows per chunk of the underlying store; chunks never split one.
+    n_rows : int, optional
+        Rows in the data.
     """
-    rows = max(1, int(chunk_bytes) // max(1, n_features * itemsize))
+    row_bytes = max(1, n_features * itemsize)
+    rows = max(1, int(chunk_bytes) // row_bytes)
+    if n_rows:
+        small = max(-(-n_rows // MIN_CHUNKS), MIN_CHUNK_BYTES // row_bytes, 1)
+        rows = min(rows, small)
     return max(store_rows, rows // store_rows * store_rows)
 
 

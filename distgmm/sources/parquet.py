@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -94,9 +95,10 @@ class ParquetSource:
         import dask.dataframe as dd
 
         filters = [parse_filter(f) for f in self.filters] or None
+        path = self.path if "://" in self.path else os.path.abspath(self.path)
         try:
             return dd.read_parquet(
-                self.path, columns=columns, filters=filters,
+                path, columns=columns, filters=filters,
                 storage_options=self.storage_options or None, blocksize=self.chunk_bytes,
             )
         except FileNotFoundError:

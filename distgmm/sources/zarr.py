@@ -8,7 +8,12 @@ from .base import DEFAULT_CHUNK_BYTES, Dataset, as_float, check_numeric_array, c
 
 
 def _open_node(path: str, storage_options: dict):
+    import os
+
     import zarr
+
+    if "://" not in path:
+        path = os.path.abspath(path)  # workers may run in another directory
 
     try:
         if path.endswith(".zip"):
@@ -83,7 +88,7 @@ class ZarrSource:
         check_numeric_array(z.dtype, z.ndim, where)
         store_rows = z.chunks[0]
         rows = self.chunk_rows or chunk_rows(z.shape[1], z.dtype.itemsize, self.chunk_bytes,
-                                             store_rows)
+                                             store_rows, z.shape[0])
         X = da.from_zarr(z, chunks=(rows, z.shape[1]))
         desc = {
             "kind": "zarr", "path": self.path, "array": self.array, "shape": list(z.shape),

@@ -1,0 +1,327 @@
+"""The ``distgmm`` command: parses arguments and delegates to the runner.
+
+Exit codes: 0 done; 2 bad input, options or job spec (one line on stderr, nothing
+written); 75 transient infrastructure failure (scheduler lost, workers dying beyond
+Dask's retries): rerunning is safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_TRANSIENT = 0, 2, 75
+
+
+def _transient_errors() -> tuple:
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    return (CommClosedError, KilledWorker, FutureCancelledError, TimeoutError, ConnectionError)
+
+
+_BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+              IsADirectoryError, PermissionError)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """2 for bad input, 75 for transient infrastructure failures, 1 for anything else."""
+    if isinstance(exc, _transient_errors()):
+        return EXIT_TRANSIENT
+    if isinstance(exc, _BAD_INPUT):
+        return EXIT_BAD_INPUT
+    return 1
+
+
+def _message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, _transient_errors()):
+        return (f"cluster failure ({type(exc).__name__}: {text}); rerunning is safe, "
+                "it resumes where possible")
+    return text
+
+
+def _common(f):
+    """--quiet, --log-format and --debug on every command."""
+
+    @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+    @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+                  show_default=True, help="Progress lines as text or one JSON object each.")
+    @click.option("--debug", is_flag=True, help="Show the traceback of errors.")
+    @functools.wraps(f)
+    def wrapper(*args, quiet, log_format, debug, **kwargs):
+        from .events import Reporter
+
+        reporter = Reporter(quiet=quiet, log_format=log_format)
+        try:
+            return f(*args, reporter=reporter, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            code = exit_code_for(exc)
+            if code == 1:
+                raise
+            click.echo(f"distgmm: error: {_message(exc)}", err=True)
+            sys.exit(code)
+
+    return wrapper
+
+
+def _split(value: str | None):
+    return None if not value else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _input_options(f):
+    for opt in reversed([
+        click.option("--format", "input_format", type=click.Choice(
+            ["auto", "zarr", "parquet", "npy"]), default="auto", show_default=True,
+            help="Input format; auto looks at the suffix and directory contents."),
+        click.option("--array", help="Path of the array inside a Zarr group."),
+        click.option("--columns", help="Comma-separated feature columns (Parquet)."),
+        click.option("--filter", "filters", multiple=True, metavar="EXPR",
+                     help="Row filter \"COL OP VALUE\" (Parquet), e.g. \"date == "
+                          "'2026-11-22'\"; repeat to AND several."),
+        click.option("--id-column", help="Column carried to the outputs (Parquet)."),
+        click.option("--passthrough", help="More comma-separated columns carried to the "
+                     "outputs (Parquet)."),
+        click.option("--chunk-size", default="128MiB", show_default=True,
+                     help="Target size of a row chunk."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _output_options(f):
+    for opt in reversed([
+        click.option("--output", "-o", required=True, metavar="DIR",
+                     help="Output directory (published atomically, _SUCCESS last)."),
+        click.option("--labels/--no-labels", default=True, show_default=True,
+                     help="Write the most probable component of each row."),
+        click.option("--probabilities", is_flag=True, help="Write per-component probabilities."),
+        click.option("--log-likelihood", is_flag=True, help="Write per-row log-likelihood."),
+        click.option("--output-format", type=click.Choice(["auto", "zarr", "parquet"]),
+                     default="auto", show_default=True,
+                     help="auto: Parquet for Parquet input, Zarr otherwise."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _cluster_options(f):
+    for opt in reversed([
+        click.option("--address", envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDR",
+                     help="Scheduler address (default: $DASK_SCHEDULER_ADDRESS, else an "
+                          "embedded local cluster on 127.0.0.1)."),
+        click.option("--n-workers", type=int, help="Workers of the embedded cluster."),
+        click.option("--threads-per-worker", type=int,
+                     help="Threads per worker of the embedded cluster."),
+        click.option("--memory-limit", metavar="SIZE",
+                     help="Memory per worker of the embedded cluster, e.g. 4GiB."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _input_section(path, kw) -> dict:
+    return {"path": path, "format": kw["input_format"], "array": kw["array"],
+            "columns": _split(kw["columns"]), "filters": list(kw["filters"]),
+            "id_column": kw["id_column"], "passthrough": _split(kw["passthrough"]) or (),
+            "chunk_size": kw["chunk_size"]}
+
+
+def _output_section(kw) -> dict:
+    return {"path": kw["output"], "format": kw["output_format"], "labels": kw["labels"],
+            "probabilities": kw["probabilities"], "log_likelihood": kw["log_likelihood"],
+            "overwrite": kw["overwrite"]}
+
+
+def _cluster_section(kw) -> dict:
+    return {k: kw[k] for k in ("address", "n_workers", "threads_per_worker", "memory_limit")}
+
+
+def _print_result(reporter, metrics: dict, output: str) -> None:
+    if reporter.quiet:
+        return
+    if reporter.log_format == "json":
+        click.echo(json.dumps({"output": output, "metrics": "metrics.json",
+                               "n_samples": metrics["n_samples"],
+                               "cluster_sizes": metrics["cluster_sizes"]}))
+    else:
+        click.echo(f"{output}: {metrics['n_samples']} rows, cluster sizes "
+                   f"{metrics['cluster_sizes']}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="distgmm")
+def cli():
+    """Gaussian-mixture clustering (EM) of Zarr, Parquet and .npy data on a Dask cluster.
+
+    Without --address or DASK_SCHEDULER_ADDRESS every command starts an embedded local
+    cluster on 127.0.0.1. Exit codes: 0 done, 2 bad input or spec (nothing written),
+    75 cluster failure (safe to rerun).
+    """
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
+@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
+              default="full", show_default=True)
+@click.option("--max-iter", type=int, default=100, show_default=True)
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="Stop when the mean log-likelihood changes by less.")
+@click.option("--reg-covar", type=float, default=1e-6, show_default=True)
+@click.option("--n-init", type=int, default=1, show_default=True, help="Restarts; best kept.")
+@click.option("--init", "init_params", type=click.Choice(
+    ["kmeans", "k-means++", "random", "random_from_data"]), default="kmeans", show_default=True)
+@click.option("--random-state", type=int, default=0, show_default=True)
+@click.option("--cache", type=click.Choice(["auto", "memory", "none"]), default="auto",
+              show_default=True, help="Keep the data in cluster memory (auto: if it fits).")
+@_input_options
+@_output_options
+@_cluster_options
+@_common
+def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_init,
+        init_params, random_state, cache, reporter, **kw):
+    """Fit a mixture to INPUT and publish model/, metrics.json and labels to --output.
+
+    INPUT is a Zarr store (directory, .zip or URL), a Parquet file or dataset, or a
+    .npy file.
+    """
+    from .jobspec import JobSpec
+    from .runner import run_job
+
+    raw = {
+        "input": _input_section(input_path, kw),
+        "model": {"n_components": n_components, "covariance_type": covariance_type,
+                  "max_iter": max_iter, "tol": tol, "reg_covar": reg_covar, "n_init": n_init,
+                  "init_params": init_params, "random_state": random_state, "cache": cache},
+        "output": _output_section(kw),
+        "cluster": _cluster_section(kw),
+    }
+    spec = JobSpec.from_mapping(raw, where="distgmm fit")
+    _print_result(reporter, run_job(spec, reporter=reporter), spec.output.path)
+
+
+@cli.command()
+@click.argument("job", type=click.Path(dir_okay=False))
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Fill a {template} (date=2026-11-22) or override a setting "
+                   "(model.n_components=5); repeatable.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@_common
+def run(job, settings, overwrite, reporter):
+    """Run the job spec JOB (.yaml or .toml)."""
+    from .jobspec import JobSpec
+    from .runner import run_job
+
+    if overwrite:
+        settings = (*settings, "output.overwrite=true")
+    spec = JobSpec.from_file(job, settings)
+    _print_result(reporter, run_job(spec, reporter=reporter), spec.output.path)
+
+
+@cli.command()
+@click.argument("job", type=click.Path(dir_okay=False))
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="As for `distgmm run`.")
+@_common
+def validate(job, settings, reporter):
+    """Check the job spec JOB without running it (exit 0 if valid, 2 if not)."""
+    from .jobspec import JobSpec
+
+    spec = JobSpec.from_file(job, settings)
+    if not reporter.quiet:
+        click.echo(f"{job}: valid; input {spec.input.path}, k={spec.model.n_components} "
+                   f"{spec.model.covariance_type}, output {spec.output.path}")
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@_input_options
+@_output_options
+@_cluster_options
+@_common
+def predict(model_path, input_path, reporter, **kw):
+    """Label INPUT with the saved MODEL (a model/ directory or a fit's output)."""
+    from .jobspec import OutputSpec
+    from .runner import predict_job
+    from .sources import parse_filter
+
+    section = _input_section(input_path, kw)
+    section.pop("path")
+    section["chunk_bytes"] = _bytes(section.pop("chunk_size"))
+    section["filters"] = [parse_filter(f) for f in section["filters"]]
+    output = OutputSpec.model_validate(_output_section(kw))
+    metrics = predict_job(model_path, input_path, output, source_options=section,
+                          cluster=_cluster_section(kw), reporter=reporter)
+    _print_result(reporter, metrics, output.path)
+
+
+def _bytes(text: str) -> int:
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise ValueError(f"--chunk-size {text!r} is not a size: write e.g. 128MiB.") from None
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@_common
+def info(model_path, reporter):
+    """Describe the saved MODEL."""
+    from .model import read_model_metadata
+
+    meta = read_model_metadata(model_path)
+    meta.pop("_root", None)
+    if reporter.log_format == "json":
+        click.echo(json.dumps(meta, indent=2))
+        return
+    fit = meta["fit"]
+    click.echo(f"{model_path}: {meta['n_components']} components, {meta['covariance_type']} "
+               f"covariance, {meta['n_features']} features")
+    if meta.get("feature_names"):
+        click.echo(f"features: {', '.join(meta['feature_names'])}")
+    click.echo(f"fit: {fit['n_iter']} iterations, converged={fit['converged']}, "
+               f"lower bound {fit['lower_bound']:.6f}")
+    for key in ("n_samples", "bic", "aic", "cluster_sizes"):
+        if key in meta.get("metrics", {}):
+            click.echo(f"{key}: {meta['metrics'][key]}")
+    click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+
+
+@cli.command()
+@click.option("--workdir", default="distgmm-demo", show_default=True,
+              help="Where the synthetic data (data.zarr) and the output go.")
+@click.option("--n-samples", type=int, default=1_000_000, show_default=True)
+@click.option("--n-features", type=int, default=8, show_default=True)
+@click.option("--n-components", "-k", type=int, default=5, show_default=True)
+@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
+              default="full", show_default=True)
+@click.option("--random-state", type=int, default=0, show_default=True)
+@_cluster_options
+@_common
+def demo(reporter, **kw):
+    """Generate a synthetic Zarr dataset and cluster it end to end (the quickstart)."""
+    from .demo import run_demo
+
+    run_demo(reporter=reporter, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    return cli.main(args=argv, prog_name="distgmm")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Job specs: YAML (safe_load only) or TOML, validated into frozen objects.
+
+Build them with :meth:`JobSpec.from_file` or :meth:`JobSpec.from_mapping`, never
+``JobSpec(**raw)``. Strings may hold template variables such as ``{date}``, filled by
+``--set date=2026-11-22``; ``--set section.key=value`` overrides one setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from .numerics.gaussian import COVARIANCE_TYPES
+from .outputs import OUTPUT_FORMATS
+from .parallel.blocks import CACHE_CHOICES
+from .parallel.init import INIT_PARAMS
+from .sources import DEFAULT_CHUNK_BYTES, FORMATS, parse_filter
+
+_VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputSpec(_Frozen):
+    """Where the rows come from (see :func:`distgmm.open_source`)."""
+
+    path: str
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    array: str | None = None
+    columns: tuple[str, ...] | None = None
+    filters: tuple[Any, ...] = ()
+    id_column: str | None = None
+    passthrough: tuple[str, ...] = ()
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    chunk_size: ByteSize = ByteSize(DEFAULT_CHUNK_BYTES)
+    chunk_rows: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_parse(cls, value):
+        return tuple(parse_filter(f) for f in value)
+
+    def source_options(self) -> dict:
+        """Keyword options for :func:`distgmm.open_source` (unset ones left out)."""
+        opts = {"format": self.format, "array": self.array, "columns": self.columns,
+                "filters": self.filters, "id_column": self.id_column,
+                "passthrough": self.passthrough, "storage_options": self.storage_options,
+                "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size)}
+        return opts
+
+
+class ModelSpec(_Frozen):
+    """Parameters of :class:`distgmm.GaussianMixture`."""
+
+    n_components: Annotated[int, Field(ge=1)]
+    covariance_type: Literal[COVARIANCE_TYPES] = "full"  # type: ignore[valid-type]
+    tol: Annotated[float, Field(ge=0)] = 1e-3
+    reg_covar: Annotated[float, Field(ge=0)] = 1e-6
+    max_iter: Annotated[int, Field(ge=0)] = 100
+    n_init: Annotated[int, Field(ge=1)] = 1
+    init_params: Literal[INIT_PARAMS] = "kmeans"  # type: ignore[valid-type]
+    random_state: int | None = 0
+    cache: Literal[CACHE_CHOICES] = "auto"  # type: ignore[valid-type]
+
+
+class OutputSpec(_Frozen):
+    """Where results are published and which ones."""
+
+    path: str
+    format: Literal[OUTPUT_FORMATS] = "auto"  # type: ignore[valid-type]
+    labels: bool = True
+    probabilities: bool = False
+    log_likelihood: bool = False
+    overwrite: bool = False
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClusterSpec(_Frozen):
+    """The Dask cluster: an address, or settings of the embedded local cluster."""
+
+    address: str | None = None
+    n_workers: Annotated[int, Field(ge=1)] | None = None
+    threads_per_worker: Annotated[int, Field(ge=1)] | None = None
+    memory_limit: str | None = None
+
+
+class JobSpec(_Frozen):
+    """A whole clustering job: input, model, output, cluster."""
+
+    name: str | None = None
+    input: InputSpec
+    model: ModelSpec
+    output: OutputSpec
+    cluster: ClusterSpec = ClusterSpec()
+
+    @classmethod
+    def from_mapping(cls, raw: dict, settings: Sequence[str] = (), *,
+                     where: str = "job spec") -> JobSpec:
+        """Validate a mapping after filling templates and applying ``key=value`` settings.
+
+        Raises
+        ------
+        ValueError
+            One line naming the bad key or value and what is allowed.
+        """
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: the top level must be a mapping with input, model, "
+                             "output (and optionally cluster, name) sections.")
+        variables, overrides = _split_settings(settings, where)
+        unused = sorted(set(variables) - _variables_in([raw, list(overrides.values())]))
+        if unused:
+            raise ValueError(
+                f"{where}: --set {unused[0]}=... matches no {{{unused[0]}}} template in the "
+                "spec; use section.key=value to override a setting."
+            )
+        raw = _fill(raw, variables, where)
+        for dotted, value in overrides.items():
+            _assign(raw, dotted, _fill(value, variables, where), where)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise ValueError(_one_line(e, where)) from None
+
+    @classmethod
+    def from_file(cls, path: str, settings: Sequence[str] = ()) -> JobSpec:
+        """Read a ``.yaml``/``.yml`` (safe loader) or ``.toml`` job spec."""
+        return cls.from_mapping(read_spec_file(path), settings, where=path)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of the spec (for checkpoints and metrics)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_spec_file(path: str) -> dict:
+    """Parse a YAML or TOML file into a mapping (no object construction from tags)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No job spec at {path}: check the path.")
+    ext = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as fh:
+        text = fh.read()
+    if ext == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text.decode())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML ({e}).") from None
+    if ext not in (".yaml", ".yml"):
+        raise ValueError(f"{path}: job specs end in .yaml, .yml or .toml.")
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.constructor.ConstructorError as e:
+        tag = getattr(e, "problem", "") or str(e)
+        raise ValueError(
+            f"{path}: {tag.strip()} — job specs are plain YAML; language-specific tags such "
+            "as !!python/object are refused."
+        ) from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())}).") from None
+
+
+def _split_settings(settings: Sequence[str], where: str) -> tuple[dict, dict]:
+    import yaml
+
+    variables, overrides = {}, {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write it as key=value (e.g. date=2026-11-22 or "
+                             "model.n_components=5).")
+        if "." in key:
+            try:
+                overrides[key] = yaml.safe_load(value) if value else ""
+            except yaml.YAMLError:
+                overrides[key] = value
+        else:
+            variables[key] = value
+    return variables, overrides
+
+
+def _variables_in(raw) -> set:
+    if isinstance(raw, dict):
+        return set().union(*(_variables_in(v) for v in raw.values())) if raw else set()
+    if isinstance(raw, list):
+        return set().union(*(_variables_in(v) for v in raw)) if raw else set()
+    return set(_VARIABLE.findall(raw)) if isinstance(raw, str) else set()
+
+
+def _fill(raw, variables: dict, where: str):
+    if isinstance(raw, dict):
+        return {k: _fill(v, variables, where) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_fill(v, variables, where) for v in raw]
+    if not isinstance(raw, str):
+        return raw
+
+    def sub(m):
+        name = m.group(1)
+        if name not in variables:
+            raise ValueError(f"{where}: the template {{{name}}} has no value: pass "
+                             f"--set {name}=...")
+        return variables[name]
+
+    return _VARIABLE.sub(sub, raw)
+
+
+def _assign(raw: dict, dotted: str, value, where: str) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"{where}: --set {dotted}: {part} is not a section.")
+        node = child
+    node[last] = value
+
+
+def _model_at(loc: tuple):
+    model: Any = JobSpec
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return model if hasattr(model, "model_fields") else None
+
+
+def _one_line(error: ValidationError, where: str) -> str:
+    first = error.errors()[0]
+    loc = tuple(str(p) for p in first["loc"])
+    key = ".".join(loc) or "(top level)"
+    more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the docs"
+        return f"{where}: unknown key {key!r}; allowed here: {allowed}{more}."
+    if first["type"] == "missing":
+        return f"{where}: missing required key {key!r}{more}."
+    got = first.get("input")
+    got = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{where}: {key}: {first['msg']}{got}{more}."

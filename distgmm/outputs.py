@@ -1,0 +1,191 @@
+"""Per-row results (labels, probabilities, log-likelihood) to Zarr or Parquet, and metrics.
+
+All writers return lazy tasks, so writing the results and the final statistics
+(total log-likelihood, cluster sizes) share one pass over the data. They write into a
+staging location given by :class:`distgmm.publish.Publication`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numerics.params import GMMParams
+from .numerics.predict import predict_all_block
+
+OUTPUT_FORMATS = ("auto", "zarr", "parquet")
+PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet"}
+
+
+@dataclass(frozen=True)
+class PredictionOptions:
+    """Which per-row results to write, and how."""
+
+    labels: bool = True
+    probabilities: bool = False
+    log_likelihood: bool = False
+    format: str = "auto"
+
+    @property
+    def any(self) -> bool:
+        return self.labels or self.probabilities or self.log_likelihood
+
+    def resolve_format(self, dataset) -> str:
+        """Parquet for tabular inputs, Zarr otherwise, unless chosen."""
+        if self.format not in OUTPUT_FORMATS:
+            raise ValueError(f"output format {self.format!r} is not one of {OUTPUT_FORMATS}.")
+        if self.format != "auto":
+            return self.format
+        return "parquet" if dataset.frame is not None else "zarr"
+
+
+@dataclass
+class PendingPredictions:
+    """Lazy work of the prediction pass."""
+
+    writes: list
+    total_log_likelihood: object
+    cluster_sizes: object
+    path: str | None
+
+
+def _aligned(dask_chunks: tuple, zarr_rows: int) -> bool:
+    return all(c == zarr_rows for c in dask_chunks[:-1]) and dask_chunks[-1] <= zarr_rows
+
+
+def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOptions,
+                      storage_options: dict | None) -> PendingPredictions:
+    import dask.array as da
+    import zarr
+
+    from .parallel.predict import predict_all_dask
+
+    labels, loglik, proba = predict_all_dask(dataset.X, params)
+    wanted = {"label": (labels.astype(np.int32), opts.labels),
+              "log_likelihood": (loglik, opts.log_likelihood),
+              "probabilities": (proba, opts.probabilities)}
+    sources, targets = [], []
+    if opts.any:
+        group = zarr.open_group(url, mode="w-", storage_options=storage_options or None)
+        group.attrs.update({"n_components": params.n_components, "input": dataset.description})
+        rows = max(dataset.X.chunks[0])
+        for name, (arr, keep) in wanted.items():
+            if not keep:
+                continue
+            arr = arr.rechunk({0: rows})
+            z = group.create_array(name, shape=arr.shape, dtype=arr.dtype,
+                                   chunks=(rows,) + arr.shape[1:])
+            # misaligned dask -> zarr writes can lose data silently (zarr-python #3682)
+            if not _aligned(arr.chunks[0], z.chunks[0]):
+                raise RuntimeError(f"dask chunks {arr.chunks[0]} do not align with Zarr "
+                                   f"chunks {z.chunks}; refusing to write.")
+            sources.append(arr)
+            targets.append(z)
+    writes = [da.store(sources, targets, lock=False, compute=False)] if sources else []
+    sizes = da.bincount(labels, minlength=params.n_components)
+    return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None)
+
+
+def prediction_frame(part, params: GMMParams, features: list, keep: list,
+                     opts: PredictionOptions):
+    """One partition's output table: kept columns, then the chosen results."""
+    import pandas as pd
+
+    X = part[features].to_numpy(dtype=np.float64, na_value=np.nan)
+    res = predict_all_block(X, params)
+    out = {"label": res[:, 0].astype(np.int32), "log_likelihood": res[:, 1]}
+    if opts.probabilities:
+        for j in range(params.n_components):
+            out[f"prob_{j}"] = res[:, 2 + j]
+    # kept columns keep their dtypes (strings stay strings in the written schema)
+    return pd.concat([part[keep], pd.DataFrame(out, index=part.index)], axis=1)
+
+
+def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionOptions,
+                         storage_options: dict | None) -> PendingPredictions:
+    import dask.dataframe as dd
+
+    features = list(dataset.feature_names or [f"x{j}" for j in range(dataset.n_features)])
+    if dataset.frame is not None:
+        frame, write_index = dataset.frame, False
+        if frame.npartitions != dataset.X.numblocks[0]:
+            raise RuntimeError("input table and array partitions differ; refusing to write.")
+        keep = list(dict.fromkeys(c for c in (dataset.id_column, *dataset.passthrough) if c))
+    else:
+        frame = dd.from_dask_array(dataset.X, columns=features).rename_axis("row")
+        write_index, keep = True, []
+    results = ["label", "log_likelihood"] + [f"prob_{j}" for j in range(params.n_components)]
+    clash = sorted(set(keep) & set(results))
+    if clash:
+        raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
+                         "id/passthrough columns.")
+    meta = prediction_frame(frame._meta, params, features, keep, opts)
+    pred = frame.map_partitions(prediction_frame, params, features, keep, opts, meta=meta)
+    writes = []
+    if opts.any:
+        columns = keep + [c for c in meta.columns if c not in keep and (
+            (c == "label" and opts.labels) or (c == "log_likelihood" and opts.log_likelihood)
+            or (c.startswith("prob_") and opts.probabilities))]
+        writes = [pred[columns].to_parquet(url, write_index=write_index, compute=False,
+                                           storage_options=storage_options or None)]
+    sizes = pred["label"].value_counts()
+    return PendingPredictions(writes, pred["log_likelihood"].sum(), sizes,
+                              url if writes else None)
+
+
+def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOptions,
+                storage_options: dict | None = None) -> PendingPredictions:
+    """Lazy prediction pass writing under ``staging_url`` in the chosen format.
+
+    Parameters
+    ----------
+    dataset : distgmm.sources.Dataset
+    params : GMMParams
+    staging_url : str
+        Directory the results go into (``predictions.zarr`` or ``predictions.parquet``).
+    opts : PredictionOptions
+    storage_options : dict, optional
+
+    Returns
+    -------
+    PendingPredictions
+        Compute ``writes``, ``total_log_likelihood`` and ``cluster_sizes`` together.
+    """
+    fmt = opts.resolve_format(dataset)
+    url = posixpath.join(staging_url, PREDICTIONS[fmt])
+    make = _zarr_predictions if fmt == "zarr" else _parquet_predictions
+    return make(dataset, params, url, opts, storage_options)
+
+
+def sizes_array(sizes, n_components: int) -> list[int]:
+    """Cluster sizes as a list of K ints (from a bincount or a value_counts)."""
+    if hasattr(sizes, "reindex"):
+        sizes = sizes.reindex(range(n_components), fill_value=0).to_numpy()
+    return [int(v) for v in np.asarray(sizes)]
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(url: str, name: str, document: dict, storage_options: dict | None = None) -> None:
+    """Write ``document`` as ``url/name`` (non-finite numbers become null)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs.pipe_file(posixpath.join(path, name),
+                 json.dumps(_json_safe(document), indent=2, allow_nan=False).encode())

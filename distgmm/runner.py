@@ -1,0 +1,211 @@
+"""Run a job: open the input, fit on the cluster, publish model, results and metrics.
+
+Published output directory::
+
+    OUTPUT/
+      model/                 loadable with distgmm.load_model
+      metrics.json
+      predictions.zarr/      or predictions.parquet/ (labels, probabilities, log-likelihood)
+      _SUCCESS               written last
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+
+import numpy as np
+
+from .cluster import connect
+from .events import Reporter
+from .jobspec import JobSpec, OutputSpec
+from .model import library_versions, write_model_files
+from .numerics.params import n_parameters
+from .outputs import PredictionOptions, predictions, sizes_array, write_json
+from .publish import Publication
+from .sources import Dataset, open_source
+
+
+def _compute(client, collections: list, reporter: Reporter, label: str) -> list:
+    """Compute on the cluster, with a progress bar when attached to a terminal."""
+    futures = client.compute(collections)
+    reporter.wait(futures, label)
+    return client.gather(futures)
+
+
+def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset:
+    from .parallel.blocks import should_persist
+
+    if not should_persist(dataset.X, cache):
+        return dataset
+    X = client.persist(dataset.X)
+    reporter.wait(X, "loading the data into cluster memory")
+    return Dataset(X, dataset.feature_names, dataset.frame, dataset.id_column,
+                   dataset.passthrough, dataset.description)
+
+
+def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: Publication,
+                     reporter: Reporter, extra: dict) -> dict:
+    """The prediction pass, metrics.json and model/ into the staging directory."""
+    t0 = time.perf_counter()
+    params = model._params()
+    opts = PredictionOptions(output.labels, output.probabilities, output.log_likelihood,
+                             output.format)
+    pending = predictions(dataset, params, pub.staging_url, opts, output.storage_options)
+    reporter.event("predict", "scoring every row under the final model"
+                   + (" and writing the results" if pending.path else ""))
+    *_, total, sizes = _compute(
+        client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
+        reporter, "writing results",
+    )
+    n, d = dataset.n_samples, dataset.n_features
+    k, ct = params.n_components, params.covariance_type
+    total = float(total)
+    p = n_parameters(k, d, ct)
+    metrics = {
+        "n_samples": n, "n_features": d, "n_components": k, "covariance_type": ct,
+        "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
+        "lower_bound": float(model.lower_bound_),
+        "lower_bounds": [float(v) for v in model.lower_bounds_],
+        "mean_log_likelihood": total / n,
+        "bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
+        "weights": params.weights.tolist(), "cluster_sizes": sizes_array(sizes, k),
+        "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
+        "input": dataset.description,
+        "outputs": {"predictions": posixpath.basename(pending.path) if pending.path else None,
+                    "model": "model"},
+        "versions": library_versions(),
+        **extra,
+    }
+    metrics["timings"] = {**extra.get("timings", {}), "predict": time.perf_counter() - t0}
+    write_model_files(model, posixpath.join(pub.staging_url, "model"),
+                      {k_: metrics[k_] for k_ in ("n_samples", "bic", "aic", "cluster_sizes")},
+                      output.storage_options)
+    return metrics
+
+
+def _cluster(spec_cluster: dict, client, reporter: Reporter):
+    """The given client, or a connection made from the job's cluster section."""
+    import contextlib
+
+    if client is not None:
+        return contextlib.nullcontext(client)
+    return connect(reporter=reporter, **spec_cluster)
+
+
+def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> dict:
+    """Fit the model a job spec describes and publish its outputs.
+
+    Parameters
+    ----------
+    spec : JobSpec
+    reporter : Reporter, optional
+        Where progress goes (silent by default).
+    client : distributed.Client, optional
+        Use this client instead of the job's cluster section.
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``.
+    """
+    from .estimator import GaussianMixture
+
+    reporter = reporter or Reporter(quiet=True)
+    t_start = time.perf_counter()
+    pub = Publication(spec.output.path, overwrite=spec.output.overwrite,
+                      storage_options=spec.output.storage_options)
+    pub.check()
+    source = open_source(spec.input.path, **spec.input.source_options())
+    with _cluster(spec.cluster.model_dump(), client, reporter) as client:
+        t0 = time.perf_counter()
+        dataset = source.load()
+        if dataset.n_samples < spec.model.n_components:
+            raise ValueError(
+                f"The input has {dataset.n_samples} rows but n_components="
+                f"{spec.model.n_components}: use fewer components or more data."
+            )
+        reporter.event("input", f"input {spec.input.path}: {dataset.n_samples} rows x "
+                       f"{dataset.n_features} features in {dataset.X.numblocks[0]} chunks",
+                       **{k: dataset.description.get(k) for k in ("kind", "shape")})
+        dataset = _persist(client, dataset, spec.model.cache, reporter)
+        t_load = time.perf_counter() - t0
+        model = GaussianMixture(**spec.model.model_dump())
+        t0 = time.perf_counter()
+        model.fit(dataset.X, callback=reporter.iteration)
+        t_fit = time.perf_counter() - t0
+        if dataset.feature_names:
+            model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
+        reporter.event("fit", f"fitted in {t_fit:.1f} s: {model.n_iter_} iterations, "
+                       f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}",
+                       n_iter=model.n_iter_, converged=model.converged_,
+                       lower_bound=model.lower_bound_, seconds=round(t_fit, 3))
+        timings = {"load": t_load, "init": model.timings_["init"],
+                   "iterations": model.timings_["iterations"], "fit": t_fit}
+        extra = {"job": {"name": spec.name, "fingerprint": spec.fingerprint()},
+                 "timings": timings}
+        with pub:
+            metrics = _publish_results(client, model, dataset, spec.output, pub, reporter,
+                                       extra)
+            metrics["timings"]["total"] = time.perf_counter() - t_start
+            write_json(pub.staging_url, "metrics.json", metrics, spec.output.storage_options)
+    reporter.event("published", f"published {spec.output.path}", path=spec.output.path)
+    return metrics
+
+
+def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
+                source_options: dict | None = None, cluster: dict | None = None,
+                reporter: Reporter | None = None, client=None) -> dict:
+    """Score an input with a saved model and publish the per-row results.
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json`` (no ``model/`` is written).
+    """
+    from .model import load_model
+
+    reporter = reporter or Reporter(quiet=True)
+    t_start = time.perf_counter()
+    model = load_model(model_path)
+    pub = Publication(output.path, overwrite=output.overwrite,
+                      storage_options=output.storage_options)
+    pub.check()
+    source = open_source(input_path, **(source_options or {}))
+    with _cluster(cluster or {}, client, reporter) as client:
+        dataset = source.load()
+        if dataset.n_features != model.n_features_in_:
+            raise ValueError(
+                f"The input has {dataset.n_features} features but the model was fitted on "
+                f"{model.n_features_in_}: select the same columns as when fitting."
+            )
+        names = getattr(model, "feature_names_in_", None)
+        if names is not None and dataset.feature_names and list(names) != list(
+                dataset.feature_names):
+            raise ValueError(
+                f"The input columns {list(dataset.feature_names)} differ from the model's "
+                f"{list(names)}: pass --columns {','.join(names)}."
+            )
+        with pub:
+            pending = predictions(dataset, model._params(), pub.staging_url,
+                                  PredictionOptions(output.labels, output.probabilities,
+                                                    output.log_likelihood, output.format),
+                                  output.storage_options)
+            *_, total, sizes = _compute(
+                client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
+                reporter, "scoring",
+            )
+            k = model.n_components
+            metrics = {
+                "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+                "n_components": k, "model": model_path,
+                "mean_log_likelihood": float(total) / dataset.n_samples,
+                "cluster_sizes": sizes_array(sizes, k), "input": dataset.description,
+                "outputs": {"predictions": posixpath.basename(pending.path)
+                            if pending.path else None},
+                "versions": library_versions(),
+                "timings": {"total": time.perf_counter() - t_start},
+            }
+            write_json(pub.staging_url, "metrics.json", metrics, output.storage_options)
+    reporter.event("published", f"published {output.path}", path=output.path)
+    return metrics

@@ -1,0 +1,243 @@
+"""The `distgmm` command, run as a subprocess against a real cluster."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zarr
+from click.testing import CliRunner
+from conftest import blobs, run_cli
+
+from distgmm import GaussianMixture, load_model
+from distgmm.cli import cli
+from distgmm.jobspec import JobSpec
+
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+
+
+@pytest.fixture(scope="module")
+def zarr_input(tmp_path_factory):
+    X = blobs(n=3000, d=3, k=3, seed=5)[0]
+    path = tmp_path_factory.mktemp("in") / "x.zarr"
+    z = zarr.create_array(store=str(path), shape=X.shape, chunks=(500, 3), dtype="f8")
+    z[:] = X
+    return str(path), X
+
+
+def write_lake(root: Path, days=("2026-11-01", "2026-11-02"), n=400, seed=0, shift=0.0):
+    """A hive-partitioned events dataset, one partition per day."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[10.0, 1.0, 0.0], [50.0, 5.0, 8.0], [90.0, 2.0, -6.0]])
+    frames = []
+    for day in days:
+        lab = rng.integers(0, 3, n)
+        f = centers[lab] + rng.normal(size=(n, 3)) + shift
+        frames.append(pd.DataFrame({
+            "event_id": [f"{day}/{i}" for i in range(n)],
+            "amount": pd.array(np.round(f[:, 0]).astype(int), dtype="Int64"),
+            "duration": f[:, 1], "distance": f[:, 2],
+            "country": rng.choice(["de", "fr"], n), "date": day,
+        }))
+    df = pd.concat(frames, ignore_index=True)
+    pq.write_to_dataset(pa.Table.from_pandas(df, preserve_index=False), root / "events",
+                        partition_cols=["date"])
+    return df
+
+
+def assert_bad_input(r, out: Path, pattern: str):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distgmm: error: "), r.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if ".staging-" in p.name]
+
+
+def test_help_documents_commands():
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"]).output
+    for command in ("fit", "run", "validate", "predict", "info", "demo"):
+        assert command in top
+    fit_help = runner.invoke(cli, ["fit", "--help"]).output
+    for option in ("--n-components", "--output", "--covariance-type", "--columns", "--array",
+                   "--filter", "--id-column", "--address", "--overwrite", "--log-format"):
+        assert option in fit_help
+
+
+def test_fit_zarr_publishes_model_labels_metrics(scheduler_address, zarr_input, tmp_path):
+    path, X = zarr_input
+    out = tmp_path / "out"
+    r = run_cli("fit", path, "-k", 3, "--output", out, "--probabilities", "--log-likelihood",
+                "--chunk-size", "12KB", address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "metrics.json", "model", "predictions.zarr"]
+    model = load_model(str(out / "model"))
+    ref = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(model.means_, ref.means_, rtol=1e-8)
+    assert model.n_iter_ == ref.n_iter_
+    g = zarr.open_group(str(out / "predictions.zarr"), mode="r")
+    assert g["label"].chunks == (500,)
+    np.testing.assert_array_equal(g["label"][:], model.predict(X))
+    np.testing.assert_allclose(g["probabilities"][:], model.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(g["log_likelihood"][:], model.score_samples(X), rtol=1e-12)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["cluster_sizes"] == np.bincount(model.predict(X), minlength=3).tolist()
+    assert m["bic"] == pytest.approx(model.bic(X), rel=1e-10)
+    assert m["aic"] == pytest.approx(model.aic(X), rel=1e-10)
+    assert (m["n_samples"], m["n_features"], m["n_iter"]) == (3000, 3, model.n_iter_)
+    assert len(m["timings"]["iterations"]) == model.n_iter_
+    assert m["lower_bounds"] == model.lower_bounds_
+    assert len(re.findall(r"^iter +\d+ +lower bound", r.stderr, re.M)) == model.n_iter_
+    assert json.loads((out / "_SUCCESS").read_text())["files"]
+
+    # the same output again: refused, and the published output is untouched
+    before = (out / "metrics.json").read_text()
+    r = run_cli("fit", path, "-k", 3, "--output", out, address=scheduler_address)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (out / "metrics.json").read_text() == before
+    r = run_cli("fit", path, "-k", 2, "--output", out, "--overwrite", "--quiet",
+                address=scheduler_address)
+    assert r.returncode == 0 and r.stderr == "" and r.stdout == ""
+    assert load_model(str(out)).n_components == 2
+
+    r = run_cli("info", out / "model")
+    assert r.returncode == 0 and "2 components, full covariance, 3 features" in r.stdout
+
+
+def test_parquet_lake_ids_line_up_and_predict_reuses_the_model(scheduler_address, tmp_path):
+    df = write_lake(tmp_path)
+    out = tmp_path / "out"
+    r = run_cli("fit", tmp_path / "events", "-k", 3, "--output", out,
+                "--filter", "date == '2026-11-02'", "--columns", "amount,duration,distance",
+                "--id-column", "event_id", "--passthrough", "country", "--probabilities",
+                "--log-format", "json", address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    model = load_model(str(out))
+    assert sum(e["event"] == "iteration" for e in events) == model.n_iter_
+    assert list(model.feature_names_in_) == ["amount", "duration", "distance"]
+    got = pd.read_parquet(out / "predictions.parquet")
+    assert list(got.columns) == ["event_id", "country", "label", "prob_0", "prob_1", "prob_2"]
+    day = df[df.date == "2026-11-02"].set_index("event_id")
+    assert set(got.event_id) == set(day.index)
+    rows = day.loc[got.event_id]
+    feats = rows[["amount", "duration", "distance"]].astype(float)
+    np.testing.assert_array_equal(got.label.to_numpy(), model.predict(feats))
+    assert (got.country.to_numpy() == rows.country.to_numpy()).all()
+
+    out2 = tmp_path / "scored"
+    r = run_cli("predict", out / "model", tmp_path / "events", "--output", out2,
+                "--filter", "date == '2026-11-02'", "--columns", "amount,duration,distance",
+                "--id-column", "event_id", address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    again = pd.read_parquet(out2 / "predictions.parquet")
+    assert list(again.columns) == ["event_id", "label"]
+    np.testing.assert_array_equal(again.label.to_numpy(), got.label.to_numpy())
+    assert (out2 / "_SUCCESS").exists() and not (out2 / "model").exists()
+
+
+def _variables(path: Path) -> set:
+    return set(re.findall(r"\{([A-Za-z_]\w*)\}", path.read_text()))
+
+
+@pytest.mark.parametrize("job", sorted(p.name for p in JOBS.iterdir()))
+def test_every_example_job_validates(job):
+    path = JOBS / job
+    settings = [f"{v}=/somewhere" if v != "date" else "date=2026-11-22"
+                for v in sorted(_variables(path))]
+    spec = JobSpec.from_file(str(path), settings)
+    assert spec.model.n_components >= 1 and spec.output.path
+    r = CliRunner().invoke(cli, ["validate", str(path), *sum((["--set", s] for s in settings),
+                                                            [])])
+    assert r.exit_code == 0 and "valid" in r.output
+
+
+def test_demo_then_quickstart_job(scheduler_address, tmp_path):
+    # the newcomer's path, on the embedded cluster (no address anywhere)
+    r = run_cli("demo", "--n-samples", 20000, "--n-workers", 2, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "dashboard http://127.0.0.1:" in r.stderr
+    assert (tmp_path / "distgmm-demo" / "output" / "_SUCCESS").exists()
+    dist = float(re.search(r"fitted mean: ([\d.]+)", r.stderr).group(1))
+    assert dist < 0.2
+    r = run_cli("run", JOBS / "quickstart.yaml", cwd=tmp_path, address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "distgmm-demo" / "quickstart-output" / "metrics.json")
+                   .read_text())
+    assert m["job"]["name"] == "quickstart" and sum(m["cluster_sizes"]) == 20000
+
+
+def test_zarr_group_job(scheduler_address, tmp_path):
+    X = blobs(n=2000, d=4, k=4, seed=3)[0]
+    g = zarr.open_group(str(tmp_path / "sensors.zarr"), mode="w", zarr_format=2)
+    g.create_array("features/scaled", shape=X.shape, chunks=(300, 4), dtype="f8")[:] = X
+    r = run_cli("run", JOBS / "zarr-group.toml", "--set", f"root={tmp_path}",
+                "--set", "model.n_init=1", address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    model = load_model(str(tmp_path / "clusters"))
+    assert model.covariance_type == "diag" and model.n_components == 8
+    labels = zarr.open_group(str(tmp_path / "clusters" / "predictions.zarr"), mode="r")["label"]
+    np.testing.assert_array_equal(labels[:], model.predict(X))
+
+
+def test_daily_lake_job_publishes_each_date(scheduler_address, tmp_path):
+    write_lake(tmp_path, days=("2026-11-21", "2026-11-22"))
+    for day in ("2026-11-21", "2026-11-22"):
+        r = run_cli("run", JOBS / "daily-lake.yaml", "--set", f"lake={tmp_path}",
+                    "--set", f"date={day}", address=scheduler_address)
+        assert r.returncode == 0, r.stderr
+        got = pd.read_parquet(tmp_path / "clusters" / "events" / f"date={day}" /
+                              "predictions.parquet")
+        assert got.event_id.str.startswith(day).all() and len(got) == 400
+
+
+# ------------------------------------------------------------------ bad input: exit 2
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    X = np.random.default_rng(0).normal(size=(600, 2))
+    X[321, 1] = np.nan
+    zarr.create_array(store=str(d / "nan.zarr"), shape=X.shape, chunks=(100, 2),
+                      dtype="f8")[:] = X
+    zarr.create_array(store=str(d / "tiny.zarr"), shape=(3, 2), chunks=(3, 2),
+                      dtype="f8")[:] = np.arange(6.0).reshape(3, 2)
+    write_lake(d)
+    (d / "unknown.yaml").write_text(
+        "input: {path: x.zarr}\nmodel: {n_components: 2, n_componets: 3}\noutput: {path: o}\n")
+    (d / "evil.yaml").write_text(
+        "input: !!python/object/apply:os.system ['echo pwned']\nmodel: {n_components: 2}\n"
+        "output: {path: o}\n")
+    return d
+
+
+@pytest.mark.parametrize("case, args, pattern", [
+    ("nan", ["fit", "{d}/nan.zarr", "-k", 2], r"NaN.*row 321"),
+    ("string", ["fit", "{d}/events", "-k", 2, "--columns", "amount,country"],
+     r"Non-numeric feature column\(s\) \['country'\]"),
+    ("empty", ["fit", "{d}/events", "-k", 2, "--columns", "amount",
+               "--filter", "date == '1999-01-01'"], r"No rows .* after the filters"),
+    ("k>n", ["fit", "{d}/tiny.zarr", "-k", 5], r"3 rows but n_components=5"),
+    ("column", ["fit", "{d}/events", "-k", 2, "--columns", "amount,speed"],
+     r"\['speed'\] not in"),
+    ("key", ["run", "{d}/unknown.yaml"],
+     r"unknown key 'model.n_componets'; allowed here: n_components, covariance_type"),
+    ("tag", ["run", "{d}/evil.yaml"], r"python/object.*refused"),
+    ("k<1", ["fit", "{d}/tiny.zarr", "-k", 0], r"model.n_components"),
+])
+def test_bad_input_exits_2_with_one_line(scheduler_address, bad_inputs, tmp_path, case, args,
+                                         pattern):
+    out = tmp_path / "out"
+    args = [str(a).format(d=bad_inputs) for a in args] + ["--quiet"]
+    if args[0] == "fit":
+        args += ["--output", out]
+    else:
+        args += ["--set", f"output.path={out}"]
+    r = run_cli(*args, address=scheduler_address)
+    assert_bad_input(r, out, pattern)
+    assert not (Path("/tmp") / "pwned").exists()

@@ -1,0 +1,102 @@
+"""Model files: exact round trip, no pickle, clear errors, scikit-learn export."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import blobs
+
+from distgmm import GaussianMixture, load_model
+from distgmm.model import SCHEMA_VERSION
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs(n=600, d=3, k=3, seed=2)[0]
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_round_trip_is_exact(tmp_path, data, ct):
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(data)
+    gm.save(str(tmp_path / "m"), metrics={"note": "x"})
+    back = load_model(str(tmp_path / "m"))
+    for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(gm, attr))
+    assert back.lower_bounds_ == gm.lower_bounds_
+    assert (back.n_iter_, back.converged_, back.lower_bound_) == (
+        gm.n_iter_, gm.converged_, gm.lower_bound_)
+    assert back.get_params() == gm.get_params()
+    assert back.metrics_ == {"note": "x"}
+    np.testing.assert_array_equal(back.predict_proba(data), gm.predict_proba(data))
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_to_sklearn_predicts_the_same(data, ct):
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(data)
+    sk = gm.to_sklearn()
+    np.testing.assert_allclose(sk.score_samples(data), gm.score_samples(data), rtol=1e-12)
+    np.testing.assert_array_equal(sk.predict(data), gm.predict(data))
+
+
+def test_feature_names_survive(tmp_path, data):
+    df = pd.DataFrame(data, columns=["a", "b", "c"])
+    gm = GaussianMixture(2, random_state=0).fit(df)
+    gm.save(str(tmp_path / "m"))
+    back = load_model(str(tmp_path / "m"))
+    assert list(back.feature_names_in_) == ["a", "b", "c"]
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["feature_names"] == [
+        "a", "b", "c"]
+
+
+def test_no_pickle_and_clear_errors(tmp_path, data):
+    gm = GaussianMixture(2, random_state=0).fit(data)
+    path = tmp_path / "m"
+    gm.save(str(path))
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        gm.save(str(path))
+    gm.save(str(path), overwrite=True)
+    np.save(path / "means.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="means.npy.*not a readable|not a readable.*means.npy"):
+        load_model(str(path))
+    gm.save(str(path), overwrite=True)
+    meta = json.loads((path / "model.json").read_text())
+    meta["schema_version"] = SCHEMA_VERSION + 1
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="upgrade distgmm"):
+        load_model(str(path))
+    gm.save(str(path), overwrite=True)
+    os.remove(path / "weights.npy")
+    with pytest.raises(ValueError, match="weights.npy is missing"):
+        load_model(str(path))
+    with pytest.raises(FileNotFoundError, match="No model at"):
+        load_model(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no model.json"):
+        load_model(str(tmp_path / "empty"))
+
+
+def test_failed_save_leaves_nothing(tmp_path, data, monkeypatch):
+    import distgmm.model as model
+
+    gm = GaussianMixture(2, random_state=0).fit(data)
+    calls = []
+
+    def failing_save(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return np.lib.format.write_array(a[0], a[1], allow_pickle=False)
+
+    monkeypatch.setattr(model.np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        gm.save(str(tmp_path / "m"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_to_fsspec_memory(data):
+    gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(data)
+    gm.save("memory://models/m1")
+    back = load_model("memory://models/m1")
+    np.testing.assert_array_equal(back.means_, gm.means_)
