@@ -38,8 +38,10 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def _message(exc: BaseException) -> str:
+    from .cluster import ClusterUnavailable
+
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, _transient_errors()):
+    if isinstance(exc, _transient_errors()) and not isinstance(exc, ClusterUnavailable):
         return (f"cluster failure ({type(exc).__name__}: {text}); rerunning is safe, "
                 "it resumes where possible")
     return text

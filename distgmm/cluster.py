@@ -8,6 +8,10 @@ import os
 from .events import Reporter
 
 
+class ClusterUnavailable(ConnectionError):
+    """The scheduler cannot be reached (a transient failure: retry later)."""
+
+
 @contextlib.contextmanager
 def connect(address: str | None = None, *, n_workers: int | None = None,
             threads_per_worker: int | None = None, memory_limit: str | None = None,
@@ -26,6 +30,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         Embedded cluster only (``memory_limit`` per worker, e.g. ``"4GiB"``).
     reporter : Reporter, optional
     """
+    import dask
     from distributed import Client, LocalCluster
 
     reporter = reporter or Reporter(quiet=True)
@@ -39,7 +44,15 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
                 f"scheduler at {address}: set them where that cluster is started."
             )
         kwargs = {"scheduler_file": address} if os.path.isfile(address) else {"address": address}
-        with Client(**kwargs, timeout="30s") as client:
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+        try:
+            client = Client(**kwargs, timeout=timeout)
+        except OSError as e:
+            raise ClusterUnavailable(
+                f"cannot reach the Dask scheduler at {address} ({e}): check the address "
+                "and that the scheduler is running"
+            ) from None
+        with client:
             reporter.event("cluster", f"connected to {client.scheduler.address}, dashboard "
                            f"{client.dashboard_link}", address=client.scheduler.address,
                            dashboard=client.dashboard_link)

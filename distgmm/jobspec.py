@@ -185,8 +185,8 @@ def _split_settings(settings: Sequence[str], where: str) -> tuple[dict, dict]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: write it as key=value (e.g. date=2026-11-22 or "
-                             "model.n_components=5).")
+            raise ValueError(f"{where}: --set {item!r}: write it as key=value (e.g. "
+                             "date=2026-11-22 or model.n_components=5).")
         if "." in key:
             try:
                 overrides[key] = yaml.safe_load(value) if value else ""

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import posixpath
 import time
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .cluster import connect
 from .events import Reporter
@@ -132,7 +134,14 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> 
         t_load = time.perf_counter() - t0
         model = GaussianMixture(**spec.model.model_dump())
         t0 = time.perf_counter()
-        model.fit(dataset.X, callback=reporter.iteration)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(dataset.X, callback=reporter.iteration)
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning):
+                reporter.event("warning", f"warning: {w.message}", message=str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         t_fit = time.perf_counter() - t0
         if dataset.feature_names:
             model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)

@@ -241,3 +241,14 @@ def test_bad_input_exits_2_with_one_line(scheduler_address, bad_inputs, tmp_path
     r = run_cli(*args, address=scheduler_address)
     assert_bad_input(r, out, pattern)
     assert not (Path("/tmp") / "pwned").exists()
+
+
+def test_unreachable_scheduler_exits_75(zarr_input, tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    out = tmp_path / "out"
+    r = run_cli("fit", zarr_input[0], "-k", 2, "--output", out, "--quiet",
+                "--address", "tcp://127.0.0.1:9")
+    assert r.returncode == 75, r.stderr
+    assert r.stderr.startswith("distgmm: error: cannot reach the Dask scheduler at "
+                               "tcp://127.0.0.1:9")
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

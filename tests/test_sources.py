@@ -68,6 +68,7 @@ class SourceTests:
         src = self.make(tmp_path, data, chunk_bytes=10**9)
         assert pickle.loads(pickle.dumps(src)).load().X.shape == data.shape
 
+    @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
     @pytest.mark.parametrize("ct", ["full", "diag"])
     def test_fit_equals_in_memory(self, tmp_path, data, ct, request):
         ds = self.make(tmp_path, data, chunk_bytes=250 * 3 * 8).load()

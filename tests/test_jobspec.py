@@ -1,0 +1,76 @@
+"""Job specs: strict validation, one-line errors, templates and overrides."""
+
+import pydantic
+import pytest
+
+from distgmm.jobspec import JobSpec
+
+BASE = {
+    "input": {"path": "{root}/x.zarr"},
+    "model": {"n_components": 3},
+    "output": {"path": "{root}/out/{date}"},
+}
+
+
+def test_templates_and_overrides():
+    spec = JobSpec.from_mapping(BASE, ["root=/data", "date=2026-11-22",
+                                       "model.covariance_type=diag", "model.n_init=3",
+                                       "input.filters=[\"d == '{date}'\"]"])
+    assert spec.input.path == "/data/x.zarr" and spec.output.path == "/data/out/2026-11-22"
+    assert spec.model.covariance_type == "diag" and spec.model.n_init == 3
+    assert spec.input.filters == (("d", "==", "2026-11-22"),)
+    assert spec.input.chunk_size == 128 * 2**20
+
+
+def test_spec_is_frozen_and_fingerprinted():
+    a = JobSpec.from_mapping(BASE, ["root=/a", "date=1"])
+    with pytest.raises(pydantic.ValidationError):
+        a.model.n_components = 4
+    assert a.fingerprint() == JobSpec.from_mapping(BASE, ["root=/a", "date=1"]).fingerprint()
+    assert a.fingerprint() != JobSpec.from_mapping(BASE, ["root=/b", "date=1"]).fingerprint()
+
+
+@pytest.mark.parametrize("raw, settings, message", [
+    ({**BASE, "modle": {}}, ["root=/", "date=1"],
+     r"unknown key 'modle'; allowed here: name, input, model, output, cluster"),
+    ({**BASE, "model": {"n_components": 3, "covariance": "full"}}, ["root=/", "date=1"],
+     r"unknown key 'model.covariance'; allowed here: n_components, covariance_type"),
+    ({**BASE, "model": {"n_components": "three"}}, ["root=/", "date=1"],
+     r"model.n_components: .*integer.*\(got 'three'\)"),
+    ({**BASE, "model": {"n_components": -1}}, ["root=/", "date=1"],
+     r"model.n_components: Input should be greater than or equal to 1"),
+    ({**BASE, "model": {}}, ["root=/", "date=1"], r"missing required key 'model.n_components'"),
+    (BASE, ["root=/"], r"the template \{date\} has no value: pass --set date=\.\.\."),
+    (BASE, ["root=/", "date=1", "dat=2"], r"--set dat=\.\.\. matches no \{dat\} template"),
+    (BASE, ["root=/", "date=1", "oops"], r"write it as key=value"),
+    ({**BASE, "input": {"path": "x", "filters": ["x ~ 3"]}}, ["root=/", "date=1"],
+     r"COLUMN OP VALUE"),
+    ({**BASE, "model": {"n_components": 2, "covariance_type": "ful"}}, ["root=/", "date=1"],
+     r"model.covariance_type: Input should be 'full', 'tied', 'diag' or 'spherical'"),
+    ([1, 2], [], r"top level must be a mapping"),
+])
+def test_errors_are_one_line(raw, settings, message):
+    with pytest.raises(ValueError, match=message) as info:
+        JobSpec.from_mapping(raw, settings, where="job.yaml")
+    assert "\n" not in str(info.value) and str(info.value).startswith("job.yaml")
+
+
+def test_yaml_and_toml_files(tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "input: {path: x.zarr}\nmodel: {n_components: 2, tol: 1e-4}\noutput: {path: o}\n")
+    (tmp_path / "a.toml").write_text(
+        '[input]\npath = "x.zarr"\n[model]\nn_components = 2\ntol = 1e-4\n[output]\npath = "o"\n')
+    a = JobSpec.from_file(str(tmp_path / "a.yaml"))
+    b = JobSpec.from_file(str(tmp_path / "a.toml"))
+    assert a == b and a.model.tol == 1e-4
+    (tmp_path / "bad.yaml").write_text("input: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        JobSpec.from_file(str(tmp_path / "bad.yaml"))
+    (tmp_path / "evil.yaml").write_text("input: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ValueError, match="refused"):
+        JobSpec.from_file(str(tmp_path / "evil.yaml"))
+    (tmp_path / "job.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"\.yaml, \.yml or \.toml"):
+        JobSpec.from_file(str(tmp_path / "job.json"))
+    with pytest.raises(FileNotFoundError, match="No job spec"):
+        JobSpec.from_file(str(tmp_path / "none.yaml"))

@@ -1,0 +1,57 @@
+"""run_job / predict_job in process, on the shared LocalCluster."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from conftest import blobs
+
+from distgmm import GaussianMixture, JobSpec, load_model, predict_job, run_job
+from distgmm.jobspec import OutputSpec
+
+
+@pytest.fixture
+def npy_input(tmp_path):
+    X = blobs(n=2000, d=3, k=3, seed=4)[0]
+    np.save(tmp_path / "x.npy", X)
+    return str(tmp_path / "x.npy"), X
+
+
+def test_npy_to_parquet_keeps_row_numbers(client, npy_input, tmp_path):
+    path, X = npy_input
+    spec = JobSpec.from_mapping({
+        "input": {"path": path, "chunk_rows": 300},
+        "model": {"n_components": 3, "covariance_type": "tied"},
+        "output": {"path": str(tmp_path / "out"), "format": "parquet", "probabilities": True,
+                   "log_likelihood": True},
+    })
+    metrics = run_job(spec, client=client)
+    model = load_model(str(tmp_path / "out"))
+    ref = GaussianMixture(3, covariance_type="tied", random_state=0).fit(X)
+    np.testing.assert_allclose(model.covariances_, ref.covariances_, rtol=1e-8)
+    got = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert got.index.name == "row" and list(got.index) == list(range(2000))
+    np.testing.assert_array_equal(got.label, model.predict(X))
+    np.testing.assert_allclose(got[["prob_0", "prob_1", "prob_2"]], model.predict_proba(X),
+                               rtol=1e-12)
+    np.testing.assert_allclose(got.log_likelihood, model.score_samples(X), rtol=1e-12)
+    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert on_disk["cluster_sizes"] == metrics["cluster_sizes"]
+    assert on_disk["mean_log_likelihood"] == pytest.approx(model.score(X), rel=1e-12)
+    assert on_disk["input"]["kind"] == "npy" and on_disk["input"]["chunks"][0] == 300
+
+
+def test_predict_job_checks_features(client, npy_input, tmp_path):
+    path, X = npy_input
+    gm = GaussianMixture(2, random_state=0).fit(X[:, :2])
+    gm.save(str(tmp_path / "m"))
+    out = OutputSpec(path=str(tmp_path / "p"))
+    with pytest.raises(ValueError, match="3 features but the model was fitted on 2"):
+        predict_job(str(tmp_path / "m"), path, out, client=client)
+    assert not (tmp_path / "p").exists()
+    np.save(tmp_path / "two.npy", X[:, :2])
+    predict_job(str(tmp_path / "m"), str(tmp_path / "two.npy"), out, client=client)
+    labels = zarr.open_group(str(tmp_path / "p" / "predictions.zarr"), mode="r")["label"][:]
+    np.testing.assert_array_equal(labels, gm.predict(X[:, :2]))
