@@ -131,6 +131,11 @@ def _cluster_options(f):
     return f
 
 
+def _restart_option(f):
+    return click.option("--restart", is_flag=True,
+                        help="Ignore the checkpoint of an earlier, interrupted run.")(f)
+
+
 def _input_section(path, kw) -> dict:
     return {"path": path, "format": kw["input_format"], "array": kw["array"],
             "columns": _split(kw["columns"]), "filters": list(kw["filters"]),
@@ -189,13 +194,15 @@ def cli():
 @_input_options
 @_output_options
 @_cluster_options
+@_restart_option
 @_common
 def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_init,
-        init_params, random_state, cache, reporter, **kw):
+        init_params, random_state, cache, restart, reporter, **kw):
     """Fit a mixture to INPUT and publish model/, metrics.json and labels to --output.
 
     INPUT is a Zarr store (directory, .zip or URL), a Parquet file or dataset, or a
-    .npy file.
+    .npy file. The EM state is checkpointed after every iteration next to the output
+    (.OUTPUT.checkpoint.json); a rerun of the same command resumes from it.
     """
     from .jobspec import JobSpec
     from .runner import run_job
@@ -209,7 +216,8 @@ def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_i
         "cluster": _cluster_section(kw),
     }
     spec = JobSpec.from_mapping(raw, where="distgmm fit")
-    _print_result(reporter, run_job(spec, reporter=reporter), spec.output.path)
+    _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
+                  spec.output.path)
 
 
 @cli.command()
@@ -218,16 +226,22 @@ def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_i
               help="Fill a {template} (date=2026-11-22) or override a setting "
                    "(model.n_components=5); repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@_restart_option
 @_common
-def run(job, settings, overwrite, reporter):
-    """Run the job spec JOB (.yaml or .toml)."""
+def run(job, settings, overwrite, restart, reporter):
+    """Run the job spec JOB (.yaml or .toml).
+
+    A run resumes from its checkpoint after a failure; rerunning a job whose output
+    it already published does nothing and exits 0.
+    """
     from .jobspec import JobSpec
     from .runner import run_job
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
     spec = JobSpec.from_file(job, settings)
-    _print_result(reporter, run_job(spec, reporter=reporter), spec.output.path)
+    _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
+                  spec.output.path)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .checkpoint import FitState
 from .inputs import check_sample_weight, dask_input, dask_sample_weight, is_dask, numpy_input
 from .numerics.gaussian import COVARIANCE_TYPES, precision_cholesky_from_precisions
 from .numerics.params import GMMParams, n_parameters
@@ -204,7 +205,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             pc, ct, cov,
         )
 
-    def fit(self, X, y=None, sample_weight=None, *, callback=None) -> GaussianMixture:
+    def fit(self, X, y=None, sample_weight=None, *, callback=None,
+            checkpoint=None) -> GaussianMixture:
         """Estimate the parameters with EM.
 
         Parameters
@@ -216,12 +218,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         callback : callable, optional
             Called with a :class:`distgmm.parallel.em.IterationInfo` (initialisation
             index, iteration, lower bound, change, seconds) after every EM iteration.
+        checkpoint : distgmm.checkpoint.Checkpoint, optional
+            Save the EM state after every iteration; if it already holds a state for
+            the same settings and input, continue from there. The result equals an
+            uninterrupted fit's.
 
         Returns
         -------
         self
         """
-        self._fit(X, sample_weight, callback)
+        self._fit(X, sample_weight, callback, checkpoint)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, *, callback=None):
@@ -234,7 +240,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         blocks = self._fit(X, sample_weight, callback)
         return self._predict_blocks(blocks, predict_block, predict_dask)
 
-    def _fit(self, X, sample_weight, callback=None) -> Blocks:
+    def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         n = blocks.n_positive_weight_rows()
         if n < self.n_components:
@@ -247,18 +253,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         warm = self._warm()
         n_init = 1 if warm else self.n_init
         rng = check_random_state(self.random_state)
-        best = None
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
+        first, best, resume = 0, None, None
+        state = checkpoint.restore() if checkpoint is not None else None
+        if state is not None:
+            seeds, first, best, resume = state.seeds, state.init, state.best, state.current
         self.timings_ = {"init": 0.0, "iterations": []}
-        for init in range(n_init):
-            seed = int(rng.randint(np.iinfo(np.int32).max))
+        for init in range(first, n_init):
             if self.verbose:
                 print(f"Initialization {init}")
             t0 = time.perf_counter()
-            if warm:
+            params, lb0 = None, -np.inf
+            if resume is None and warm:
                 params, lb0 = self._params(), self.lower_bound_
-            else:
-                params, lb0 = self._initial(blocks, seed), -np.inf
+            elif resume is None:
+                params = self._initial(blocks, seeds[init])
             self.timings_["init"] += time.perf_counter() - t0
+
+            def on_result(result, init=init, best=best) -> None:
+                checkpoint.save(FitState(seeds, init, result, best))
 
             def on_iteration(info: IterationInfo, init=init) -> None:
                 info = replace(info, init=init)
@@ -270,7 +283,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             result = run_em(
                 blocks, params, tol=self.tol, max_iter=self.max_iter,
                 reg_covar=self.reg_covar, lower_bound=lb0, callback=on_iteration,
+                resume=resume, on_result=None if checkpoint is None else on_result,
             )
+            resume = None
             if self.verbose:
                 state = "converged" if result.converged else "did not converge"
                 print(f"Initialization {state}. time lapse {time.perf_counter() - t0:.5f}s\t "

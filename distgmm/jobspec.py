@@ -142,9 +142,16 @@ class JobSpec(_Frozen):
         return cls.from_mapping(read_spec_file(path), settings, where=path)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical JSON of the spec (for checkpoints and metrics)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """SHA-256 of what decides the results: input, model and output settings.
+
+        Leaves out what does not change them (``name``, ``output.overwrite``, the
+        cluster) and credentials (``storage_options``). Two runs with the same
+        fingerprint on the same input publish the same thing.
+        """
+        doc = self.model_dump(mode="json", exclude={
+            "name": True, "cluster": True, "input": {"storage_options"},
+            "output": {"overwrite", "storage_options"}})
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def read_spec_file(path: str) -> dict:

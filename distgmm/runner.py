@@ -18,13 +18,14 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from .checkpoint import Checkpoint
 from .cluster import connect
 from .events import Reporter
 from .jobspec import JobSpec, OutputSpec
 from .model import library_versions, write_model_files
 from .numerics.params import n_parameters
 from .outputs import PredictionOptions, predictions, sizes_array, write_json
-from .publish import Publication
+from .publish import Publication, is_published
 from .sources import Dataset, open_source
 
 
@@ -95,8 +96,55 @@ def _cluster(spec_cluster: dict, client, reporter: Reporter):
     return connect(reporter=reporter, **spec_cluster)
 
 
-def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> dict:
+def checkpoint_url(output_url: str) -> str:
+    """Where a job's checkpoint lives: a hidden file next to its output."""
+    parent, name = posixpath.split(output_url.rstrip("/"))
+    return posixpath.join(parent, f".{name}.checkpoint.json")
+
+
+def _previous_run(spec: JobSpec) -> dict | None:
+    """The metrics of an output this very job already published, else None."""
+    import json
+
+    import fsspec
+
+    url, so = spec.output.path, spec.output.storage_options
+    if spec.output.overwrite or not is_published(url, so):
+        return None
+    fs, path = fsspec.core.url_to_fs(url, **so)
+    try:
+        metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+    same = metrics.get("job", {}).get("fingerprint") == spec.fingerprint()
+    return metrics if same else None
+
+
+def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoint,
+                         reporter: Reporter) -> None:
+    state = ckpt.restore()
+    if state is not None:
+        reporter.event("resume", f"resuming from {ckpt.url}: restart {state.init}, "
+                       f"iteration {state.current.n_iter}", init=state.init,
+                       n_iter=state.current.n_iter)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(dataset.X, callback=reporter.iteration, checkpoint=ckpt)
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            reporter.event("warning", f"warning: {w.message}", message=str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if dataset.feature_names:
+        model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
+
+
+def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
+            restart: bool = False) -> dict:
     """Fit the model a job spec describes and publish its outputs.
+
+    Resumes from the job's checkpoint when one exists for the same settings and input;
+    an output this same job already published is left alone (its metrics returned).
 
     Parameters
     ----------
@@ -105,6 +153,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> 
         Where progress goes (silent by default).
     client : distributed.Client, optional
         Use this client instead of the job's cluster section.
+    restart : bool, default=False
+        Ignore (and replace) an existing checkpoint.
 
     Returns
     -------
@@ -115,8 +165,13 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> 
 
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
-    pub = Publication(spec.output.path, overwrite=spec.output.overwrite,
-                      storage_options=spec.output.storage_options)
+    out = spec.output
+    previous = _previous_run(spec)
+    if previous is not None:
+        reporter.event("published", f"{out.path} is already published by this job; "
+                       "nothing to do", path=out.path, already=True)
+        return previous
+    pub = Publication(out.path, overwrite=out.overwrite, storage_options=out.storage_options)
     pub.check()
     source = open_source(spec.input.path, **spec.input.source_options())
     with _cluster(spec.cluster.model_dump(), client, reporter) as client:
@@ -130,36 +185,42 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None) -> 
         reporter.event("input", f"input {spec.input.path}: {dataset.n_samples} rows x "
                        f"{dataset.n_features} features in {dataset.X.numblocks[0]} chunks",
                        **{k: dataset.description.get(k) for k in ("kind", "shape")})
+        identity = {"job": spec.fingerprint(), "input": input_fingerprint(dataset)}
+        ckpt = Checkpoint(checkpoint_url(out.path), identity, out.storage_options)
+        if restart:
+            ckpt.clear()
+        ckpt.restore()  # refuse a mismatching checkpoint before any work
         dataset = _persist(client, dataset, spec.model.cache, reporter)
         t_load = time.perf_counter() - t0
         model = GaussianMixture(**spec.model.model_dump())
         t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(dataset.X, callback=reporter.iteration)
-        for w in caught:
-            if issubclass(w.category, ConvergenceWarning):
-                reporter.event("warning", f"warning: {w.message}", message=str(w.message))
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        _fit_with_checkpoint(model, dataset, spec, ckpt, reporter)
         t_fit = time.perf_counter() - t0
-        if dataset.feature_names:
-            model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
         reporter.event("fit", f"fitted in {t_fit:.1f} s: {model.n_iter_} iterations, "
                        f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}",
                        n_iter=model.n_iter_, converged=model.converged_,
                        lower_bound=model.lower_bound_, seconds=round(t_fit, 3))
         timings = {"load": t_load, "init": model.timings_["init"],
                    "iterations": model.timings_["iterations"], "fit": t_fit}
-        extra = {"job": {"name": spec.name, "fingerprint": spec.fingerprint()},
+        extra = {"job": {"name": spec.name, "fingerprint": spec.fingerprint(),
+                         "input_fingerprint": identity["input"]},
                  "timings": timings}
         with pub:
-            metrics = _publish_results(client, model, dataset, spec.output, pub, reporter,
-                                       extra)
+            metrics = _publish_results(client, model, dataset, out, pub, reporter, extra)
             metrics["timings"]["total"] = time.perf_counter() - t_start
-            write_json(pub.staging_url, "metrics.json", metrics, spec.output.storage_options)
-    reporter.event("published", f"published {spec.output.path}", path=spec.output.path)
+            write_json(pub.staging_url, "metrics.json", metrics, out.storage_options)
+        ckpt.clear()
+    reporter.event("published", f"published {out.path}", path=out.path)
     return metrics
+
+
+def input_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of the input's description (location, shape, dtype, chunks, store facts)."""
+    import hashlib
+    import json
+
+    text = json.dumps(dataset.description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def predict_job(model_path: str, input_path: str, output: OutputSpec, *,

@@ -96,11 +96,15 @@ def test_fit_zarr_publishes_model_labels_metrics(scheduler_address, zarr_input, 
     assert len(re.findall(r"^iter +\d+ +lower bound", r.stderr, re.M)) == model.n_iter_
     assert json.loads((out / "_SUCCESS").read_text())["files"]
 
-    # the same output again: refused, and the published output is untouched
+    # the same job again: already published, nothing to do; another job: refused
     before = (out / "metrics.json").read_text()
-    r = run_cli("fit", path, "-k", 3, "--output", out, address=scheduler_address)
+    r = run_cli("fit", path, "-k", 3, "--output", out, "--probabilities", "--log-likelihood",
+                "--chunk-size", "12KB", address=scheduler_address)
+    assert r.returncode == 0 and "already published by this job" in r.stderr
+    r = run_cli("fit", path, "-k", 2, "--output", out, address=scheduler_address)
     assert r.returncode == 2 and "--overwrite" in r.stderr
     assert (out / "metrics.json").read_text() == before
+    assert not (out.parent / ".out.checkpoint.json").exists()
     r = run_cli("fit", path, "-k", 2, "--output", out, "--overwrite", "--quiet",
                 address=scheduler_address)
     assert r.returncode == 0 and r.stderr == "" and r.stdout == ""

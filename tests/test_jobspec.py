@@ -28,6 +28,9 @@ def test_spec_is_frozen_and_fingerprinted():
         a.model.n_components = 4
     assert a.fingerprint() == JobSpec.from_mapping(BASE, ["root=/a", "date=1"]).fingerprint()
     assert a.fingerprint() != JobSpec.from_mapping(BASE, ["root=/b", "date=1"]).fingerprint()
+    same = JobSpec.from_mapping(BASE, ["root=/a", "date=1", "output.overwrite=true",
+                                       "cluster.n_workers=3"])
+    assert same.fingerprint() == a.fingerprint()
 
 
 @pytest.mark.parametrize("raw, settings, message", [

@@ -146,6 +146,17 @@ class TestParquetFile(SourceTests):
         return open_source(str(path), chunk_bytes=chunk_bytes)
 
 
+class TestParquetDirectory(SourceTests):
+    def make(self, tmp_path, X, chunk_bytes):
+        path = tmp_path / "parts"
+        if not path.exists():
+            path.mkdir()
+            for i, rows in enumerate(np.array_split(np.arange(len(X)), 3)):
+                pq.write_table(pa.Table.from_pandas(_frame(X[rows]), preserve_index=False),
+                               path / f"part-{i:03d}.parquet", row_group_size=100)
+        return open_source(str(path), chunk_bytes=chunk_bytes)
+
+
 class TestParquetHive(SourceTests):
     def make(self, tmp_path, X, chunk_bytes):
         df = _frame(X).assign(part=np.arange(len(X)) * 4 // len(X), row_id=np.arange(len(X)))

@@ -50,6 +50,8 @@ def run_em(
     reg_covar: float,
     lower_bound: float = -np.inf,
     callback: Callable[[IterationInfo], None] | None = None,
+    resume: EMResult | None = None,
+    on_result: Callable[[EMResult], None] | None = None,
 ) -> EMResult:
     """Iterate E- and M-steps until the lower bound changes by less than ``tol``.
 
@@ -69,13 +71,20 @@ def run_em(
         warm start).
     callback : callable, optional
         Called with an :class:`IterationInfo` after every iteration.
+    resume : EMResult, optional
+        Continue this run (restored from a checkpoint) instead of starting from
+        ``params``; a converged run is returned as is.
+    on_result : callable, optional
+        Called with the :class:`EMResult` after every iteration (for checkpoints).
 
     Returns
     -------
     EMResult
     """
-    result = EMResult(params, lower_bound)
-    for n_iter in range(1, max_iter + 1):
+    result = EMResult(params, lower_bound) if resume is None else resume
+    if result.converged:
+        return result
+    for n_iter in range(result.n_iter + 1, max_iter + 1):
         t0 = time.perf_counter()
         prev = result.lower_bound
         stats = e_step(blocks, result.params)
@@ -86,7 +95,9 @@ def run_em(
         change = result.lower_bound - prev
         if callback is not None:
             callback(IterationInfo(n_iter, result.lower_bound, change, time.perf_counter() - t0))
-        if abs(change) < tol:
-            result.converged = True
+        result.converged = abs(change) < tol
+        if on_result is not None:
+            on_result(result)
+        if result.converged:
             break
     return result
