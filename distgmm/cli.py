@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 
 import click
@@ -24,8 +25,9 @@ def _transient_errors() -> tuple:
     return (CommClosedError, KilledWorker, FutureCancelledError, TimeoutError, ConnectionError)
 
 
+# ImportError: an optional filesystem (s3fs, gcsfs) is missing for the URL given
 _BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-              IsADirectoryError, PermissionError)
+              IsADirectoryError, PermissionError, ImportError)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -59,6 +61,8 @@ def _common(f):
         from .events import Reporter
 
         reporter = Reporter(quiet=quiet, log_format=log_format)
+        if not debug:  # failures are reported once, as one line, by us
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         try:
             return f(*args, reporter=reporter, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, KeyboardInterrupt):
@@ -335,8 +339,16 @@ def demo(reporter, **kw):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return cli.main(args=argv, prog_name="distgmm")
+    """Console entry point: usage errors are one line and exit 2, like bad input."""
+    try:
+        code = cli.main(args=argv, prog_name="distgmm", standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "distgmm"
+        click.echo(f"distgmm: error: {e.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

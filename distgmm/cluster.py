@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import warnings
 
 from .events import Reporter
 
@@ -60,10 +62,15 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         return
     options = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
                "memory_limit": memory_limit}
-    with LocalCluster(
-        host="127.0.0.1", dashboard_address="127.0.0.1:8787", processes=True,
-        **{k: v for k, v in options.items() if v is not None},
-    ) as cluster, Client(cluster) as client:
+    with warnings.catch_warnings():
+        # 8787 taken (another run): distributed picks a free port; we print the link
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = LocalCluster(
+            host="127.0.0.1", dashboard_address="127.0.0.1:8787", processes=True,
+            silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
+            **{k: v for k, v in options.items() if v is not None},
+        )
+    with cluster, Client(cluster) as client:
         n = len(client.scheduler_info()["workers"])
         reporter.event("cluster", f"embedded local cluster: {n} workers, dashboard "
                        f"{client.dashboard_link}", workers=n, dashboard=client.dashboard_link)

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .numerics.gaussian import COVARIANCE_TYPES
@@ -30,6 +31,15 @@ from .parallel.init import INIT_PARAMS
 from .sources import DEFAULT_CHUNK_BYTES, FORMATS, parse_filter
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+MIN_CHUNK_SIZE = 1024
+
+
+def _check_storage_options(path: str, options: dict) -> None:
+    if options and "://" not in path:
+        raise ValueError("storage_options apply to URLs (s3://, gs://, ...), not to local "
+                         "paths: drop them or give a URL")
 
 
 class _Frozen(BaseModel):
@@ -54,6 +64,18 @@ class InputSpec(_Frozen):
     @classmethod
     def _filters_parse(cls, value):
         return tuple(parse_filter(f) for f in value)
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk_size_sane(cls, value):
+        if value < MIN_CHUNK_SIZE:
+            raise ValueError(f"give at least {MIN_CHUNK_SIZE} bytes, e.g. 128MiB")
+        return value
+
+    @model_validator(mode="after")
+    def _options_need_urls(self):
+        _check_storage_options(self.path, self.storage_options)
+        return self
 
     def source_options(self) -> dict:
         """Keyword options for :func:`distgmm.open_source` (unset ones left out)."""
@@ -88,6 +110,11 @@ class OutputSpec(_Frozen):
     log_likelihood: bool = False
     overwrite: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options_need_urls(self):
+        _check_storage_options(self.path, self.storage_options)
+        return self
 
 
 class ClusterSpec(_Frozen):
@@ -129,8 +156,8 @@ class JobSpec(_Frozen):
                 "spec; use section.key=value to override a setting."
             )
         raw = _fill(raw, variables, where)
-        for dotted, value in overrides.items():
-            _assign(raw, dotted, _fill(value, variables, where), where)
+        for dotted, text in overrides.items():
+            _assign(raw, dotted, _setting_value(dotted, _fill(text, variables, where)), where)
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
@@ -184,9 +211,22 @@ def read_spec_file(path: str) -> dict:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())}).") from None
 
 
-def _split_settings(settings: Sequence[str], where: str) -> tuple[dict, dict]:
+def _setting_value(dotted: str, text: str):
+    """A ``--set`` value: kept as written for text settings, else read as YAML."""
     import yaml
 
+    *parents, last = dotted.split(".")
+    model = _model_at(tuple(parents))
+    field = model.model_fields.get(last) if model is not None else None
+    if field is not None and field.annotation in (str, str | None):
+        return text
+    try:
+        return yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _split_settings(settings: Sequence[str], where: str) -> tuple[dict, dict]:
     variables, overrides = {}, {}
     for item in settings:
         key, sep, value = item.partition("=")
@@ -195,10 +235,7 @@ def _split_settings(settings: Sequence[str], where: str) -> tuple[dict, dict]:
             raise ValueError(f"{where}: --set {item!r}: write it as key=value (e.g. "
                              "date=2026-11-22 or model.n_components=5).")
         if "." in key:
-            try:
-                overrides[key] = yaml.safe_load(value) if value else ""
-            except yaml.YAMLError:
-                overrides[key] = value
+            overrides[key] = value
         else:
             variables[key] = value
     return variables, overrides
@@ -264,4 +301,5 @@ def _one_line(error: ValidationError, where: str) -> str:
         return f"{where}: missing required key {key!r}{more}."
     got = first.get("input")
     got = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{where}: {key}: {first['msg']}{got}{more}."
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {key}: {msg}{got}{more}."

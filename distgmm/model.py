@@ -189,11 +189,18 @@ def load_model(path: str, *, storage_options: dict | None = None):
     """
     import fsspec
 
-    from .estimator import GaussianMixture
-
     meta = read_model_metadata(path, storage_options)
     fs, root = fsspec.core.url_to_fs(meta["_root"], **(storage_options or {}))
-    k, d, ct = meta["n_components"], meta["n_features"], meta["covariance_type"]
+    try:
+        return _model_from(meta, fs, root, path)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise _bad(path, f"model.json lacks or garbles {e}") from None
+
+
+def _model_from(meta: dict, fs, root: str, path: str):
+    from .estimator import GaussianMixture
+
+    k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
     arrays = {}
     for name, shape in _expected_shapes(ct, k, d).items():
         file = posixpath.join(root, meta["arrays"][name])

@@ -91,12 +91,19 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
 
 
 def prediction_frame(part, params: GMMParams, features: list, keep: list,
-                     opts: PredictionOptions):
-    """One partition's output table: kept columns, then the chosen results."""
+                     opts: PredictionOptions, offsets=None, partition_info=None):
+    """One partition's output table: kept columns, then the chosen results.
+
+    ``offsets[i]`` is the global row number of partition ``i``'s first row (errors
+    name global rows).
+    """
     import pandas as pd
 
     X = part[features].to_numpy(dtype=np.float64, na_value=np.nan)
-    res = predict_all_block(X, params)
+    start = 0
+    if offsets is not None and partition_info is not None:
+        start = int(offsets[partition_info["number"]])
+    res = predict_all_block(X, params, start)
     out = {"label": res[:, 0].astype(np.int32), "log_likelihood": res[:, 1]}
     if opts.probabilities:
         for j in range(params.n_components):
@@ -124,7 +131,9 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
         raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
                          "id/passthrough columns.")
     meta = prediction_frame(frame._meta, params, features, keep, opts)
-    pred = frame.map_partitions(prediction_frame, params, features, keep, opts, meta=meta)
+    offsets = np.concatenate([[0], np.cumsum(dataset.X.chunks[0])[:-1]]).astype(np.int64)
+    pred = frame.map_partitions(prediction_frame, params, features, keep, opts, offsets,
+                                meta=meta)
     writes = []
     if opts.any:
         columns = keep + [c for c in meta.columns if c not in keep and (
@@ -176,10 +185,12 @@ def _json_safe(value):
     if isinstance(value, np.ndarray):
         return _json_safe(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def write_json(url: str, name: str, document: dict, storage_options: dict | None = None) -> None:

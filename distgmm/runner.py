@@ -30,10 +30,41 @@ from .sources import Dataset, open_source
 
 
 def _compute(client, collections: list, reporter: Reporter, label: str) -> list:
-    """Compute on the cluster, with a progress bar when attached to a terminal."""
+    """Compute on the cluster, with a progress bar when attached to a terminal.
+
+    If a task fails, the rest are cancelled and waited for before the error goes on,
+    so no straggling write lands in a staging directory that is being removed.
+    """
     futures = client.compute(collections)
-    reporter.wait(futures, label)
-    return client.gather(futures)
+    try:
+        reporter.wait(futures, label)
+        return client.gather(futures)
+    except Exception:
+        try:
+            _drain(client, collections, futures)
+        except Exception:  # never hide the task's own error
+            pass
+        raise
+
+
+def _executing(dask_worker) -> list:
+    """Keys a worker's threads are running right now (cancelled tasks run to the end)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def _drain(client, collections: list, futures: list, timeout: float = 60.0) -> None:
+    """Cancel ``futures`` and wait until no task of ``collections`` is running."""
+    keys = {str(k) for c in collections for k in c.__dask_graph__()}
+    client.cancel(futures, force=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = {k for ks in client.run(_executing).values() for k in ks}
+        except OSError:
+            return
+        if not running & keys:
+            return
+        time.sleep(0.05)
 
 
 def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset:
@@ -132,7 +163,7 @@ def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoin
         model.fit(dataset.X, callback=reporter.iteration, checkpoint=ckpt)
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
-            reporter.event("warning", f"warning: {w.message}", message=str(w.message))
+            reporter.event("warning", f"warning: {w.message}", warning=str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if dataset.feature_names:
@@ -244,6 +275,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     source = open_source(input_path, **(source_options or {}))
     with _cluster(cluster or {}, client, reporter) as client:
         dataset = source.load()
+        if dataset.n_samples == 0:
+            raise ValueError(f"The input {input_path} has no rows: check the path and filters.")
         if dataset.n_features != model.n_features_in_:
             raise ValueError(
                 f"The input has {dataset.n_features} features but the model was fitted on "

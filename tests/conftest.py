@@ -41,55 +41,95 @@ def sklearn_start(X, k, covariance_type, seed=0):
     return dict(weights_init=weights, means_init=means, precisions_init=ref.precisions_)
 
 
-@pytest.fixture(scope="session")
-def scheduler_address(tmp_path_factory):
-    """A cluster started the way deploy recipes start one: `dask scheduler` + `dask worker`."""
-    import os
-    import subprocess
-    import sys
-    import time
+class DaskCLICluster:
+    """`dask scheduler` + `dask worker` processes on 127.0.0.1, as the deploy recipes run them."""
 
-    from distributed import Client
+    def __init__(self, directory, n_workers=2, memory_limit="2GiB", extra_env=None):
+        import os
+        import sys
 
-    d = tmp_path_factory.mktemp("cluster")
-    sfile = str(d / "scheduler.json")
-    bindir = os.path.dirname(sys.executable)
-    procs = [subprocess.Popen(
-        [os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", sfile],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
+        self.dir, self.n_workers, self.memory_limit = str(directory), n_workers, memory_limit
+        self.sfile = os.path.join(self.dir, "scheduler.json")
+        self.bin = os.path.dirname(sys.executable)
+        self.env = {**os.environ, **(extra_env or {})}
+        self.scheduler = self.workers = None
+        self.address = None
+
+    def start(self):
+        import os
+        import subprocess
+        import time
+
+        from distributed import Client
+
+        if os.path.exists(self.sfile):
+            os.remove(self.sfile)
+        self.scheduler = subprocess.Popen(
+            [os.path.join(self.bin, "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", self.sfile],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
         deadline = time.time() + 60
-        while not os.path.exists(sfile) and time.time() < deadline:
+        while not os.path.exists(self.sfile) and time.time() < deadline:
             time.sleep(0.1)
-        procs.append(subprocess.Popen(
-            [os.path.join(bindir, "dask"), "worker", "--scheduler-file", sfile,
-             "--nworkers", "2", "--nthreads", "1", "--memory-limit", "2GiB",
-             "--host", "127.0.0.1", "--no-dashboard"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(d)))
-        with Client(scheduler_file=sfile, timeout="60s") as c:
-            c.wait_for_workers(2, timeout=60)
-            address = c.scheduler.address
-        yield address
-    finally:
-        for p in reversed(procs):
+        self.workers = subprocess.Popen(
+            [os.path.join(self.bin, "dask"), "worker", "--scheduler-file", self.sfile,
+             "--nworkers", str(self.n_workers), "--nthreads", "1",
+             "--memory-limit", self.memory_limit, "--host", "127.0.0.1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir, env=self.env)
+        with Client(scheduler_file=self.sfile, timeout="60s") as c:
+            c.wait_for_workers(self.n_workers, timeout=60)
+            self.address = c.scheduler.address
+        return self
+
+    def worker_pids(self) -> dict:
+        import os
+
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as c:
+            return c.run(os.getpid)
+
+    def stop(self):
+        import subprocess
+
+        for p in (self.workers, self.scheduler):  # workers first: they say goodbye
+            if p is None or p.poll() is not None:
+                continue
             p.terminate()
-        for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
 
 
-def run_cli(*args, address=None, cwd=None, timeout=300):
-    """Run the installed `distgmm` command; returns the CompletedProcess."""
+@pytest.fixture(scope="session")
+def scheduler_address(tmp_path_factory):
+    """A shared cluster started with the `dask scheduler` / `dask worker` commands."""
+    cluster = DaskCLICluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start().address
+    finally:
+        cluster.stop()
+
+
+def cli_command(*args, address=None, extra_env=None):
+    """argv and environment for the installed `distgmm` command."""
     import os
-    import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    env.update(extra_env or {})
     if address:
         env["DASK_SCHEDULER_ADDRESS"] = address
     exe = os.path.join(os.path.dirname(sys.executable), "distgmm")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=timeout)
+    return [exe, *map(str, args)], env
+
+
+def run_cli(*args, address=None, cwd=None, timeout=300, extra_env=None):
+    """Run the installed `distgmm` command; returns the CompletedProcess."""
+    import subprocess
+
+    argv, env = cli_command(*args, address=address, extra_env=extra_env)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)

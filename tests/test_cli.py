@@ -110,6 +110,13 @@ def test_fit_zarr_publishes_model_labels_metrics(scheduler_address, zarr_input, 
     assert r.returncode == 0 and r.stderr == "" and r.stdout == ""
     assert load_model(str(out)).n_components == 2
 
+    scored = tmp_path / "scored"
+    r = run_cli("predict", out, path, "--output", scored, "--quiet", address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(
+        zarr.open_group(str(scored / "predictions.zarr"), mode="r")["label"][:],
+        load_model(str(out)).predict(X))
+
     r = run_cli("info", out / "model")
     assert r.returncode == 0 and "2 components, full covariance, 3 features" in r.stdout
 
@@ -256,3 +263,22 @@ def test_unreachable_scheduler_exits_75(zarr_input, tmp_path, monkeypatch):
     assert r.stderr.startswith("distgmm: error: cannot reach the Dask scheduler at "
                                "tcp://127.0.0.1:9")
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_usage_errors_are_one_line():
+    r = run_cli("fit", "x.zarr", "--bogus")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "distgmm: error: No such option '--bogus'. (see `distgmm fit --help`)"] or (
+        "No such option '--bogus'" in r.stderr and len(r.stderr.strip().splitlines()) == 1)
+
+
+def test_embedded_cluster_keeps_worker_errors_off_stderr(tmp_path):
+    X = np.random.default_rng(0).normal(size=(400, 2))
+    X[77, 0] = np.inf
+    np.save(tmp_path / "x.npy", X)
+    r = run_cli("fit", tmp_path / "x.npy", "-k", 2, "--output", tmp_path / "out", "--quiet",
+                "--n-workers", 1)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "first at row 77, column 0" in r.stderr

@@ -22,6 +22,15 @@ def test_templates_and_overrides():
     assert spec.input.chunk_size == 128 * 2**20
 
 
+def test_set_keeps_text_settings_as_written():
+    spec = JobSpec.from_mapping(BASE, ["root=/r", "date=2026-11-22", "output.path=2026-11-22",
+                                       "input.array=0001", "input.id_column=no",
+                                       "input.path={date}/x", "model.tol=1e-4"])
+    assert spec.output.path == "2026-11-22" and spec.input.array == "0001"
+    assert spec.input.id_column == "no" and spec.input.path == "2026-11-22/x"
+    assert spec.model.tol == 1e-4
+
+
 def test_spec_is_frozen_and_fingerprinted():
     a = JobSpec.from_mapping(BASE, ["root=/a", "date=1"])
     with pytest.raises(pydantic.ValidationError):
@@ -51,6 +60,10 @@ def test_spec_is_frozen_and_fingerprinted():
     ({**BASE, "model": {"n_components": 2, "covariance_type": "ful"}}, ["root=/", "date=1"],
      r"model.covariance_type: Input should be 'full', 'tied', 'diag' or 'spherical'"),
     ([1, 2], [], r"top level must be a mapping"),
+    ({**BASE, "input": {"path": "x", "chunk_size": 0}}, ["root=/", "date=1"],
+     r"input.chunk_size: give at least 1024 bytes"),
+    ({**BASE, "output": {"path": "o", "storage_options": {"anon": True}}},
+     ["root=/"], r"storage_options apply to URLs"),
 ])
 def test_errors_are_one_line(raw, settings, message):
     with pytest.raises(ValueError, match=message) as info:

@@ -70,6 +70,12 @@ def test_no_pickle_and_clear_errors(tmp_path, data):
     os.remove(path / "weights.npy")
     with pytest.raises(ValueError, match="weights.npy is missing"):
         load_model(str(path))
+    gm.save(str(path), overwrite=True)
+    meta = json.loads((path / "model.json").read_text())
+    del meta["fit"]
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="model.json lacks or garbles 'fit'"):
+        load_model(str(path))
     with pytest.raises(FileNotFoundError, match="No model at"):
         load_model(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()

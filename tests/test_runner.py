@@ -55,3 +55,57 @@ def test_predict_job_checks_features(client, npy_input, tmp_path):
     predict_job(str(tmp_path / "m"), str(tmp_path / "two.npy"), out, client=client)
     labels = zarr.open_group(str(tmp_path / "p" / "predictions.zarr"), mode="r")["label"][:]
     np.testing.assert_array_equal(labels, gm.predict(X[:, :2]))
+
+
+def test_parquet_output_names_global_rows_and_nothing_is_left(client, tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "pq").mkdir()
+    for i in range(3):
+        df = pd.DataFrame(rng.normal(size=(50, 2)), columns=["a", "b"])
+        if i == 2:
+            df.loc[3, "a"] = np.nan
+        df.to_parquet(tmp_path / "pq" / f"p{i}.parquet", index=False)
+    gm = GaussianMixture(2, random_state=0).fit(rng.normal(size=(200, 2)))
+    gm.save(str(tmp_path / "m"))
+    out = OutputSpec(path=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="first at row 103, column 0"):
+        predict_job(str(tmp_path / "m"), str(tmp_path / "pq"), out, client=client)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "pq"]
+
+
+def test_a_failed_write_leaves_no_staging_behind(client, tmp_path):
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240_000, 4))
+    X[5, 1] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    GaussianMixture(30, max_iter=2, random_state=0).fit(X[6:3000]).save(str(tmp_path / "m"))
+    out = OutputSpec(path=str(tmp_path / "out"), probabilities=True, log_likelihood=True)
+    with pytest.raises(ValueError, match="first at row 5"):
+        predict_job(str(tmp_path / "m"), str(tmp_path / "x.npy"), out, client=client,
+                    source_options={"chunk_rows": 20_000})
+    time.sleep(1.0)  # a straggling chunk write would have recreated staging by now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "x.npy"]
+
+
+def test_predict_refuses_an_empty_input(client, tmp_path):
+    GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 2))).save(
+        str(tmp_path / "m"))
+    z = zarr.create_array(store=str(tmp_path / "e.zarr"), shape=(0, 2), chunks=(10, 2),
+                          dtype="f8")
+    assert z.shape == (0, 2)
+    with pytest.raises(ValueError, match="has no rows"):
+        predict_job(str(tmp_path / "m"), str(tmp_path / "e.zarr"),
+                    OutputSpec(path=str(tmp_path / "out")), client=client)
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_json_is_strict_json():
+    import datetime
+
+    from distgmm.outputs import _json_safe
+
+    assert _json_safe({"d": datetime.date(2026, 11, 22), "x": np.float64("nan"),
+                       "v": np.arange(2), "b": b"k"}) == {
+        "d": "2026-11-22", "x": None, "v": [0, 1], "b": "b'k'"}

@@ -290,3 +290,47 @@ def test_npy_graph_carries_the_path_not_the_data(tmp_path):
     np.save(tmp_path / "x.npy", X)
     ds = NpySource(str(tmp_path / "x.npy"), chunk_rows=5000).load()
     assert len(pickle.dumps(dict(ds.X.__dask_graph__()))) < 20000
+
+
+def test_parquet_many_partitions_with_a_column_subset(tmp_path):
+    """dask-expr fuses partitions by projected columns; ids must still line up."""
+    root = tmp_path / "wide"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        df = pd.DataFrame(rng.normal(size=(50, 15)), columns=[f"c{j}" for j in range(15)])
+        df["id"] = np.arange(i * 50, (i + 1) * 50)
+        df.to_parquet(root / f"part-{i:02d}.parquet", index=False)
+    ds = ParquetSource(str(root), columns=("c0", "c1"), id_column="id").load()
+    frame = ds.frame.compute()
+    assert ds.X.numblocks[0] == ds.frame.npartitions
+    np.testing.assert_array_equal(frame["id"].to_numpy(), np.arange(600))
+    np.testing.assert_array_equal(ds.X.compute(), frame[["c0", "c1"]].to_numpy())
+
+
+def test_parquet_written_with_a_pandas_index(tmp_path):
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=pd.Index([7, 8, 9], name="id"))
+    df.to_parquet(tmp_path / "i.parquet")
+    ds = ParquetSource(str(tmp_path / "i.parquet"), columns=("a",), id_column="id").load()
+    assert list(ds.frame["id"].compute()) == [7, 8, 9]
+
+
+def test_parquet_filter_of_the_wrong_type(lake):
+    path, _ = lake
+    with pytest.raises(ValueError, match="filter values have the column's type"):
+        ParquetSource(path, columns=("a",), filters=("date == 5",)).load()
+
+
+def test_corrupt_inputs_are_bad_input(tmp_path):
+    (tmp_path / "c.zarr").mkdir()
+    (tmp_path / "c.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "array"}')
+    with pytest.raises(ValueError, match="unreadable Zarr metadata"):
+        ZarrSource(str(tmp_path / "c.zarr")).load()
+    (tmp_path / "z.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="unreadable Zarr metadata"):
+        ZarrSource(str(tmp_path / "z.zip")).load()
+    (tmp_path / "e.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a plain .npy array"):
+        NpySource(str(tmp_path / "e.npy")).load()
+    with pytest.raises(ValueError, match="storage_options apply to URLs"):
+        ZarrSource(str(tmp_path / "c.zarr"), storage_options={"anon": True}).load()

@@ -91,7 +91,7 @@ class NpySource:
             raise FileNotFoundError(f"No such .npy file: {self.path}: check the input path.")
         try:
             view = NpyFile(path)
-        except ValueError as e:
+        except (ValueError, EOFError, OSError) as e:
             raise ValueError(
                 f"{self.path} is not a plain .npy array ({e}): save it with numpy.save "
                 "from a numeric array."

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..inputs import check_columns
 from .base import DEFAULT_CHUNK_BYTES, Dataset
@@ -53,8 +54,21 @@ def parse_filter(expr) -> tuple:
     return (col, op, list(value) if op in ("in", "not in") else value)
 
 
+def _identity(part):
+    return part
+
+
 def _float_features(part, features):
     return part[features].astype(np.float64)
+
+
+def _plain(value):
+    """A filter value as JSON can hold it (dates as ISO strings)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _dedupe(names) -> list[str]:
@@ -98,13 +112,22 @@ class ParquetSource:
         path = self.path if "://" in self.path else os.path.abspath(self.path)
         try:
             return dd.read_parquet(
-                path, columns=columns, filters=filters,
+                path, columns=columns, filters=filters, index=False,
                 storage_options=self.storage_options or None, blocksize=self.chunk_bytes,
             )
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"No Parquet file or dataset at {self.path}: check the input path."
             ) from None
+        except pa.ArrowException as e:
+            raise self._unreadable(e) from None
+
+    def _unreadable(self, e: Exception) -> ValueError:
+        where = f" with the filters {list(self.filters)}" if self.filters else ""
+        return ValueError(
+            f"Cannot read {self.path}{where} ({' '.join(str(e).split())[:200]}): check "
+            "that it is Parquet and that filter values have the column's type."
+        )
 
     def _features(self, available: list[str]) -> list[str]:
         extra = _dedupe([self.id_column, *self.passthrough])
@@ -123,12 +146,17 @@ class ParquetSource:
         features = self._features(list(self._read().columns))
         df = self._read(_dedupe(features + [self.id_column, *self.passthrough]))
         check_columns(features, [df.dtypes[c] for c in features])
-        # an opaque map_partitions keeps dask from pushing the column projection into
-        # the reader, which would regroup row groups into different partitions than
-        # ``df`` (the frame the outputs are computed from) has
+        # Fix the partitioning once: dask-expr fuses Parquet partitions during
+        # optimisation depending on the columns projected, so X (features only) and
+        # the frame the outputs are computed from (ids too) must share one optimised
+        # expression behind opaque map_partitions calls.
+        df = df.map_partitions(_identity, meta=df._meta).optimize()
         numeric = df.map_partitions(_float_features, features,
                                     meta=pd.DataFrame({c: [] for c in features}, dtype=float))
-        X = numeric.to_dask_array(lengths=True)
+        try:
+            X = numeric.to_dask_array(lengths=True)
+        except pa.ArrowException as e:
+            raise self._unreadable(e) from None
         if X.shape[0] == 0:
             where = f" after the filters {list(self.filters)}" if self.filters else ""
             raise ValueError(
@@ -136,7 +164,7 @@ class ParquetSource:
             )
         desc = {
             "kind": "parquet", "path": self.path, "columns": features,
-            "filters": [list(parse_filter(f)) for f in self.filters],
+            "filters": [[c, op, _plain(v)] for c, op, v in map(parse_filter, self.filters)],
             "id_column": self.id_column, "shape": list(X.shape), "chunks": list(X.chunks[0]),
         }
         return Dataset(X, tuple(features), df, self.id_column, tuple(self.passthrough), desc)

@@ -60,7 +60,8 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
     Source
         Call ``.load()`` for the :class:`~distgmm.sources.base.Dataset`.
     """
-    options = {k: v for k, v in options.items() if v is not None and v != () and v != {}}
+    options = {k: v for k, v in options.items()
+               if v is not None and not (isinstance(v, (tuple, list, dict)) and not v)}
     if not isinstance(data, (str, os.PathLike)):
         cls, where = ArraySource, "an in-memory array"
     else:

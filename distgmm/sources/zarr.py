@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass, field
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset, as_float, check_numeric_array, chunk_rows
@@ -13,10 +15,15 @@ def _open_node(path: str, storage_options: dict):
     import zarr
 
     if "://" not in path:
+        if storage_options:
+            raise ValueError(f"storage_options apply to URLs, not to the local path {path}: "
+                             "drop them or give a URL.")
         path = os.path.abspath(path)  # workers may run in another directory
-
     try:
         if path.endswith(".zip"):
+            if "://" in path:
+                raise ValueError(f"{path}: zipped Zarr stores are read from local paths "
+                                 "only; unzip it to a directory or object store.")
             store = zarr.storage.ZipStore(path, mode="r")
             return zarr.open(store=store, mode="r")
         return zarr.open(store=path, mode="r", storage_options=storage_options or None)
@@ -24,6 +31,14 @@ def _open_node(path: str, storage_options: dict):
         raise FileNotFoundError(
             f"No Zarr array or group at {path}: check the input path (and "
             "storage_options for remote stores)."
+        ) from None
+    except (KeyError, AttributeError, TypeError, zipfile.BadZipFile, json.JSONDecodeError,
+            ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(path):
+            raise
+        raise ValueError(
+            f"{path}: unreadable Zarr metadata ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:160]}): check that it is an intact Zarr store."
         ) from None
 
 
