@@ -230,9 +230,12 @@ def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_i
               help="Fill a {template} (date=2026-11-22) or override a setting "
                    "(model.n_components=5); repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--address", metavar="ADDR", help="Scheduler address or scheduler file "
+              "(overrides the spec's cluster.address; default: the spec's, else "
+              "$DASK_SCHEDULER_ADDRESS, else an embedded local cluster).")
 @_restart_option
 @_common
-def run(job, settings, overwrite, restart, reporter):
+def run(job, settings, overwrite, address, restart, reporter):
     """Run the job spec JOB (.yaml or .toml).
 
     A run resumes from its checkpoint after a failure; rerunning a job whose output
@@ -243,6 +246,8 @@ def run(job, settings, overwrite, restart, reporter):
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
+    if address:
+        settings = (*settings, f"cluster.address={address}")
     spec = JobSpec.from_file(job, settings)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
