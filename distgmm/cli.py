@@ -43,6 +43,9 @@ def _message(exc: BaseException) -> str:
     from .cluster import ClusterUnavailable
 
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ImportError):
+        return (f"{text}: install the filesystem for that URL (pip install "
+                "'distgmm[cloud]' for s3:// and gs://)")
     if isinstance(exc, _transient_errors()) and not isinstance(exc, ClusterUnavailable):
         return (f"cluster failure ({type(exc).__name__}: {text}); rerunning is safe, "
                 "it resumes where possible")

@@ -71,6 +71,31 @@ def open_zarr_array(path: str, array: str | None = None, storage_options: dict |
     return node
 
 
+class ZarrRows:
+    """The zarr array as dask reads it: a corrupt chunk becomes a ValueError naming rows.
+
+    Codecs report undecodable bytes as RuntimeError/ValueError from deep inside zarr;
+    the user needs to hear which store and which rows, and that rewriting it is the fix.
+    """
+
+    def __init__(self, array, where: str):
+        self.array, self.where = array, where
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.array[key]
+        except (RuntimeError, ValueError, OSError) as e:
+            rows = key[0] if isinstance(key, tuple) else key
+            span = (f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice)
+                    else "some rows")
+            raise ValueError(
+                f"{self.where}: cannot read {span} ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:120]}): the store is corrupt or incomplete; "
+                "rewrite those chunks."
+            ) from None
+
+
 @dataclass(frozen=True)
 class ZarrSource:
     """A 2-D Zarr array, read chunk by chunk by the workers.
@@ -104,7 +129,12 @@ class ZarrSource:
         store_rows = z.chunks[0]
         rows = self.chunk_rows or chunk_rows(z.shape[1], z.dtype.itemsize, self.chunk_bytes,
                                              store_rows, z.shape[0])
-        X = da.from_zarr(z, chunks=(rows, z.shape[1]))
+        from dask.base import tokenize
+
+        name = "from-zarr-" + tokenize(self.path, self.array, z.shape, z.dtype.str, z.chunks,
+                                       rows, str(z.metadata))
+        X = da.from_array(ZarrRows(z, where), chunks=(rows, z.shape[1]), name=name,
+                          asarray=True, inline_array=False)
         desc = {
             "kind": "zarr", "path": self.path, "array": self.array, "shape": list(z.shape),
             "dtype": str(z.dtype), "zarr_format": z.metadata.zarr_format,
