@@ -44,11 +44,13 @@ def sklearn_start(X, k, covariance_type, seed=0):
 class DaskCLICluster:
     """`dask scheduler` + `dask worker` processes on 127.0.0.1, as the deploy recipes run them."""
 
-    def __init__(self, directory, n_workers=2, memory_limit="2GiB", extra_env=None):
+    def __init__(self, directory, n_workers=2, memory_limit="2GiB", extra_env=None,
+                 nthreads=1):
         import os
         import sys
 
         self.dir, self.n_workers, self.memory_limit = str(directory), n_workers, memory_limit
+        self.nthreads = nthreads
         self.sfile = os.path.join(self.dir, "scheduler.json")
         self.bin = os.path.dirname(sys.executable)
         self.env = {**os.environ, **(extra_env or {})}
@@ -73,7 +75,7 @@ class DaskCLICluster:
             time.sleep(0.1)
         self.workers = subprocess.Popen(
             [os.path.join(self.bin, "dask"), "worker", "--scheduler-file", self.sfile,
-             "--nworkers", str(self.n_workers), "--nthreads", "1",
+             "--nworkers", str(self.n_workers), "--nthreads", str(self.nthreads),
              "--memory-limit", self.memory_limit, "--host", "127.0.0.1", "--no-dashboard"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir, env=self.env)
         with Client(scheduler_file=self.sfile, timeout="60s") as c:
