@@ -213,8 +213,10 @@ def _tree(path: Path) -> set:
 @pytest.mark.parametrize("case, argv, expected, pattern", CASES, ids=[c[0] for c in CASES])
 def test_catalogue(case, argv, expected, pattern, d, published, tmp_path, scheduler_address,
                    monkeypatch):
+    import dask
+
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    monkeypatch.setitem(dask.config.config["distributed"]["comm"]["timeouts"], "connect", "2s")
     out = tmp_path / "out"
     argv = [str(a).format(d=d, pub=published) for a in argv]
     if argv[0] in ("fit", "predict") and "--output" not in argv:
