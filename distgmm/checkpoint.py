@@ -20,17 +20,19 @@ from .numerics.params import GMMParams
 from .parallel.em import EMResult
 
 FORMAT = "distgmm-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
 class FitState:
-    """Where a fit stands: restart seeds, the restart in progress, the best finished one."""
+    """Where a fit stands: the seed of every restart and each restart's EM state.
+
+    ``restarts[i]`` is ``None`` until restart ``i`` has finished its first iteration
+    (its initialisation is simply redone on resume: it is deterministic).
+    """
 
     seeds: list
-    init: int
-    current: EMResult
-    best: EMResult | None = None
+    restarts: list
 
 
 class CheckpointMismatch(ValueError):
@@ -124,15 +126,14 @@ class Checkpoint:
                 "rerun with --restart to start over, or run the original job."
             )
         state = doc["state"]
-        return FitState([int(s) for s in state["seeds"]], int(state["init"]),
-                        _result_from(state["current"]), _result_from(state["best"]))
+        return FitState([int(s) for s in state["seeds"]],
+                        [_result_from(r) for r in state["restarts"]])
 
     def save(self, state: FitState) -> None:
         """Write ``state`` atomically (replacing the previous checkpoint)."""
         doc = {"format": FORMAT, "version": VERSION, "identity": self.identity,
-               "state": {"seeds": [int(s) for s in state.seeds], "init": state.init,
-                         "current": _result_doc(state.current),
-                         "best": _result_doc(state.best)}}
+               "state": {"seeds": [int(s) for s in state.seeds],
+                         "restarts": [_result_doc(r) for r in state.restarts]}}
         data = json.dumps(doc).encode()
         parent = posixpath.dirname(self.path)
         self.fs.makedirs(parent, exist_ok=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -18,8 +20,9 @@ from .numerics.gaussian import COVARIANCE_TYPES, precision_cholesky_from_precisi
 from .numerics.params import GMMParams, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
 from .parallel.blocks import CACHE_CHOICES, Blocks, dask_blocks, numpy_blocks
-from .parallel.em import IterationInfo, run_em
+from .parallel.em import EMResult, IterationInfo, run_em
 from .parallel.init import INIT_PARAMS, initial_params
+from .parallel.lockstep import run_lockstep
 from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
 
 
@@ -242,6 +245,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
+        self._check_data(blocks)
+        tasks = self._restart_tasks(blocks, callback, checkpoint)
+        if len(tasks) == 1:
+            results = [tasks[0](blocks)]
+        else:  # all restarts share every pass over the data
+            outcomes, _ = run_lockstep(blocks, tasks)
+            results = [o.value for o in outcomes]
+        self._finish(results)
+        return blocks
+
+    def _check_data(self, blocks: Blocks) -> None:
         n = blocks.n_positive_weight_rows()
         if n < self.n_components:
             raise ValueError(
@@ -250,46 +264,62 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "fewer components or more data."
             )
         self._check_parameters(blocks.n_features)
+
+    def _restart_tasks(self, blocks: Blocks, callback=None, checkpoint=None) -> list:
+        """One task per restart: ``task(data) -> EMResult`` (initialise, then EM)."""
         warm = self._warm()
         n_init = 1 if warm else self.n_init
         rng = check_random_state(self.random_state)
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
-        first, best, resume = 0, None, None
         state = checkpoint.restore() if checkpoint is not None else None
-        if state is not None:
-            seeds, first, best, resume = state.seeds, state.init, state.best, state.current
+        if state is None:
+            state = FitState(seeds, [None] * n_init)
         self.timings_ = {"init": 0.0, "iterations": []}
-        for init in range(first, n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
+        lock = threading.Lock()
+
+        def restart(init: int, data: Blocks) -> EMResult:
             t0 = time.perf_counter()
-            params, lb0 = None, -np.inf
+            resume, params, lb0 = state.restarts[init], None, -np.inf
             if resume is None and warm:
                 params, lb0 = self._params(), self.lower_bound_
             elif resume is None:
-                params = self._initial(blocks, seeds[init])
-            self.timings_["init"] += time.perf_counter() - t0
+                params = self._initial(data, state.seeds[init])
+            with lock:
+                self.timings_["init"] += time.perf_counter() - t0
 
-            def on_result(result, init=init, best=best) -> None:
-                checkpoint.save(FitState(seeds, init, result, best))
+            def on_result(result) -> None:
+                # a snapshot: run_em goes on mutating ``result`` while other restarts'
+                # threads save the shared state
+                snapshot = replace(result, lower_bounds=list(result.lower_bounds))
+                with lock:
+                    state.restarts[init] = snapshot
+                    checkpoint.save(state)
 
-            def on_iteration(info: IterationInfo, init=init) -> None:
+            def on_iteration(info: IterationInfo) -> None:
                 info = replace(info, init=init)
-                self.timings_["iterations"].append(info.seconds)
+                with lock:
+                    self.timings_["iterations"].append(info.seconds)
                 self._progress(info)
                 if callback is not None:
                     callback(info)
 
             result = run_em(
-                blocks, params, tol=self.tol, max_iter=self.max_iter,
+                data, params, tol=self.tol, max_iter=self.max_iter,
                 reg_covar=self.reg_covar, lower_bound=lb0, callback=on_iteration,
                 resume=resume, on_result=None if checkpoint is None else on_result,
             )
-            resume = None
             if self.verbose:
-                state = "converged" if result.converged else "did not converge"
-                print(f"Initialization {state}. time lapse {time.perf_counter() - t0:.5f}s\t "
-                      f"lower bound {result.lower_bound:.5f}")
+                status = "converged" if result.converged else "did not converge"
+                print(f"Initialization {init} {status}. time lapse "
+                      f"{time.perf_counter() - t0:.5f}s\t lower bound {result.lower_bound:.5f}")
+            return result
+
+        return [partial(restart, i) for i in range(n_init)]
+
+    def _finish(self, results: list) -> None:
+        """Keep the best restart (scikit-learn's rule: the first of the best bounds)."""
+        best = None
+        for result in results:
             if best is None or best.lower_bound == -np.inf or result.lower_bound > best.lower_bound:
                 best = result
         if not best.converged and self.max_iter > 0:
@@ -303,7 +333,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound if self.max_iter > 0 else -np.inf
         self.lower_bounds_ = best.lower_bounds
-        return blocks
 
     def _warm(self) -> bool:
         return bool(self.warm_start) and hasattr(self, "converged_")

@@ -155,9 +155,9 @@ def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoin
                          reporter: Reporter) -> None:
     state = ckpt.restore()
     if state is not None:
-        reporter.event("resume", f"resuming from {ckpt.url}: restart {state.init}, "
-                       f"iteration {state.current.n_iter}", init=state.init,
-                       n_iter=state.current.n_iter)
+        done = [0 if r is None else r.n_iter for r in state.restarts]
+        reporter.event("resume", f"resuming from {ckpt.url}: iterations done per restart "
+                       f"{done}", n_iter=min(done), iterations=done)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(dataset.X, callback=reporter.iteration, checkpoint=ckpt)

@@ -45,10 +45,11 @@ def test_resumed_fit_equals_uninterrupted(tmp_path, X, ct, where):
     with pytest.raises(Killed):
         GaussianMixture(**kw).fit(X, callback=kill_at(*where), checkpoint=ckpt)
     state = ckpt.restore()
-    if where[1] > 1:  # the state after the last finished iteration
-        assert (state.init, state.current.n_iter) == (where[0], where[1] - 1)
-    else:  # killed in a restart's first iteration: the previous restart's end
-        assert state.init == where[0] - 1 and state.current.converged
+    killed = state.restarts[where[0]]
+    if where[1] > 1:  # the state after that restart's last finished iteration
+        assert killed.n_iter == where[1] - 1
+    else:  # killed in its first iteration: nothing saved for it yet
+        assert killed is None
     resumed = GaussianMixture(**kw).fit(X, checkpoint=Checkpoint(str(tmp_path / "c.json"),
                                                                  {"job": "a"}))
     same_model(resumed, ref)
@@ -95,7 +96,7 @@ def test_a_torn_write_keeps_the_previous_checkpoint(tmp_path, X, monkeypatch):
     with pytest.raises(Killed):
         GaussianMixture(2, tol=0, max_iter=10, random_state=0).fit(X, checkpoint=ckpt)
     assert (tmp_path / "c.json").read_bytes() == good
-    assert json.loads(good)["state"]["current"]["n_iter"] == 3
+    assert json.loads(good)["state"]["restarts"][0]["n_iter"] == 3
 
 
 def test_killed_between_checkpoint_and_publish(client, tmp_path, X, monkeypatch):

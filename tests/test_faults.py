@@ -63,9 +63,9 @@ def wait_for_iteration(out, n, proc, timeout=120):
     while time.time() < deadline:
         assert proc.poll() is None, proc.communicate()
         try:
-            if json.loads(ckpt.read_text())["state"]["current"]["n_iter"] >= n:
+            if json.loads(ckpt.read_text())["state"]["restarts"][0]["n_iter"] >= n:
                 return
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, TypeError):
             pass
         time.sleep(0.02)
     raise AssertionError(f"no checkpoint at iteration {n}")

@@ -1,0 +1,95 @@
+"""Candidates sharing passes: the same results as separate runs, far fewer passes."""
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import blobs
+from sklearn.exceptions import ConvergenceWarning
+
+from distgmm import GaussianMixture
+from distgmm.parallel.blocks import Blocks, numpy_blocks
+from distgmm.parallel.em import run_em
+from distgmm.parallel.init import initial_params
+from distgmm.parallel.lockstep import run_lockstep
+
+
+class CountingBlocks(Blocks):
+    passes = 0
+
+    def map_reduce(self, fn, combine, *args):
+        type(self).passes += 1
+        return super().map_reduce(fn, combine, *args)
+
+
+def candidate(k, ct, seed, init="kmeans"):
+    def task(blocks):
+        params = initial_params(blocks, k, ct, 1e-6, init, seed)
+        return run_em(blocks, params, tol=1e-5, max_iter=60, reg_covar=1e-6)
+    return task
+
+
+def test_lockstep_equals_separate_runs_with_fewer_passes():
+    X = blobs(n=2400, d=3, k=4, seed=12, spread=2.0)[0]
+    b = numpy_blocks(X, block_rows=300)
+    blocks = CountingBlocks(b.X, b.sample_weight, b.blocks, b.is_dask)
+    tasks = [candidate(k, ct, s, init) for k, ct, s, init in [
+        (2, "full", 1, "kmeans"), (3, "diag", 2, "kmeans"), (4, "tied", 3, "k-means++"),
+        (5, "spherical", 4, "random"), (4, "full", 5, "random_from_data")]]
+    separate = []
+    for t in tasks:
+        CountingBlocks.passes = 0
+        separate.append((t(blocks), CountingBlocks.passes))
+    CountingBlocks.passes = 0
+    outcomes, passes = run_lockstep(blocks, tasks)
+    assert passes == CountingBlocks.passes == max(p for _, p in separate)
+    assert passes < sum(p for _, p in separate)
+    for (ref, _), got in zip(separate, outcomes):
+        assert got.error is None
+        res = got.value
+        np.testing.assert_array_equal(res.params.means, ref.params.means)
+        np.testing.assert_array_equal(res.params.full_covariances(),
+                                      ref.params.full_covariances())
+        assert res.lower_bounds == ref.lower_bounds and res.n_iter == ref.n_iter
+
+
+def test_a_failing_candidate_is_recorded_or_raised():
+    X = blobs(n=600, d=2, k=2, seed=1)[0]
+    blocks = numpy_blocks(X, block_rows=200)
+
+    def broken(b):
+        b.map_reduce(lambda *a: 0, lambda x, y: x + y)
+        raise RuntimeError("candidate 1 broke")
+
+    tasks = [candidate(2, "full", 0), broken, candidate(3, "diag", 1)]
+    outcomes, _ = run_lockstep(blocks, tasks, fail_fast=False)
+    assert outcomes[0].value.n_iter > 1 and outcomes[2].value.n_iter > 1
+    assert "broke" in str(outcomes[1].error)
+    with pytest.raises(RuntimeError, match="candidate 1 broke"):
+        run_lockstep(blocks, tasks)
+
+
+def test_restarts_share_passes_on_dask():
+    X = blobs(n=1200, d=3, k=3, seed=4)[0]
+    Xd = da.from_array(X, chunks=300)
+    calls = []
+
+    def counting(dsk, keys, **kwargs):
+        calls.append(1)
+        return dask.get(dsk, keys, **kwargs)
+
+    kw = dict(n_components=3, tol=0, max_iter=6, init_params="random_from_data",
+              random_state=3, cache="none")
+    with dask.config.set(scheduler=counting), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one = GaussianMixture(n_init=1, **kw).fit(Xd)
+        n_one = len(calls)
+        calls.clear()
+        four = GaussianMixture(n_init=4, **kw).fit(Xd)
+    assert len(calls) == n_one  # four restarts, the passes of one
+    assert four.lower_bound_ >= one.lower_bound_
+    # the same restarts in process on numpy pick the same best
+    np.testing.assert_allclose(GaussianMixture(n_init=4, **kw).fit(X).means_, four.means_,
+                               rtol=1e-9)
