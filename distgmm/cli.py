@@ -183,48 +183,89 @@ def cli():
     """
 
 
+def _em_options(f):
+    """EM settings shared by fit and sweep."""
+    for opt in reversed([
+        click.option("--max-iter", type=int, default=100, show_default=True),
+        click.option("--tol", type=float, default=1e-3, show_default=True,
+                     help="Stop when the mean log-likelihood changes by less."),
+        click.option("--reg-covar", type=float, default=1e-6, show_default=True),
+        click.option("--n-init", type=int, default=1, show_default=True,
+                     help="Restarts (sharing every pass over the data); the best is kept."),
+        click.option("--init", "init_params", type=click.Choice(
+            ["kmeans", "k-means++", "random", "random_from_data"]), default="kmeans",
+            show_default=True),
+        click.option("--random-state", type=int, default=0, show_default=True),
+        click.option("--cache", type=click.Choice(["auto", "memory", "none"]),
+                     default="auto", show_default=True,
+                     help="Keep the data in cluster memory (auto: if it fits)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
+                   reporter) -> None:
+    from .jobspec import JobSpec
+    from .runner import run_job
+
+    em = ("max_iter", "tol", "reg_covar", "n_init", "init_params", "random_state", "cache")
+    raw = {
+        "input": _input_section(input_path, kw),
+        "model": {**model, **{k: kw[k] for k in em}},
+        "output": _output_section(kw),
+        "cluster": _cluster_section(kw),
+    }
+    spec = JobSpec.from_mapping(raw, where=where)
+    _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
+                  spec.output.path)
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
 @click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
               default="full", show_default=True)
-@click.option("--max-iter", type=int, default=100, show_default=True)
-@click.option("--tol", type=float, default=1e-3, show_default=True,
-              help="Stop when the mean log-likelihood changes by less.")
-@click.option("--reg-covar", type=float, default=1e-6, show_default=True)
-@click.option("--n-init", type=int, default=1, show_default=True, help="Restarts; best kept.")
-@click.option("--init", "init_params", type=click.Choice(
-    ["kmeans", "k-means++", "random", "random_from_data"]), default="kmeans", show_default=True)
-@click.option("--random-state", type=int, default=0, show_default=True)
-@click.option("--cache", type=click.Choice(["auto", "memory", "none"]), default="auto",
-              show_default=True, help="Keep the data in cluster memory (auto: if it fits).")
+@_em_options
 @_input_options
 @_output_options
 @_cluster_options
 @_restart_option
 @_common
-def fit(input_path, n_components, covariance_type, max_iter, tol, reg_covar, n_init,
-        init_params, random_state, cache, restart, reporter, **kw):
+def fit(input_path, n_components, covariance_type, restart, reporter, **kw):
     """Fit a mixture to INPUT and publish model/, metrics.json and labels to --output.
 
     INPUT is a Zarr store (directory, .zip or URL), a Parquet file or dataset, or a
     .npy file. The EM state is checkpointed after every iteration next to the output
     (.OUTPUT.checkpoint.json); a rerun of the same command resumes from it.
     """
-    from .jobspec import JobSpec
-    from .runner import run_job
+    _run_model_job(input_path, {"n_components": n_components,
+                                "covariance_type": covariance_type},
+                   kw, "distgmm fit", restart, reporter)
 
-    raw = {
-        "input": _input_section(input_path, kw),
-        "model": {"n_components": n_components, "covariance_type": covariance_type,
-                  "max_iter": max_iter, "tol": tol, "reg_covar": reg_covar, "n_init": n_init,
-                  "init_params": init_params, "random_state": random_state, "cache": cache},
-        "output": _output_section(kw),
-        "cluster": _cluster_section(kw),
-    }
-    spec = JobSpec.from_mapping(raw, where="distgmm fit")
-    _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
-                  spec.output.path)
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("--n-components", "-k", required=True, metavar="K",
+              help="Candidates: a range 1..10 or a list 2,4,8.")
+@click.option("--covariance-type", default="full", show_default=True, metavar="TYPES",
+              help="Comma-separated covariance types to try, e.g. full,diag.")
+@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic",
+              show_default=True, help="Keep the candidate with the lowest value.")
+@_em_options
+@_input_options
+@_output_options
+@_cluster_options
+@_common
+def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
+    """Fit every candidate in shared passes over INPUT; publish the best by BIC/AIC.
+
+    metrics.json lists every candidate's lower bound, BIC, AIC, iterations and whether it
+    converged (or why it failed).
+    """
+    _run_model_job(input_path, {"n_components": n_components,
+                                "covariance_type": covariance_type, "criterion": criterion},
+                   kw, "distgmm sweep", False, reporter)
 
 
 @cli.command()
@@ -267,8 +308,9 @@ def validate(job, settings, reporter):
 
     spec = JobSpec.from_file(job, settings)
     if not reporter.quiet:
-        click.echo(f"{job}: valid; input {spec.input.path}, k={spec.model.n_components} "
-                   f"{spec.model.covariance_type}, output {spec.output.path}")
+        ks, cts = spec.model.candidates
+        click.echo(f"{job}: valid; input {spec.input.path}, k={ks} {cts}, output "
+                   f"{spec.output.path}")
 
 
 @cli.command()

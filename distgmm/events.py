@@ -42,12 +42,14 @@ class Reporter:
     def iteration(self, info) -> None:
         """One line per EM iteration: iteration, lower bound, change, seconds."""
         restart = f"init {info.init}  " if info.init else ""
+        who = f"{info.candidate}  " if info.candidate else ""
         self.event(
             "iteration",
-            f"{restart}iter {info.n_iter:4d}  lower bound {info.lower_bound: .6f}  "
+            f"{who}{restart}iter {info.n_iter:4d}  lower bound {info.lower_bound: .6f}  "
             f"change {info.change: .3e}  {info.seconds:6.2f} s",
             init=info.init, n_iter=info.n_iter, lower_bound=info.lower_bound,
             change=info.change, seconds=round(info.seconds, 4),
+            **({"candidate": info.candidate} if info.candidate else {}),
         )
 
     def wait(self, futures, label: str) -> None:

@@ -86,11 +86,36 @@ class InputSpec(_Frozen):
         return opts
 
 
-class ModelSpec(_Frozen):
-    """Parameters of :class:`distgmm.GaussianMixture`."""
+PositiveInt = Annotated[int, Field(ge=1)]
+CovarianceType = Literal[COVARIANCE_TYPES]  # type: ignore[valid-type]
 
-    n_components: Annotated[int, Field(ge=1)]
-    covariance_type: Literal[COVARIANCE_TYPES] = "full"  # type: ignore[valid-type]
+
+def parse_range(value):
+    """``"1..10"`` -> [1, ..., 10]; ``"2,4,8"`` -> [2, 4, 8]; other values unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        m = re.fullmatch(r"(\d+)\s*\.\.\s*(\d+)", text)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"range {text!r} is empty: write LOW..HIGH, e.g. 1..10")
+            return list(range(lo, hi + 1))
+        if "," in text:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ModelSpec(_Frozen):
+    """Parameters of :class:`distgmm.GaussianMixture`.
+
+    ``n_components`` (a list, or a range ``"1..10"``) and ``covariance_type`` (a list)
+    may name several candidates: the job then fits them all in shared passes and keeps
+    the one with the lowest ``criterion``.
+    """
+
+    n_components: PositiveInt | list[PositiveInt]
+    covariance_type: CovarianceType | list[CovarianceType] = "full"
+    criterion: Literal["bic", "aic"] = "bic"
     tol: Annotated[float, Field(ge=0)] = 1e-3
     reg_covar: Annotated[float, Field(ge=0)] = 1e-6
     max_iter: Annotated[int, Field(ge=0)] = 100
@@ -98,6 +123,34 @@ class ModelSpec(_Frozen):
     init_params: Literal[INIT_PARAMS] = "kmeans"  # type: ignore[valid-type]
     random_state: int | None = 0
     cache: Literal[CACHE_CHOICES] = "auto"  # type: ignore[valid-type]
+
+    @field_validator("n_components", "covariance_type", mode="before")
+    @classmethod
+    def _ranges(cls, value):
+        value = parse_range(value)
+        if isinstance(value, (list, tuple)) and not value:
+            raise ValueError("give at least one value")
+        return value
+
+    @property
+    def candidates(self) -> tuple[list[int], list[str]]:
+        """The n_components and covariance types to try."""
+        ks = self.n_components if isinstance(self.n_components, list) else [self.n_components]
+        cts = (self.covariance_type if isinstance(self.covariance_type, list)
+               else [self.covariance_type])
+        return ks, cts
+
+    @property
+    def is_sweep(self) -> bool:
+        ks, cts = self.candidates
+        return len(ks) * len(cts) > 1
+
+    def estimator_params(self) -> dict:
+        """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate)."""
+        params = self.model_dump(exclude={"criterion"})
+        ks, cts = self.candidates
+        params.update(n_components=ks[0], covariance_type=cts[0])
+        return params
 
 
 class OutputSpec(_Frozen):
@@ -288,11 +341,18 @@ def _model_at(loc: tuple):
     return model if hasattr(model, "model_fields") else None
 
 
+def _clean_loc(loc) -> tuple:
+    """The key path without pydantic's union-branch tags ("constrained-int", "list[...]")."""
+    return tuple(str(p) for p in loc if isinstance(p, int) or re.fullmatch(r"\w+", str(p)))
+
+
 def _one_line(error: ValidationError, where: str) -> str:
-    first = error.errors()[0]
-    loc = tuple(str(p) for p in first["loc"])
+    errors = error.errors()
+    first = errors[0]
+    loc = _clean_loc(first["loc"])
     key = ".".join(loc) or "(top level)"
-    more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
+    n_more = len({_clean_loc(e["loc"]) for e in errors}) - 1
+    more = f" (and {n_more} more problem(s))" if n_more > 0 else ""
     if first["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
         allowed = ", ".join(parent.model_fields) if parent else "see the docs"

@@ -170,6 +170,29 @@ def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoin
         model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
 
 
+def _select(dataset: Dataset, spec: JobSpec, reporter: Reporter):
+    """Fit every candidate of a sweep in shared passes; the best by the criterion."""
+    from .selection import select_model
+
+    ks, cts = spec.model.candidates
+    params = spec.model.estimator_params()
+    for key in ("n_components", "covariance_type", "n_init"):
+        params.pop(key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best, table = select_model(dataset.X, ks, cts, criterion=spec.model.criterion,
+                                   n_init=spec.model.n_init, callback=reporter.iteration,
+                                   **params)
+    if dataset.feature_names:
+        best.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
+    reporter.event("selected", f"selected k={best.n_components} {best.covariance_type} "
+                   f"by {spec.model.criterion} among {len(table)} candidates in "
+                   f"{table.attrs['passes']} passes", n_components=best.n_components,
+                   covariance_type=best.covariance_type, passes=table.attrs["passes"])
+    return best, {"criterion": spec.model.criterion, "passes": table.attrs["passes"],
+                  "candidates": table.to_dict(orient="records")}
+
+
 def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
             restart: bool = False) -> dict:
     """Fit the model a job spec describes and publish its outputs.
@@ -208,10 +231,11 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
     with _cluster(spec.cluster.model_dump(), client, reporter) as client:
         t0 = time.perf_counter()
         dataset = source.load()
-        if dataset.n_samples < spec.model.n_components:
+        smallest = min(spec.model.candidates[0])
+        if dataset.n_samples < smallest:
             raise ValueError(
                 f"The input has {dataset.n_samples} rows but n_components="
-                f"{spec.model.n_components}: use fewer components or more data."
+                f"{smallest}: use fewer components or more data."
             )
         reporter.event("input", f"input {spec.input.path}: {dataset.n_samples} rows x "
                        f"{dataset.n_features} features in {dataset.X.numblocks[0]} chunks",
@@ -223,9 +247,12 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
         ckpt.restore()  # refuse a mismatching checkpoint before any work
         dataset = _persist(client, dataset, spec.model.cache, reporter)
         t_load = time.perf_counter() - t0
-        model = GaussianMixture(**spec.model.model_dump())
         t0 = time.perf_counter()
-        _fit_with_checkpoint(model, dataset, spec, ckpt, reporter)
+        if spec.model.is_sweep:
+            model, selection = _select(dataset, spec, reporter)
+        else:
+            model, selection = GaussianMixture(**spec.model.estimator_params()), None
+            _fit_with_checkpoint(model, dataset, spec, ckpt, reporter)
         t_fit = time.perf_counter() - t0
         reporter.event("fit", f"fitted in {t_fit:.1f} s: {model.n_iter_} iterations, "
                        f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}",
@@ -236,6 +263,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
         extra = {"job": {"name": spec.name, "fingerprint": spec.fingerprint(),
                          "input_fingerprint": identity["input"]},
                  "timings": timings}
+        if selection is not None:
+            extra["selection"] = selection
         with pub:
             metrics = _publish_results(client, model, dataset, out, pub, reporter, extra)
             metrics["timings"]["total"] = time.perf_counter() - t_start

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -37,7 +38,8 @@ def _loglik(params):
 
 def select_model(X, n_components: Iterable[int] | int = range(1, 11),
                  covariance_type: Iterable[str] | str = ("full",), *,
-                 criterion: str = "bic", n_init: int = 1, sample_weight=None, **params):
+                 criterion: str = "bic", n_init: int = 1, sample_weight=None,
+                 callback=None, **params):
     """Fit every candidate in shared passes and keep the one with the lowest criterion.
 
     Parameters
@@ -49,6 +51,9 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
     n_init : int, default=1
         Restarts per candidate (all of them share the passes too).
     sample_weight : array-like of shape (n_samples,), optional
+    callback : callable, optional
+        Called after every EM iteration of every candidate with an
+        :class:`~distgmm.parallel.em.IterationInfo` whose ``candidate`` says which.
     **params
         Other :class:`GaussianMixture` parameters (``tol``, ``max_iter``,
         ``random_state``, ``init_params``, ``reg_covar``, ``cache``).
@@ -96,7 +101,11 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
         m._check_parameters(blocks.n_features)
         if n_rows < m.n_components:
             continue
-        restart = m._restart_tasks(blocks)
+        report = None
+        if callback is not None:
+            def report(info, label=f"k={m.n_components} {m.covariance_type}"):
+                callback(replace(info, candidate=label))
+        restart = m._restart_tasks(blocks, report)
         tasks += restart
         owners += [i] * len(restart)
     outcomes, passes = run_lockstep(blocks, tasks, fail_fast=False)

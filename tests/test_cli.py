@@ -282,3 +282,25 @@ def test_embedded_cluster_keeps_worker_errors_off_stderr(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "first at row 77, column 0" in r.stderr
+
+
+def test_sweep_publishes_the_best_candidate(scheduler_address, tmp_path):
+    X = blobs(n=3000, d=2, k=4, seed=1, spread=0.7)[0]
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "out"
+    r = run_cli("sweep", tmp_path / "x.npy", "-k", "1..6", "--covariance-type", "full,diag",
+                "--n-init", 2, "--output", out, "--log-format", "json",
+                address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    table = pd.DataFrame(m["selection"]["candidates"])
+    assert len(table) == 12 and m["n_components"] == 4
+    best = table.loc[table.bic.idxmin()]
+    assert (best.n_components, best.covariance_type) == (4, m["covariance_type"])
+    # separate fits would need at least the EM iterations plus a scoring pass each
+    assert m["selection"]["passes"] < 0.6 * (table.n_iter.sum() + len(table))
+    model = load_model(str(out))
+    assert model.n_components == 4 and model.n_init == 2
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    assert {e.get("candidate") for e in events if e["event"] == "iteration"} >= {
+        "k=1 full", "k=6 diag"}

@@ -90,3 +90,15 @@ def test_yaml_and_toml_files(tmp_path):
         JobSpec.from_file(str(tmp_path / "job.json"))
     with pytest.raises(FileNotFoundError, match="No job spec"):
         JobSpec.from_file(str(tmp_path / "none.yaml"))
+
+
+def test_candidates_from_ranges_and_lists():
+    spec = JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.n_components=2..5",
+                                       "model.covariance_type=full,diag"])
+    assert spec.model.candidates == ([2, 3, 4, 5], ["full", "diag"]) and spec.model.is_sweep
+    one = JobSpec.from_mapping(BASE, ["root=/r", "date=1"])
+    assert not one.model.is_sweep and one.model.estimator_params()["n_components"] == 3
+    with pytest.raises(ValueError, match="range '5..2' is empty"):
+        JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.n_components=5..2"])
+    with pytest.raises(ValueError, match="model.covariance_type"):
+        JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.covariance_type=full,dense"])

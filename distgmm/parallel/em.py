@@ -34,6 +34,7 @@ class IterationInfo:
     change: float
     seconds: float
     init: int = 0
+    candidate: str = ""
 
 
 def e_step(blocks: Blocks, params: GMMParams):
