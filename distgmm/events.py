@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
+
+_WRITE_LOCK = threading.Lock()
 
 
 class Reporter:
@@ -37,7 +40,9 @@ class Reporter:
                               default=str)
         else:
             line = message or f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items())
-        print(line, file=self.stream, flush=True)
+        with _WRITE_LOCK:  # candidates report from their own threads: whole lines only
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def iteration(self, info) -> None:
         """One line per EM iteration: iteration, lower bound, change, seconds."""
