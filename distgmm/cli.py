@@ -277,9 +277,11 @@ def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
 @click.option("--address", metavar="ADDR", help="Scheduler address or scheduler file "
               "(overrides the spec's cluster.address; default: the spec's, else "
               "$DASK_SCHEDULER_ADDRESS, else an embedded local cluster).")
+@click.option("--n-workers", type=int, help="Workers of the embedded cluster.")
+@click.option("--memory-limit", metavar="SIZE", help="Memory per embedded worker.")
 @_restart_option
 @_common
-def run(job, settings, overwrite, address, restart, reporter):
+def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter):
     """Run the job spec JOB (.yaml or .toml).
 
     A run resumes from its checkpoint after a failure; rerunning a job whose output
@@ -290,8 +292,10 @@ def run(job, settings, overwrite, address, restart, reporter):
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
-    if address:
-        settings = (*settings, f"cluster.address={address}")
+    for key, value in (("address", address), ("n_workers", n_workers),
+                       ("memory_limit", memory_limit)):
+        if value is not None:
+            settings = (*settings, f"cluster.{key}={value}")
     spec = JobSpec.from_file(job, settings)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)

@@ -19,6 +19,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -120,7 +121,8 @@ class ModelSpec(_Frozen):
     reg_covar: Annotated[float, Field(ge=0)] = 1e-6
     max_iter: Annotated[int, Field(ge=0)] = 100
     n_init: Annotated[int, Field(ge=1)] = 1
-    init_params: Literal[INIT_PARAMS] = "kmeans"  # type: ignore[valid-type]
+    # "previous": start from the last model this job published (scheduled runs)
+    init_params: Literal[(*INIT_PARAMS, "previous")] = "kmeans"  # type: ignore[valid-type]
     random_state: int | None = 0
     cache: Literal[CACHE_CHOICES] = "auto"  # type: ignore[valid-type]
 
@@ -150,6 +152,8 @@ class ModelSpec(_Frozen):
         params = self.model_dump(exclude={"criterion"})
         ks, cts = self.candidates
         params.update(n_components=ks[0], covariance_type=cts[0])
+        if params["init_params"] == "previous":  # used when there is no previous model
+            params["init_params"] = "kmeans"
         return params
 
 
@@ -187,6 +191,25 @@ class JobSpec(_Frozen):
     model: ModelSpec
     output: OutputSpec
     cluster: ClusterSpec = ClusterSpec()
+    _output_template: str | None = PrivateAttr(default=None)
+
+    _variables: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def sibling_outputs(self) -> str | None:
+        """Glob of the outputs of this job's other runs, or None without a template.
+
+        In the templated output path, variables whose value is a location (holds a
+        ``/``) keep their value; the others (run keys such as ``{date}``) become ``*``.
+        """
+        if not self._output_template:
+            return None
+
+        def sub(m):
+            value = self._variables.get(m.group(1), "")
+            return value if "/" in value else "*"
+
+        return _VARIABLE.sub(sub, self._output_template)
 
     @classmethod
     def from_mapping(cls, raw: dict, settings: Sequence[str] = (), *,
@@ -208,13 +231,19 @@ class JobSpec(_Frozen):
                 f"{where}: --set {unused[0]}=... matches no {{{unused[0]}}} template in the "
                 "spec; use section.key=value to override a setting."
             )
+        output = raw.get("output")
+        template = overrides.get("output.path",
+                                 output.get("path") if isinstance(output, dict) else None)
         raw = _fill(raw, variables, where)
         for dotted, text in overrides.items():
             _assign(raw, dotted, _setting_value(dotted, _fill(text, variables, where)), where)
         try:
-            return cls.model_validate(raw)
+            spec = cls.model_validate(raw)
         except ValidationError as e:
             raise ValueError(_one_line(e, where)) from None
+        if isinstance(template, str) and _VARIABLE.search(template):
+            spec._output_template, spec._variables = template, dict(variables)
+        return spec
 
     @classmethod
     def from_file(cls, path: str, settings: Sequence[str] = ()) -> JobSpec:

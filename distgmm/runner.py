@@ -25,6 +25,7 @@ from .jobspec import JobSpec, OutputSpec
 from .model import library_versions, write_model_files
 from .numerics.params import n_parameters
 from .outputs import PredictionOptions, predictions, sizes_array, write_json
+from .previous import drift, previous_output, warm_start_params
 from .publish import Publication, is_published
 from .sources import Dataset, open_source
 
@@ -35,7 +36,10 @@ def _compute(client, collections: list, reporter: Reporter, label: str) -> list:
     If a task fails, the rest are cancelled and waited for before the error goes on,
     so no straggling write lands in a staging directory that is being removed.
     """
-    futures = client.compute(collections)
+    with warnings.catch_warnings():
+        # Parquet results (expressions) and array scores share the pass on purpose
+        warnings.filterwarnings("ignore", message="Computing mixed collections")
+        futures = client.compute(collections)
     try:
         reporter.wait(futures, label)
         return client.gather(futures)
@@ -79,8 +83,13 @@ def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Datase
 
 
 def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: Publication,
-                     reporter: Reporter, extra: dict) -> dict:
-    """The prediction pass, metrics.json and model/ into the staging directory."""
+                     reporter: Reporter, extra: dict, previous=None) -> dict:
+    """The prediction pass, metrics.json and model/ into the staging directory.
+
+    ``previous`` (path, model) adds the drift section, scored in the same pass.
+    """
+    from .parallel.predict import score_samples_dask
+
     t0 = time.perf_counter()
     params = model._params()
     opts = PredictionOptions(output.labels, output.probabilities, output.log_likelihood,
@@ -88,10 +97,11 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
     pending = predictions(dataset, params, pub.staging_url, opts, output.storage_options)
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
-    *_, total, sizes = _compute(
-        client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
-        reporter, "writing results",
-    )
+    scored = [pending.total_log_likelihood, pending.cluster_sizes]
+    if previous is not None:
+        scored.append(score_samples_dask(dataset.X, previous[1]._params()).sum())
+    results = _compute(client, [*pending.writes, *scored], reporter, "writing results")
+    total, sizes, *before = results[len(pending.writes):]
     n, d = dataset.n_samples, dataset.n_features
     k, ct = params.n_components, params.covariance_type
     total = float(total)
@@ -112,6 +122,8 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
         **extra,
     }
     metrics["timings"] = {**extra.get("timings", {}), "predict": time.perf_counter() - t0}
+    if previous is not None:
+        metrics["drift"] = drift(previous[0], previous[1], model, float(before[0]), total, n)
     write_model_files(model, posixpath.join(pub.staging_url, "model"),
                       {k_: metrics[k_] for k_ in ("n_samples", "bic", "aic", "cluster_sizes")},
                       output.storage_options)
@@ -168,6 +180,29 @@ def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoin
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if dataset.feature_names:
         model.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
+
+
+def _previous_model(spec: JobSpec, dataset: Dataset, reporter: Reporter):
+    """(path, model) of this job's previous published run, for warm start and drift."""
+    from .model import load_model
+
+    if spec.model.init_params == "previous" and spec.model.is_sweep:
+        raise ValueError("init_params: previous starts one model from the last one; a "
+                         "sweep of several candidates cannot: use kmeans for sweeps.")
+    path = previous_output(spec)
+    if path is None:
+        if spec.model.init_params == "previous":
+            reporter.event("warm-start", "no previous run of this job is published: "
+                           "starting from k-means", previous=None)
+        return None
+    model = load_model(path)
+    if model.n_features_in_ != dataset.n_features:
+        raise ValueError(f"The previous run {path} has {model.n_features_in_} features; "
+                         f"this input has {dataset.n_features}: select the same columns.")
+    if spec.model.init_params == "previous":
+        reporter.event("warm-start", f"starting from the model published at {path}",
+                       previous=path)
+    return path, model
 
 
 def _select(dataset: Dataset, spec: JobSpec, reporter: Reporter):
@@ -247,11 +282,17 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
         ckpt.restore()  # refuse a mismatching checkpoint before any work
         dataset = _persist(client, dataset, spec.model.cache, reporter)
         t_load = time.perf_counter() - t0
+        previous = _previous_model(spec, dataset, reporter)
         t0 = time.perf_counter()
         if spec.model.is_sweep:
             model, selection = _select(dataset, spec, reporter)
         else:
-            model, selection = GaussianMixture(**spec.model.estimator_params()), None
+            params = spec.model.estimator_params()
+            if previous is not None and spec.model.init_params == "previous":
+                params.update(warm_start_params(previous[1], params["n_components"],
+                                                params["covariance_type"],
+                                                dataset.n_features))
+            model, selection = GaussianMixture(**params), None
             _fit_with_checkpoint(model, dataset, spec, ckpt, reporter)
         t_fit = time.perf_counter() - t0
         reporter.event("fit", f"fitted in {t_fit:.1f} s: {model.n_iter_} iterations, "
@@ -266,7 +307,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
         if selection is not None:
             extra["selection"] = selection
         with pub:
-            metrics = _publish_results(client, model, dataset, out, pub, reporter, extra)
+            metrics = _publish_results(client, model, dataset, out, pub, reporter, extra,
+                                       previous)
             metrics["timings"]["total"] = time.perf_counter() - t_start
             write_json(pub.staging_url, "metrics.json", metrics, out.storage_options)
         ckpt.clear()

@@ -30,10 +30,11 @@ def zarr_input(tmp_path_factory):
     return str(path), X
 
 
-def write_lake(root: Path, days=("2026-11-01", "2026-11-02"), n=400, seed=0, shift=0.0):
+def write_lake(root: Path, days=("2026-11-01", "2026-11-02"), n=400, seed=0, shift=0.0,
+               centers=((10.0, 1.0, 0.0), (50.0, 5.0, 8.0), (90.0, 2.0, -6.0))):
     """A hive-partitioned events dataset, one partition per day."""
     rng = np.random.default_rng(seed)
-    centers = np.array([[10.0, 1.0, 0.0], [50.0, 5.0, 8.0], [90.0, 2.0, -6.0]])
+    centers = np.asarray(centers)
     frames = []
     for day in days:
         lab = rng.integers(0, 3, n)
@@ -304,3 +305,46 @@ def test_sweep_publishes_the_best_candidate(scheduler_address, tmp_path):
     events = [json.loads(line) for line in r.stderr.splitlines()]
     assert {e.get("candidate") for e in events if e["event"] == "iteration"} >= {
         "k=1 full", "k=6 diag"}
+
+
+def _events(result, name):
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    return [{k: v for k, v in e.items() if k not in ("event", "time")}
+            for e in events if e["event"] == name]
+
+
+def test_two_days_of_a_data_lake_warm_start_and_drift(scheduler_address, tmp_path):
+    # overlapping clusters: EM needs many iterations after k-means
+    near = ((10.0, 0.0, 0.0), (12.0, 1.5, 0.0), (10.0, 1.5, 1.5))
+    write_lake(tmp_path, days=("2026-11-21",), n=3000, seed=1, centers=near)
+    write_lake(tmp_path, days=("2026-11-22",), n=3000, seed=2, shift=0.1, centers=near)
+    common = ["--set", f"lake={tmp_path}", "--set", "model.tol=1e-4", "--set",
+              "model.n_components=3", "--log-format", "json"]
+    day1 = run_cli("run", JOBS / "daily-lake.yaml", "--set", "date=2026-11-21", *common,
+                   address=scheduler_address)
+    assert day1.returncode == 0, day1.stderr
+    assert _events(day1, "warm-start") == [{"previous": None}]
+    day2 = run_cli("run", JOBS / "daily-lake.yaml", "--set", "date=2026-11-22", *common,
+                   address=scheduler_address)
+    assert day2.returncode == 0, day2.stderr
+    out1 = tmp_path / "clusters" / "events" / "date=2026-11-21"
+    out2 = tmp_path / "clusters" / "events" / "date=2026-11-22"
+    assert _events(day2, "warm-start") == [{"previous": str(out1)}]
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    drift = m2["drift"]
+    assert drift["previous_output"] == str(out1)
+    assert drift["log_likelihood_gain"] > 0  # today's model fits today's data better
+    assert 0.05 < drift["max_mean_shift"] < 1.0  # the data moved by 0.1 per feature
+    # a cold start of the same day needs more iterations
+    cold = run_cli("run", JOBS / "daily-lake.yaml", "--set", "date=2026-11-22", *common,
+                   "--set", "model.init_params=kmeans", "--set",
+                   f"output.path={tmp_path}/cold", address=scheduler_address)
+    assert cold.returncode == 0, cold.stderr
+    m_cold = json.loads((tmp_path / "cold" / "metrics.json").read_text())
+    assert m2["n_iter"] < m_cold["n_iter"], (m2["n_iter"], m_cold["n_iter"])
+    # the same date again: already published, nothing done
+    again = run_cli("run", JOBS / "daily-lake.yaml", "--set", "date=2026-11-22", *common,
+                    address=scheduler_address)
+    assert again.returncode == 0
+    assert _events(again, "published") == [{"path": str(out2), "already": True}]
+    assert json.loads((out2 / "metrics.json").read_text()) == m2
