@@ -114,6 +114,8 @@ def _output_options(f):
                      help="Write the most probable component of each row."),
         click.option("--probabilities", is_flag=True, help="Write per-component probabilities."),
         click.option("--log-likelihood", is_flag=True, help="Write per-row log-likelihood."),
+        click.option("--report", is_flag=True, help="Write report.html and PNG figures "
+                     "(needs the plot extra: matplotlib)."),
         click.option("--output-format", type=click.Choice(["auto", "zarr", "parquet"]),
                      default="auto", show_default=True,
                      help="auto: Parquet for Parquet input, Zarr otherwise."),
@@ -153,6 +155,7 @@ def _input_section(path, kw) -> dict:
 def _output_section(kw) -> dict:
     return {"path": kw["output"], "format": kw["output_format"], "labels": kw["labels"],
             "probabilities": kw["probabilities"], "log_likelihood": kw["log_likelihood"],
+            "report": kw.get("report", False),
             "overwrite": kw["overwrite"]}
 
 

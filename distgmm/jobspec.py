@@ -165,6 +165,7 @@ class OutputSpec(_Frozen):
     labels: bool = True
     probabilities: bool = False
     log_likelihood: bool = False
+    report: bool = False
     overwrite: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -82,6 +82,21 @@ def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Datase
                    dataset.passthrough, dataset.description)
 
 
+REPORT_POINTS = 4000
+
+
+def _report_terms(dataset: Dataset) -> list:
+    """Lazy sum, cross-product (for principal axes) and a row sample, for the report."""
+    from .report import _pyplot
+
+    _pyplot()  # fail before the pass if matplotlib is missing
+    X = dataset.X.astype(np.float64)
+    n = dataset.n_samples
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(n, min(n, REPORT_POINTS), replace=False))
+    return [X.sum(axis=0), X.T @ X, X[idx]]
+
+
 def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: Publication,
                      reporter: Reporter, extra: dict, previous=None) -> dict:
     """The prediction pass, metrics.json and model/ into the staging directory.
@@ -100,8 +115,11 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
     if previous is not None:
         scored.append(score_samples_dask(dataset.X, previous[1]._params()).sum())
-    results = _compute(client, [*pending.writes, *scored], reporter, "writing results")
-    total, sizes, *before = results[len(pending.writes):]
+    figures = _report_terms(dataset) if output.report else []
+    results = _compute(client, [*pending.writes, *scored, *figures], reporter,
+                       "writing results")
+    total, sizes, *before = results[len(pending.writes):len(pending.writes) + len(scored)]
+    figures = results[len(results) - len(figures):] if figures else None
     n, d = dataset.n_samples, dataset.n_features
     k, ct = params.n_components, params.covariance_type
     total = float(total)
@@ -124,6 +142,15 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
     metrics["timings"] = {**extra.get("timings", {}), "predict": time.perf_counter() - t0}
     if previous is not None:
         metrics["drift"] = drift(previous[0], previous[1], model, float(before[0]), total, n)
+    if figures is not None:
+        from .numerics.predict import predict_block
+        from .report import write_report
+
+        x_sum, x_cross, points = figures
+        metrics["report"] = write_report(
+            pub.staging_url, metrics, model,
+            {"total": x_sum, "cross": x_cross, "n": n, "points": points,
+             "labels": predict_block(points, params)}, output.storage_options)
     write_model_files(model, posixpath.join(pub.staging_url, "model"),
                       {k_: metrics[k_] for k_ in ("n_samples", "bic", "aic", "cluster_sizes")},
                       output.storage_options)

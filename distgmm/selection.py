@@ -64,7 +64,8 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
         The fitted candidate with the lowest criterion.
     table : pandas.DataFrame
         One row per candidate: ``n_components``, ``covariance_type``, ``lower_bound``,
-        ``bic``, ``aic``, ``n_iter``, ``converged``, ``n_parameters``, ``error`` (why a
+        ``bic``, ``aic``, ``n_iter``, ``converged``, ``n_parameters``, ``lower_bounds``
+        (per iteration, of the kept restart), ``error`` (why a
         candidate failed, e.g. a collapsed component; its criteria are NaN).
         ``table.attrs["passes"]`` counts the passes over the data made for all
         candidates together.
@@ -132,8 +133,10 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
         row = {"n_components": int(k), "covariance_type": ct, "lower_bound": np.nan,
                "bic": np.nan, "aic": np.nan, "n_iter": 0, "converged": False,
                "n_parameters": p, "error": errors.get(i)}
+        row["lower_bounds"] = []
         if i in loglik:
             row.update(lower_bound=m.lower_bound_, n_iter=m.n_iter_, converged=m.converged_,
+                       lower_bounds=list(m.lower_bounds_),
                        bic=-2 * loglik[i] + p * np.log(total_w),
                        aic=-2 * loglik[i] + 2 * p)
         rows.append(row)
