@@ -25,7 +25,7 @@ from functools import reduce
 
 import numpy as np
 
-from .gaussian import log_gaussian_prob, logsumexp_rows
+from .gaussian import log_gaussian_prob, log_normalize_rows
 from .params import GMMParams
 
 TILE_ROWS = 4096
@@ -196,13 +196,12 @@ def chunk_stats(
     for a, b in _tiles(X.shape[0], tile_rows):
         xc = np.asarray(X[a:b], dtype=np.float64) - center
         w = _weights_tile(sample_weight, a, b)
-        lp = weighted_log_prob(xc, params, center)
-        lpn = logsumexp_rows(lp)
+        lpn, resp = log_normalize_rows(weighted_log_prob(xc, params, center))
         ll = lpn.sum() if w is None else w @ lpn
         if not np.isfinite(ll):
             raise_nonfinite(X[a:b], row_start + a)
         stats.loglik += float(ll)
-        accumulate(xc, np.exp(lp - lpn[:, None]), w, stats)
+        accumulate(xc, resp, w, stats)
     return stats
 
 
