@@ -183,6 +183,12 @@ def test_demo_then_quickstart_job(scheduler_address, tmp_path):
     m = json.loads((tmp_path / "distgmm-demo" / "quickstart-output" / "metrics.json")
                    .read_text())
     assert m["job"]["name"] == "quickstart" and sum(m["cluster_sizes"]) == 20000
+    r = run_cli("run", JOBS / "sweep.yaml", cwd=tmp_path, address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "distgmm-demo" / "sweep-output"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_components"] == 5 and len(m["selection"]["candidates"]) == 16
+    assert (out / "report.html").exists() and (out / "report" / "selection.png").exists()
 
 
 def test_zarr_group_job(scheduler_address, tmp_path):
