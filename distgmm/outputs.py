@@ -85,7 +85,11 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
                                    f"chunks {z.chunks}; refusing to write.")
             sources.append(arr)
             targets.append(z)
-    writes = [da.store(sources, targets, lock=False, compute=False)] if sources else []
+    writes = []
+    if sources:
+        stored = da.store(sources, targets, lock=False, compute=False)
+        # one lazy collection per target (a tuple when there are several)
+        writes = list(stored) if isinstance(stored, (tuple, list)) else [stored]
     sizes = da.bincount(labels, minlength=params.n_components)
     return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None)
 

@@ -51,23 +51,25 @@ def _compute(client, collections: list, reporter: Reporter, label: str) -> list:
         raise
 
 
+_ACTIVE = ("executing", "long-running", "ready", "constrained", "waiting", "fetch", "flight")
+
+
 def _executing(dask_worker) -> list:
-    """Keys a worker's threads are running right now (cancelled tasks run to the end)."""
-    return [str(ts.key) for ts in dask_worker.state.executing]
+    """Keys a worker is running or about to run (cancelled tasks run to the end)."""
+    return [str(key) for key, ts in dask_worker.state.tasks.items() if ts.state in _ACTIVE]
 
 
 def _drain(client, collections: list, futures: list, timeout: float = 60.0) -> None:
     """Cancel ``futures`` and wait until no task of ``collections`` is running."""
     keys = {str(k) for c in collections for k in c.__dask_graph__()}
     client.cancel(futures, force=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline, quiet = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and quiet < 5:  # idle on 5 polls in a row
         try:
             running = {k for ks in client.run(_executing).values() for k in ks}
         except OSError:
             return
-        if not running & keys:
-            return
+        quiet = 0 if running & keys else quiet + 1
         time.sleep(0.05)
 
 

@@ -227,7 +227,7 @@ def test_catalogue(case, argv, expected, pattern, d, published, tmp_path, schedu
         argv += ["--address", scheduler_address]
     if case == "checkpoint-of-another-job":
         (tmp_path / ".out.checkpoint.json").write_text(json.dumps(
-            {"format": "distgmm-checkpoint", "version": 1,
+            {"format": "distgmm-checkpoint", "version": 2,
              "identity": {"job": "other", "input": "other"}, "state": {}}))
     before_data, before_here = _tree(d), _tree(tmp_path)
     published_metrics = (published / "metrics.json").read_text()

@@ -164,7 +164,7 @@ def test_every_example_job_validates(job):
     settings = [f"{v}=/somewhere" if v != "date" else "date=2026-11-22"
                 for v in sorted(_variables(path))]
     spec = JobSpec.from_file(str(path), settings)
-    assert spec.model.n_components >= 1 and spec.output.path
+    assert min(spec.model.candidates[0]) >= 1 and spec.output.path
     r = CliRunner().invoke(cli, ["validate", str(path), *sum((["--set", s] for s in settings),
                                                             [])])
     assert r.exit_code == 0 and "valid" in r.output
