@@ -275,11 +275,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if state is None:
             state = FitState(seeds, [None] * n_init)
         self.timings_ = {"init": 0.0, "iterations": []}
+        self._iteration_seconds = [[] for _ in range(n_init)]
         lock = threading.Lock()
 
         def restart(init: int, data: Blocks) -> EMResult:
             t0 = time.perf_counter()
             resume, params, lb0 = state.restarts[init], None, -np.inf
+            if resume is not None:  # run_em mutates it; the saved state holds snapshots
+                resume = replace(resume, lower_bounds=list(resume.lower_bounds))
             if resume is None and warm:
                 params, lb0 = self._params(), self.lower_bound_
             elif resume is None:
@@ -297,8 +300,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
             def on_iteration(info: IterationInfo) -> None:
                 info = replace(info, init=init)
-                with lock:
-                    self.timings_["iterations"].append(info.seconds)
+                self._iteration_seconds[init].append(info.seconds)
                 self._progress(info)
                 if callback is not None:
                     callback(info)
@@ -318,6 +320,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _finish(self, results: list) -> None:
         """Keep the best restart (scikit-learn's rule: the first of the best bounds)."""
+        self.timings_["iterations"] = [t for ts in self._iteration_seconds for t in ts]
         best = None
         for result in results:
             if best is None or best.lower_bound == -np.inf or result.lower_bound > best.lower_bound:

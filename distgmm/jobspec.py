@@ -188,29 +188,34 @@ class JobSpec(_Frozen):
     """A whole clustering job: input, model, output, cluster."""
 
     name: str | None = None
+    # the template variable that changes from run to run; earlier runs are found by it
+    run_key: str = "date"
     input: InputSpec
     model: ModelSpec
     output: OutputSpec
     cluster: ClusterSpec = ClusterSpec()
     _output_template: str | None = PrivateAttr(default=None)
-
     _variables: dict = PrivateAttr(default_factory=dict)
 
-    @property
-    def sibling_outputs(self) -> str | None:
-        """Glob of the outputs of this job's other runs, or None without a template.
-
-        In the templated output path, variables whose value is a location (holds a
-        ``/``) keep their value; the others (run keys such as ``{date}``) become ``*``.
-        """
-        if not self._output_template:
+    def sibling_outputs(self) -> tuple[str, str, str] | None:
+        """Where this job's other runs publish: a glob, a regex reading the run key out
+        of a path (group ``key``), and this run's key; None unless the output path uses
+        ``{run_key}``. Every other variable keeps its value."""
+        template = self._output_template
+        if not template or f"{{{self.run_key}}}" not in template:
             return None
-
-        def sub(m):
-            value = self._variables.get(m.group(1), "")
-            return value if "/" in value else "*"
-
-        return _VARIABLE.sub(sub, self._output_template)
+        parts = _VARIABLE.split(template)  # text, name, text, name, ...
+        glob, regex = "", ""
+        for i, part in enumerate(parts):
+            if i % 2 == 0:
+                glob, regex = glob + part, regex + re.escape(part)
+            elif part == self.run_key:
+                glob += "*"
+                regex += "(?P=key)" if "(?P<key>" in regex else "(?P<key>[^/]+)"
+            else:
+                value = self._variables.get(part, "")
+                glob, regex = glob + value, regex + re.escape(value)
+        return glob, regex, self._variables.get(self.run_key, "")
 
     @classmethod
     def from_mapping(cls, raw: dict, settings: Sequence[str] = (), *,
@@ -259,7 +264,7 @@ class JobSpec(_Frozen):
         fingerprint on the same input publish the same thing.
         """
         doc = self.model_dump(mode="json", exclude={
-            "name": True, "cluster": True, "input": {"storage_options"},
+            "name": True, "run_key": True, "cluster": True, "input": {"storage_options"},
             "output": {"overwrite", "storage_options"}})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

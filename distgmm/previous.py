@@ -5,37 +5,53 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 
 import numpy as np
 
 from .publish import SUCCESS
 
 
-def previous_output(spec) -> str | None:
-    """The latest published output of an earlier run of this job, or None.
+def _order(key: str):
+    """Run keys compare as numbers when they are numbers, else as text (ISO dates)."""
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
 
-    Earlier runs are the outputs matching :attr:`JobSpec.sibling_outputs` that sort
-    before this run's output (ISO dates sort in time order), are published
-    (``_SUCCESS``) and were written by a job of the same name.
+
+def previous_output(spec) -> str | None:
+    """The published output of this job's latest earlier run, or None.
+
+    Earlier runs are outputs at the job's templated output path with another value of
+    its ``run_key`` (``{date}`` by default) that sorts before this run's, that are
+    published (``_SUCCESS``, ``model/``) and whose metrics name the same job. A job
+    without a name has no previous runs.
     """
     import fsspec
 
-    pattern = spec.sibling_outputs
-    if pattern is None:
+    siblings = spec.sibling_outputs()
+    if siblings is None or not spec.name:
         return None
+    pattern, regex, current = siblings
     so = spec.output.storage_options
-    fs, current = fsspec.core.url_to_fs(spec.output.path, **so)
-    _, glob = fsspec.core.url_to_fs(pattern, **so)
-    current = current.rstrip("/")
-    for path in sorted(fs.glob(glob), reverse=True):
+    fs, glob = fsspec.core.url_to_fs(pattern, **so)
+    # glob lists paths without the URL's protocol: match them without it too
+    key_of = re.compile(re.sub(r"^[a-z][a-z0-9+.\-]*://", "", regex))
+    found = []
+    for path in fs.glob(glob):
         path = path.rstrip("/")
-        if path >= current or not fs.exists(posixpath.join(path, SUCCESS)):
+        m = key_of.fullmatch(path)
+        if m is None or m.group("key").startswith("."):
+            continue
+        if _order(m.group("key")) < _order(current):
+            found.append((_order(m.group("key")), path))
+    for _, path in sorted(found, reverse=True):
+        if not (fs.exists(posixpath.join(path, SUCCESS))
+                and fs.exists(posixpath.join(path, "model", "model.json"))):
             continue
         try:
             metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
         except (FileNotFoundError, ValueError):
             continue
-        if metrics.get("job", {}).get("name") == spec.name:
+        if (metrics.get("job") or {}).get("name") == spec.name:
             return fs.unstrip_protocol(path) if "://" in spec.output.path else path
     return None
 

@@ -31,10 +31,15 @@ def _pyplot():
     return plt
 
 
-def principal_axes(total: np.ndarray, n: float, cross: np.ndarray):
-    """Mean and top-two principal axes from ``sum x`` and ``sum x x^T`` over all rows."""
-    mean = total / n
-    cov = cross / n - np.outer(mean, mean)
+def principal_axes(total: np.ndarray, n: float, cross: np.ndarray, center=0.0):
+    """Mean and top-two principal axes from ``sum (x - c)`` and ``sum (x - c)(x - c)^T``.
+
+    ``center`` ``c`` is any point near the data (the mixture's centre): sums about it
+    keep their digits however far the data lies from the origin.
+    """
+    shift = total / n
+    cov = cross / n - np.outer(shift, shift)
+    mean = shift + center
     values, vectors = np.linalg.eigh((cov + cov.T) / 2)
     order = np.argsort(values)[::-1][:2]
     axes = vectors[:, order]
@@ -125,8 +130,8 @@ def write_report(url: str, metrics: dict, model, projection: dict,
     model : GaussianMixture
         The fitted model.
     projection : dict
-        ``total`` (sum of rows), ``cross`` (sum of outer products), ``n``, ``points``
-        (a sample of rows) and ``labels`` (their labels).
+        ``total`` and ``cross`` (sum of ``x - center`` and of its outer products),
+        ``n``, ``center``, ``points`` (a sample of rows) and ``labels`` (their labels).
 
     Returns
     -------
@@ -148,7 +153,8 @@ def write_report(url: str, metrics: dict, model, projection: dict,
     if selection:
         figures["selection"] = _fig_selection(plt, selection["candidates"])
     figures["weights"] = _fig_weights(plt, metrics["weights"], metrics["cluster_sizes"])
-    mean, axes, _ = principal_axes(projection["total"], projection["n"], projection["cross"])
+    mean, axes, _ = principal_axes(projection["total"], projection["n"], projection["cross"],
+                                   projection.get("center", 0.0))
     figures["projection"] = _fig_projection(
         plt, projection["points"], projection["labels"], model.means_,
         _full_covariances(model), mean, axes)

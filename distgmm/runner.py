@@ -87,16 +87,18 @@ def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Datase
 REPORT_POINTS = 4000
 
 
-def _report_terms(dataset: Dataset) -> list:
-    """Lazy sum, cross-product (for principal axes) and a row sample, for the report."""
+def _report_terms(dataset: Dataset, center: np.ndarray) -> list:
+    """Lazy sum and cross-product of ``X - center`` (principal axes without
+    cancellation far from the origin) and a row sample, for the report."""
     from .report import _pyplot
 
     _pyplot()  # fail before the pass if matplotlib is missing
     X = dataset.X.astype(np.float64)
+    Xc = X - center
     n = dataset.n_samples
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(n, min(n, REPORT_POINTS), replace=False))
-    return [X.sum(axis=0), X.T @ X, X[idx]]
+    return [Xc.sum(axis=0), Xc.T @ Xc, X[idx]]
 
 
 def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: Publication,
@@ -117,7 +119,7 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
     if previous is not None:
         scored.append(score_samples_dask(dataset.X, previous[1]._params()).sum())
-    figures = _report_terms(dataset) if output.report else []
+    figures = _report_terms(dataset, params.center) if output.report else []
     results = _compute(client, [*pending.writes, *scored, *figures], reporter,
                        "writing results")
     total, sizes, *before = results[len(pending.writes):len(pending.writes) + len(scored)]
@@ -151,8 +153,9 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
         x_sum, x_cross, points = figures
         metrics["report"] = write_report(
             pub.staging_url, metrics, model,
-            {"total": x_sum, "cross": x_cross, "n": n, "points": points,
-             "labels": predict_block(points, params)}, output.storage_options)
+            {"total": x_sum, "cross": x_cross, "n": n, "center": params.center,
+             "points": points, "labels": predict_block(points, params)},
+            output.storage_options)
     write_model_files(model, posixpath.join(pub.staging_url, "model"),
                       {k_: metrics[k_] for k_ in ("n_samples", "bic", "aic", "cluster_sizes")},
                       output.storage_options)
@@ -224,10 +227,15 @@ def _previous_model(spec: JobSpec, dataset: Dataset, reporter: Reporter):
             reporter.event("warm-start", "no previous run of this job is published: "
                            "starting from k-means", previous=None)
         return None
-    model = load_model(path)
+    model = load_model(path, storage_options=spec.output.storage_options)
     if model.n_features_in_ != dataset.n_features:
-        raise ValueError(f"The previous run {path} has {model.n_features_in_} features; "
-                         f"this input has {dataset.n_features}: select the same columns.")
+        if spec.model.init_params == "previous":
+            raise ValueError(f"The previous run {path} has {model.n_features_in_} features; "
+                             f"this input has {dataset.n_features}: select the same columns.")
+        reporter.event("drift", f"no drift section: the previous run {path} used "
+                       f"{model.n_features_in_} features, this one {dataset.n_features}",
+                       previous=path)
+        return None
     if spec.model.init_params == "previous":
         reporter.event("warm-start", f"starting from the model published at {path}",
                        previous=path)

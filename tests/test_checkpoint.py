@@ -138,3 +138,40 @@ def test_killed_between_checkpoint_and_publish(client, tmp_path, X, monkeypatch)
     assert not os.path.exists(checkpoint_url(str(tmp_path / "out")))
     ref = GaussianMixture(4, tol=1e-8, max_iter=50, random_state=0).fit(X)
     same_model(load_model(str(tmp_path / "out")), ref)
+
+
+def test_saved_state_never_holds_a_restart_being_updated(tmp_path, X, monkeypatch):
+    """Restarts save the shared state from their own threads: what they save must be
+    snapshots, never the object run_em is updating for a resumed restart."""
+    import time
+
+    import distgmm.estimator as estimator
+
+    kw = dict(n_components=4, n_init=2, tol=1e-3, max_iter=60, random_state=1,
+              init_params="random_from_data")
+    ckpt = Checkpoint(str(tmp_path / "c.json"), {"job": "a"})
+    with pytest.raises(Killed):
+        GaussianMixture(**kw).fit(X, callback=kill_at(0, 3), checkpoint=ckpt)
+    live, shared = [], []
+    real_run_em = estimator.run_em
+
+    def spy_run_em(*args, resume=None, **kwargs):
+        if resume is not None:
+            live.append(resume)
+        return real_run_em(*args, resume=resume, **kwargs)
+
+    class Checking(Checkpoint):
+        def save(self, state):
+            shared.extend(r for r in state.restarts if any(r is obj for obj in live))
+            super().save(state)
+
+    def slow_restart_0(info):  # restart 1 saves while restart 0 sits in its callback
+        if info.init == 0:
+            time.sleep(0.05)
+
+    monkeypatch.setattr(estimator, "run_em", spy_run_em)
+    resumed = GaussianMixture(**kw).fit(X, callback=slow_restart_0,
+                                        checkpoint=Checking(ckpt.url, {"job": "a"}))
+    assert len(live) == 2 and shared == []
+    monkeypatch.setattr(estimator, "run_em", real_run_em)
+    same_model(resumed, GaussianMixture(**kw).fit(X))

@@ -44,7 +44,7 @@ def test_spec_is_frozen_and_fingerprinted():
 
 @pytest.mark.parametrize("raw, settings, message", [
     ({**BASE, "modle": {}}, ["root=/", "date=1"],
-     r"unknown key 'modle'; allowed here: name, input, model, output, cluster"),
+     r"unknown key 'modle'; allowed here: name, run_key, input, model, output, cluster"),
     ({**BASE, "model": {"n_components": 3, "covariance": "full"}}, ["root=/", "date=1"],
      r"unknown key 'model.covariance'; allowed here: n_components, covariance_type"),
     ({**BASE, "model": {"n_components": "three"}}, ["root=/", "date=1"],

@@ -93,3 +93,49 @@ def test_restarts_share_passes_on_dask():
     # the same restarts in process on numpy pick the same best
     np.testing.assert_allclose(GaussianMixture(n_init=4, **kw).fit(X).means_, four.means_,
                                rtol=1e-9)
+
+
+def test_a_chunk_error_fails_only_its_candidate():
+    X = blobs(n=600, d=2, k=2, seed=1)[0]
+    blocks = numpy_blocks(X, block_rows=200)
+
+    def boom(X, w, row_start):
+        raise MemoryError("this candidate is too big")
+
+    def big(b):
+        return b.map_reduce(boom, lambda x, y: x)
+
+    outcomes, _ = run_lockstep(blocks, [candidate(2, "full", 0), big, candidate(3, "diag", 1)],
+                               fail_fast=False)
+    assert outcomes[0].value.n_iter > 1 and outcomes[2].value.n_iter > 1
+    assert isinstance(outcomes[1].error, MemoryError)
+
+
+def test_ctrl_c_while_candidates_compute_stops_promptly(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import time, numpy as np\n"
+        "from distgmm.parallel.blocks import numpy_blocks\n"
+        "from distgmm.parallel.lockstep import run_lockstep\n"
+        "b = numpy_blocks(np.ones((100, 2)), block_rows=50)\n"
+        "def slow(blocks):\n"
+        "    for _ in range(100):\n"
+        "        blocks.map_reduce(lambda X, w, r: 1, lambda x, y: x + y)\n"
+        "        time.sleep(0.2)\n"
+        "print('ready', flush=True)\n"
+        "run_lockstep(b, [slow, slow])\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    proc.send_signal(__import__("signal").SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run_lockstep hung after Ctrl-C") from None
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err

@@ -28,7 +28,20 @@ class _Requests:
         self.items = items
 
     def __call__(self, X, w, row_start):
-        return [fn(X, w, row_start, *args) for fn, _, args in self.items]
+        out = []
+        for fn, _, args in self.items:
+            try:
+                out.append(fn(X, w, row_start, *args))
+            except Exception as e:  # this candidate's failure, not the others'
+                out.append(_Failed(e))
+        return out
+
+
+class _Failed:
+    """A candidate's error inside a shared pass, carried to that candidate alone."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 def _all_requests(X, w, row_start, requests: _Requests):
@@ -42,7 +55,8 @@ class _CombineAll:
         self.combines = combines
 
     def __call__(self, a, b):
-        return [c(x, y) for c, x, y in zip(self.combines, a, b)]
+        return [x if isinstance(x, _Failed) else y if isinstance(y, _Failed) else c(x, y)
+                for c, x, y in zip(self.combines, a, b)]
 
 
 class _Proxy:
@@ -86,7 +100,10 @@ class _Hub:
                 if self.abort is not None:
                     raise _Aborted()
                 self.cond.wait()
-            return self.results.pop(slot)
+            result = self.results.pop(slot)
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
 
     def finished(self, slot: int) -> None:
         with self.cond:
@@ -167,6 +184,11 @@ def run_lockstep(blocks: Blocks, tasks: Sequence[Callable[[Blocks], object]], *,
         t.start()
     try:
         hub.serve()
+    except BaseException as e:  # a failed pass, or Ctrl-C while waiting: stop everyone
+        with hub.cond:
+            hub.abort = hub.abort or e
+            hub.cond.notify_all()
+        raise
     finally:
         for t in threads:
             t.join()
