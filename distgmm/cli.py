@@ -329,27 +329,16 @@ def validate(job, settings, reporter):
 @_common
 def predict(model_path, input_path, reporter, **kw):
     """Label INPUT with the saved MODEL (a model/ directory or a fit's output)."""
-    from .jobspec import OutputSpec
+    from .jobspec import InputSpec, OutputSpec, validate_section
     from .runner import predict_job
-    from .sources import parse_filter
 
-    section = _input_section(input_path, kw)
-    section.pop("path")
-    section["chunk_bytes"] = _bytes(section.pop("chunk_size"))
-    section["filters"] = [parse_filter(f) for f in section["filters"]]
-    output = OutputSpec.model_validate(_output_section(kw))
-    metrics = predict_job(model_path, input_path, output, source_options=section,
+    where = "distgmm predict"
+    source = validate_section(InputSpec, _input_section(input_path, kw), where)
+    output = validate_section(OutputSpec, _output_section(kw), where)
+    metrics = predict_job(model_path, source.path, output,
+                          source_options=source.source_options(),
                           cluster=_cluster_section(kw), reporter=reporter)
     _print_result(reporter, metrics, output.path)
-
-
-def _bytes(text: str) -> int:
-    from pydantic import ByteSize, TypeAdapter, ValidationError
-
-    try:
-        return int(TypeAdapter(ByteSize).validate_python(text))
-    except ValidationError:
-        raise ValueError(f"--chunk-size {text!r} is not a size: write e.g. 128MiB.") from None
 
 
 @cli.command()

@@ -376,6 +376,14 @@ def _model_at(loc: tuple):
     return model if hasattr(model, "model_fields") else None
 
 
+def validate_section(model: type[BaseModel], raw: dict, where: str):
+    """One section (``InputSpec``, ``OutputSpec``, ...) validated, errors in one line."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ValueError(_one_line(e, where)) from None
+
+
 def _clean_loc(loc) -> tuple:
     """The key path without pydantic's union-branch tags ("constrained-int", "list[...]")."""
     return tuple(str(p) for p in loc if isinstance(p, int) or re.fullmatch(r"\w+", str(p)))

@@ -195,7 +195,7 @@ def _previous_run(spec: JobSpec) -> dict | None:
     return metrics if same else None
 
 
-def _fit_with_checkpoint(model, dataset: Dataset, spec: JobSpec, ckpt: Checkpoint,
+def _fit_with_checkpoint(model, dataset: Dataset, ckpt: Checkpoint,
                          reporter: Reporter) -> None:
     state = ckpt.restore()
     if state is not None:
@@ -330,7 +330,7 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
                                                 params["covariance_type"],
                                                 dataset.n_features))
             model, selection = GaussianMixture(**params), None
-            _fit_with_checkpoint(model, dataset, spec, ckpt, reporter)
+            _fit_with_checkpoint(model, dataset, ckpt, reporter)
         t_fit = time.perf_counter() - t0
         reporter.event("fit", f"fitted in {t_fit:.1f} s: {model.n_iter_} iterations, "
                        f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}",
