@@ -1,22 +1,33 @@
-"""Seconds per EM iteration: distgmm vs scikit-learn, side by side in one run.
+"""Seconds per EM iteration: distgmm vs scikit-learn, oneDAL and Spark, in one run.
 
-Same generated data, same initial parameters, tol=0 and fixed iteration counts. The time
-per iteration is the difference between a fit of ``n2`` and one of ``n1`` iterations,
-divided by ``n2 - n1``, so set-up, initialisation and final steps cancel out.
+Same generated data and (except Spark, which cannot be given a start) the same initial
+parameters; tol=0 and fixed iteration counts. The time per iteration is the difference
+between a fit of ``n2`` and one of ``n1`` iterations divided by ``n2 - n1``, so set-up,
+initialisation and final steps cancel out.
 
-distgmm runs twice: in process on a numpy array, and on a ``LocalCluster`` of two
-single-threaded worker processes with the data persisted (as a user would start one).
+Systems (optional ones are skipped when not installed; ``pip install -e ".[bench]"``):
+
+- scikit-learn ``GaussianMixture`` in this process (BLAS on every core);
+- distgmm on a plain ``LocalCluster(n_workers=2, threads_per_worker=1)``, data persisted,
+  and distgmm in this process on a numpy array;
+- oneDAL ``em_gmm`` through daal4py (full and diag), every core;
+- Spark ML ``GaussianMixture`` in ``local[2]`` (full only; Java and pyspark needed);
+- a float64 numpy GEMM (2000 x 2000) in this process, for the achieved-rate column.
+
+GFLOP/s for full covariance count ``4 n K d (d + 1)`` per iteration: the textbook
+E-step (every component's Mahalanobis GEMM) and M-step (scatter GEMMs).
 
 Usage::
 
-    python benchmarks/compare.py --case smoke          # seconds, for CI
-    python benchmarks/compare.py --case A --case B --out results/compare
+    python benchmarks/compare.py --case smoke          # seconds, run by the tests
+    python benchmarks/compare.py --case A --case B --out benchmarks/results/compare
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +40,7 @@ CASES = {  # n_samples, n_features, n_components
     "B": (200_000, 50, 10),
 }
 TYPES = ("full", "tied", "diag", "spherical")
+SYSTEMS = ("sklearn", "distgmm", "distgmm_inprocess", "onedal", "spark")
 
 
 def make_data(n, d, k, seed=0):
@@ -39,7 +51,7 @@ def make_data(n, d, k, seed=0):
 
 
 def start(X, means, ct):
-    """Initial parameters for both libraries: given means, unit weights, 1 sklearn step."""
+    """Initial parameters for every library: given means, equal weights, 1 sklearn step."""
     from sklearn.mixture import GaussianMixture as SK
 
     k = len(means)
@@ -48,55 +60,192 @@ def start(X, means, ct):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p = SK(k, covariance_type=ct, max_iter=1, weights_init=w, means_init=means).fit(sub)
-    return dict(weights_init=w, means_init=means, precisions_init=p.precisions_)
+    return dict(weights_init=w, means_init=means, precisions_init=p.precisions_), p
 
 
-def per_iteration(cls, k, kw, X, n1, n2):
+def per_iteration(fit, n1, n2, repeat=2):
+    """Best of ``repeat`` of (time of an n2-iteration fit - time of an n1 one) / (n2 - n1)."""
     def timed(n):
-        model = cls(k, max_iter=n, **kw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            model.fit(X)
+            fit(n)
             return time.perf_counter() - t0
 
-    return max(timed(n2) - timed(n1), 1e-9) / (n2 - n1)
+    return min(max(timed(n2) - timed(n1), 1e-9) / (n2 - n1) for _ in range(repeat))
 
 
-def run(case, n1, n2, client):
-    import dask
-    import dask.array as da
+def gemm_gflops(size=2000, repeat=5):
+    """float64 numpy GEMM rate of this process (all BLAS threads)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(size, size)), rng.normal(size=(size, size))
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def full_gflop(n, d, k):
+    return 4.0 * n * k * d * (d + 1) / 1e9
+
+
+# --- the systems -------------------------------------------------------------------
+
+
+def time_sklearn(X, k, ct, init, n1, n2):
     from sklearn.mixture import GaussianMixture as SK
+
+    return per_iteration(
+        lambda n: SK(k, covariance_type=ct, tol=0, max_iter=n, **init).fit(X), n1, n2)
+
+
+def time_distgmm(X, k, ct, init, n1, n2, client=None):
+    import dask
 
     from distgmm import GaussianMixture
 
+    def fit(n):
+        model = GaussianMixture(k, covariance_type=ct, tol=0, max_iter=n, **init)
+        if client is None:
+            with dask.config.set(scheduler="threads"):
+                return model.fit(X)
+        with client.as_current():
+            return model.fit(X)
+
+    return per_iteration(fit, n1, n2)
+
+
+def time_onedal(X, k, ct, sk_start, n1, n2):
+    """oneDAL em_gmm from the same start (full and diag only)."""
+    try:
+        import daal4py as d4p
+    except ImportError:
+        return None
+    storage = {"full": "full", "diag": "diagonal"}.get(ct)
+    if storage is None:
+        return None
+    w = sk_start.weights_[None, :]
+    covs = [c if ct == "full" else c[None, :] for c in sk_start.covariances_]
+
+    def fit(n):
+        algo = d4p.em_gmm(k, maxIterations=n, accuracyThreshold=0.0, covarianceStorage=storage)
+        return algo.compute(X, w, sk_start.means_, covs)
+
+    return per_iteration(fit, n1, n2)
+
+
+class Spark:
+    """A ``local[2]`` session bound to loopback, or None when Java/pyspark are missing."""
+
+    def __init__(self):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        from pyspark.sql import SparkSession
+
+        self.session = (
+            SparkSession.builder.master("local[2]")
+            .config("spark.driver.memory", "6g")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .getOrCreate()
+        )
+        self.session.sparkContext.setLogLevel("ERROR")
+
+    @classmethod
+    def open(cls):
+        try:
+            return cls()
+        except Exception as exc:  # noqa: BLE001 - optional system, report and skip
+            print(f"Spark skipped: {type(exc).__name__}: {exc}".splitlines()[0], flush=True)
+            return None
+
+    def frame(self, X):
+        import pandas as pd
+        from pyspark.ml.feature import VectorAssembler
+
+        cols = [f"x{j}" for j in range(X.shape[1])]
+        df = self.session.createDataFrame(pd.DataFrame(X, columns=cols))
+        vec = VectorAssembler(inputCols=cols, outputCol="features").transform(df)
+        vec = vec.select("features").cache()
+        vec.count()
+        return vec
+
+    def time(self, frame, k, n1, n2):
+        from pyspark.ml.clustering import GaussianMixture as SparkGM
+
+        return per_iteration(
+            lambda n: SparkGM(k=k, maxIter=n, tol=0.0, seed=1).fit(frame), n1, n2, repeat=1)
+
+    def close(self):
+        self.session.stop()
+
+
+# --- the run -----------------------------------------------------------------------
+
+
+def run_case(case, n1, n2, client, spark, chunks):
+    import dask.array as da
+
     n, d, k = CASES[case]
     X, means = make_data(n, d, k)
-    chunk = max(1, n // 16)
-    Xd = client.persist(da.from_array(X, chunks=(chunk, d)))
+    Xd = client.persist(da.from_array(X, chunks=(-(-n // chunks), d)))
     rows = []
     for ct in TYPES:
-        kw = dict(covariance_type=ct, tol=0, **start(X, means, ct))
-        sk = per_iteration(SK, k, kw, X, n1, n2)
-        with client.as_current():
-            dist = per_iteration(GaussianMixture, k, kw, Xd, n1, n2)
-        with dask.config.set(scheduler="threads"):
-            local = per_iteration(GaussianMixture, k, kw, X, n1, n2)
-        rows.append(dict(case=case, covariance_type=ct, n=n, d=d, k=k, sklearn=sk,
-                         distgmm_numpy=local, distgmm_distributed=dist))
-        print(f"{case} {ct:9s} sklearn {sk:.4f}s  distgmm numpy {local:.4f}s "
-              f"({sk / local:.2f}x)  distributed {dist:.4f}s ({sk / dist:.2f}x)", flush=True)
+        init, sk_start = start(X, means, ct)
+        r = dict(case=case, covariance_type=ct, n=n, d=d, k=k)
+        r["sklearn"] = time_sklearn(X, k, ct, init, n1, n2)
+        r["distgmm"] = time_distgmm(Xd, k, ct, init, n1, n2, client)
+        r["distgmm_inprocess"] = time_distgmm(X, k, ct, init, n1, n2)
+        r["onedal"] = time_onedal(X, k, ct, sk_start, n1, n2)
+        rows.append(r)
+        print(_line(r), flush=True)
+    if spark is not None:
+        frame = spark.frame(X)
+        rows[0]["spark"] = spark.time(frame, k, n1, n2)
+        frame.unpersist()
+        print(f"{case} full spark {rows[0]['spark']:.4f}s", flush=True)
     return rows
 
 
-def markdown(rows):
-    lines = ["| case | type | scikit-learn s/it | distgmm numpy s/it | ratio | "
-             "distgmm distributed 2x1 s/it | ratio |", "|---|---|---|---|---|---|---|"]
+def _line(r):
+    parts = [f"{r['case']} {r['covariance_type']:9s}"]
+    parts += [f"{s} {r[s]:.4f}s" for s in SYSTEMS if r.get(s) is not None]
+    return "  ".join(parts)
+
+
+def _fmt(x, spec=".4f"):
+    return "" if x is None else format(x, spec)
+
+
+def _ratio(a, b):
+    return "" if a is None or b is None else f"{a / b:.3f}x"
+
+
+def markdown(rows, gemm):
+    head = ("| case | type | scikit-learn | oneDAL | Spark local[2] | distgmm in-process | "
+            "distgmm 2x1 | distgmm / sklearn | distgmm / oneDAL | distgmm / Spark | "
+            "GFLOP/s (% of GEMM) |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
+        dist = r["distgmm"]
+        rate = ""
+        if r["covariance_type"] == "full":
+            g = full_gflop(r["n"], r["d"], r["k"]) / dist
+            rate = f"{g:.1f} ({100 * g / gemm:.0f}%)"
         lines.append(
-            f"| {r['case']} | {r['covariance_type']} | {r['sklearn']:.4f} | "
-            f"{r['distgmm_numpy']:.4f} | {r['sklearn'] / r['distgmm_numpy']:.2f}x | "
-            f"{r['distgmm_distributed']:.4f} | {r['sklearn'] / r['distgmm_distributed']:.2f}x |")
+            f"| {r['case']} | {r['covariance_type']} | {_fmt(r['sklearn'])} | "
+            f"{_fmt(r.get('onedal'))} | {_fmt(r.get('spark'))} | "
+            f"{_fmt(r['distgmm_inprocess'])} | {_fmt(dist)} | "
+            f"{_ratio(dist, r['sklearn'])} | {_ratio(dist, r.get('onedal'))} | "
+            f"{_ratio(dist, r.get('spark'))} | {rate} |")
+    lines.append("")
+    lines.append(f"Seconds per EM iteration. numpy float64 GEMM in the same run: {gemm:.1f} "
+                 "GFLOP/s.")
     return "\n".join(lines)
 
 
@@ -105,19 +254,30 @@ def main(argv=None):
     p.add_argument("--case", action="append", choices=sorted(CASES))
     p.add_argument("--n1", type=int, default=2)
     p.add_argument("--n2", type=int, default=6)
+    p.add_argument("--chunks", type=int, default=8, help="row chunks of the dask array")
+    p.add_argument("--no-spark", action="store_true")
     p.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
+    gemm = gemm_gflops()
+    print(f"numpy GEMM {gemm:.1f} GFLOP/s", flush=True)
+    spark = None if args.no_spark else Spark.open()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            dashboard_address=None)
-    with cluster, Client(cluster, set_as_default=False) as c:
-        rows = [r for case in (args.case or ["smoke"]) for r in run(case, args.n1, args.n2, c)]
-    table = markdown(rows)
+    try:
+        with cluster, Client(cluster, set_as_default=False) as client:
+            rows = [r for case in (args.case or ["smoke"])
+                    for r in run_case(case, args.n1, args.n2, client, spark, args.chunks)]
+    finally:
+        if spark is not None:
+            spark.close()
+    table = markdown(rows, gemm)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+        doc = {"gemm_gflops": gemm, "n1": args.n1, "n2": args.n2, "rows": rows}
+        args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
         args.out.with_suffix(".md").write_text(table + "\n")
     return 0
 

@@ -19,6 +19,7 @@ from .inputs import check_sample_weight, dask_input, dask_sample_weight, is_dask
 from .numerics.gaussian import COVARIANCE_TYPES, precision_cholesky_from_precisions
 from .numerics.params import GMMParams, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
+from .numerics.suffstats import COMPUTE_DTYPES
 from .parallel.blocks import CACHE_CHOICES, Blocks, dask_blocks, numpy_blocks
 from .parallel.em import EMResult, IterationInfo, run_em
 from .parallel.init import INIT_PARAMS, initial_params
@@ -63,6 +64,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dask input only: ``"memory"`` persists the data on the cluster once,
         ``"none"`` re-reads the source every iteration (out-of-core), ``"auto"``
         persists when it fits in half the workers' memory.
+    compute_dtype : {"float64", "float32"}, default="float64"
+        Precision of the E-step arithmetic on each tile of rows (the two GEMMs and the
+        exponentials). ``"float32"`` runs about twice as fast; statistics are still
+        summed in float64 across tiles and chunks and the M-step is float64, but
+        results then agree with scikit-learn to about 1e-5 rather than 1e-12.
 
     Attributes
     ----------
@@ -111,6 +117,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose: int = 0,
         verbose_interval: int = 10,
         cache: str = "auto",
+        compute_dtype: str = "float64",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -127,6 +134,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.cache = cache
+        self.compute_dtype = compute_dtype
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_features: int) -> None:
@@ -151,6 +159,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         need(self.init_params in INIT_PARAMS,
              f"init_params={self.init_params!r} is not one of {INIT_PARAMS}.")
         need(self.cache in CACHE_CHOICES, f"cache={self.cache!r} is not one of {CACHE_CHOICES}.")
+        need(self.compute_dtype in COMPUTE_DTYPES,
+             f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}.")
         k, d = self.n_components, n_features
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -307,7 +317,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
             result = run_em(
                 data, params, tol=self.tol, max_iter=self.max_iter,
-                reg_covar=self.reg_covar, lower_bound=lb0, callback=on_iteration,
+                reg_covar=self.reg_covar, compute_dtype=self.compute_dtype,
+                lower_bound=lb0, callback=on_iteration,
                 resume=resume, on_result=None if checkpoint is None else on_result,
             )
             if self.verbose:

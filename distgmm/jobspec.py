@@ -125,6 +125,7 @@ class ModelSpec(_Frozen):
     init_params: Literal[(*INIT_PARAMS, "previous")] = "kmeans"  # type: ignore[valid-type]
     random_state: int | None = 0
     cache: Literal[CACHE_CHOICES] = "auto"  # type: ignore[valid-type]
+    compute_dtype: Literal["float64", "float32"] = "float64"
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod

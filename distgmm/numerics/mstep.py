@@ -49,11 +49,18 @@ def _cov_diag(s: SuffStats, nk, delta, reg_covar):
     return scatter / nk[:, None] + reg_covar
 
 
+def _cov_spherical(s: SuffStats, nk, delta, reg_covar):
+    scatter = s.s2 - 2.0 * np.einsum("ki,ki->k", delta, s.sx) + s.nk * np.einsum(
+        "ki,ki->k", delta, delta
+    )
+    return scatter / (nk * delta.shape[1]) + reg_covar
+
+
 _COVARIANCE = {
     "full": _cov_full,
     "tied": _cov_tied,
     "diag": _cov_diag,
-    "spherical": lambda s, nk, delta, reg: _cov_diag(s, nk, delta, reg).mean(axis=1),
+    "spherical": _cov_spherical,
 }
 
 

@@ -37,9 +37,9 @@ class IterationInfo:
     candidate: str = ""
 
 
-def e_step(blocks: Blocks, params: GMMParams):
+def e_step(blocks: Blocks, params: GMMParams, compute_dtype: str = "float64"):
     """One pass: merged sufficient statistics under ``params``."""
-    return blocks.map_reduce(chunk_stats, merge, params)
+    return blocks.map_reduce(chunk_stats, merge, params, compute_dtype)
 
 
 def run_em(
@@ -49,6 +49,7 @@ def run_em(
     tol: float,
     max_iter: int,
     reg_covar: float,
+    compute_dtype: str = "float64",
     lower_bound: float = -np.inf,
     callback: Callable[[IterationInfo], None] | None = None,
     resume: EMResult | None = None,
@@ -67,6 +68,8 @@ def run_em(
     tol : float
     max_iter : int
     reg_covar : float
+    compute_dtype : {"float64", "float32"}
+        Precision of the E-step's tile arithmetic (statistics are summed in float64).
     lower_bound : float
         Lower bound before the first iteration (``-inf``, or the previous fit's for a
         warm start).
@@ -88,7 +91,7 @@ def run_em(
     for n_iter in range(result.n_iter + 1, max_iter + 1):
         t0 = time.perf_counter()
         prev = result.lower_bound
-        stats = e_step(blocks, result.params)
+        stats = e_step(blocks, result.params, compute_dtype)
         result.params = m_step(stats, reg_covar)
         result.lower_bound = stats.loglik / stats.wsum
         result.lower_bounds.append(result.lower_bound)

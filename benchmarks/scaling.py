@@ -1,0 +1,132 @@
+"""Out-of-core scaling: seconds per EM iteration and peak worker memory against n.
+
+For each n, a Zarr array of n x d rows is written chunk by chunk (never held in memory)
+and fitted with ``cache="none"`` (every pass re-reads Zarr, opened by
+``distgmm.open_source`` with its default chunking) on a fresh
+``LocalCluster(n_workers=2, threads_per_worker=1)``. Reported per n:
+
+- ``ooc_s_per_iter``: out-of-core seconds per iteration (difference of an ``n2`` and an
+  ``n1`` iteration fit, divided by ``n2 - n1``, same initial parameters, tol=0);
+- ``read_s``: one raw read pass over the array (sum of every chunk) on the same cluster;
+- ``mem_s_per_iter``: seconds per iteration with the data persisted in worker memory;
+- ``ooc / (mem + read)``: the out-of-core overhead ratio (target <= 1.3);
+- ``peak_worker_mib``: the largest peak RSS of a worker process over the out-of-core
+  fits (``getrusage``; the cluster is fresh for each n, so it covers only that n).
+
+Usage::
+
+    python benchmarks/scaling.py                                   # 1e5, 1e6, 1e7 rows
+    python benchmarks/scaling.py --rows 100000 --rows 1000000 --out results/scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_ROWS = 131_072
+
+
+def write_zarr(path: Path, n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
+    """Write blobs to ``path`` chunk by chunk; return the true centres."""
+    import zarr
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(k, d))
+    z = zarr.create_array(str(path), shape=(n, d), chunks=(CHUNK_ROWS, d), dtype="f8")
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, n)
+        z[a:b] = centers[rng.integers(0, k, b - a)] + rng.normal(size=(b - a, d))
+    return centers
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _sum_chunk(block):
+    return np.array([[block.sum()]])
+
+
+def measure(path: Path, n: int, d: int, k: int, ct: str, n1: int, n2: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from distgmm import GaussianMixture, open_source
+
+    rng = np.random.default_rng(1)
+    X = open_source(str(path)).load().X  # distgmm's own chunking (byte budget)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        first = X[: 10 * k].compute()
+        init = dict(means_init=first[rng.choice(len(first), k, replace=False)])
+
+        def per_iteration(cache):
+            def timed(iters):
+                model = GaussianMixture(k, covariance_type=ct, tol=0, max_iter=iters,
+                                        cache=cache, **init)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(X)
+                return time.perf_counter() - t0
+            return (timed(n2) - timed(n1)) / (n2 - n1)
+
+        t0 = time.perf_counter()
+        X.map_blocks(_sum_chunk, chunks=(1, 1)).sum().compute()
+        read = time.perf_counter() - t0
+        ooc = per_iteration("none")
+        peak = max(client.run(_peak_rss_mib).values())
+        mem = per_iteration("memory")
+    return dict(n=n, d=d, k=k, covariance_type=ct, read_s=read, ooc_s_per_iter=ooc,
+                mem_s_per_iter=mem, ratio=ooc / (mem + read), peak_worker_mib=peak,
+                gib=n * d * 8 / 2**30)
+
+
+def markdown(rows):
+    lines = ["| n | GiB | raw read s | in-memory s/it | out-of-core s/it | "
+             "ooc / (mem + read) | peak worker MiB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n']:,} | {r['gib']:.2f} | {r['read_s']:.3f} | "
+                     f"{r['mem_s_per_iter']:.3f} | {r['ooc_s_per_iter']:.3f} | "
+                     f"{r['ratio']:.2f} | {r['peak_worker_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, action="append")
+    p.add_argument("--features", type=int, default=16)
+    p.add_argument("--components", type=int, default=8)
+    p.add_argument("--covariance-type", default="full")
+    p.add_argument("--n1", type=int, default=1)
+    p.add_argument("--n2", type=int, default=3)
+    p.add_argument("--workdir", type=Path, help="where the Zarr inputs go (default: a temp dir)")
+    p.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    args = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for n in args.rows or [100_000, 1_000_000, 10_000_000]:
+            path = Path(tmp) / f"x{n}.zarr"
+            write_zarr(path, n, args.features, args.components)
+            rows.append(measure(path, n, args.features, args.components,
+                                args.covariance_type, args.n1, args.n2))
+            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    table = markdown(rows)
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+        args.out.with_suffix(".md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
