@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end at a smoke size (timings are not asserted)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_smoke(tmp_path):
+    compare = load("compare")
+    out = tmp_path / "compare"
+    assert compare.main(["--case", "smoke", "--n1", "1", "--n2", "2", "--no-spark",
+                         "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["gemm_gflops"] > 0
+    assert [r["covariance_type"] for r in doc["rows"]] == list(compare.TYPES)
+    for r in doc["rows"]:
+        assert r["sklearn"] > 0 and r["distgmm"] > 0 and r["distgmm_inprocess"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "| smoke | full |" in table and "GFLOP/s" in table
+
+
+def test_compare_flop_count_matches_the_issue():
+    compare = load("compare")
+    assert compare.full_gflop(1_000_000, 16, 8) == pytest.approx(8.7, abs=0.05)
+    assert compare.full_gflop(200_000, 50, 10) == pytest.approx(20.4, abs=0.05)
+
+
+def test_scaling_smoke(tmp_path):
+    scaling = load("scaling")
+    out = tmp_path / "scaling"
+    assert scaling.main(["--rows", "20000", "--features", "3", "--components", "2",
+                         "--n1", "1", "--n2", "2", "--workdir", str(tmp_path),
+                         "--out", str(out)]) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())
+    assert row["n"] == 20000 and row["read_s"] > 0 and row["peak_worker_mib"] > 100
+    assert row["ooc_s_per_iter"] > 0 and row["mem_s_per_iter"] > 0

@@ -1,0 +1,88 @@
+"""The GEMM E-step kernel: features and natural parameters, float32 compute, buffers."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import blobs, sklearn_start
+from sklearn.mixture import GaussianMixture as SK
+from test_numerics import TYPES, random_params
+
+from distgmm import GaussianMixture
+from distgmm.numerics import chunk_stats
+from distgmm.numerics.features import fill_quadratic, n_feature_rows, natural_params
+from distgmm.numerics.gaussian import log_gaussian_prob
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_natural_parameters_score_like_the_log_density(ct):
+    """W @ F (+ the shared tied term) equals log w_k + log N(x | m_k, S_k) from Cholesky."""
+    rng = np.random.default_rng(0)
+    p = random_params(4, 5, ct, seed=1)
+    X = rng.normal(scale=3, size=(300, 5)) + 7.0
+    center = p.center
+    nat = natural_params(p, center)
+    F = np.empty((n_feature_rows(ct, 5), 300))
+    F[:5] = (X - center).T
+    F[5] = 1.0
+    fill_quadratic(F, ct, 5)
+    got = (nat.W @ F).T
+    if nat.tied_factor is not None:
+        got -= 0.5 * ((nat.tied_factor @ F[:5]) ** 2).sum(axis=0)[:, None]
+    ref = log_gaussian_prob(X, p.means, p.precisions_cholesky, ct) + np.log(p.weights)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_float32_compute_stays_close_to_float64(ct):
+    rng = np.random.default_rng(2)
+    p = random_params(3, 4, ct, seed=3)
+    X = rng.normal(scale=3, size=(5000, 4)) + 100.0
+    p = type(p).from_covariances(p.weights, p.means + 100.0, p.covariances, ct)
+    w = rng.uniform(0.5, 2.0, size=5000)
+    a = chunk_stats(X, w, 0, p)
+    b = chunk_stats(X, w, 0, p, compute_dtype="float32", tile_rows=700)
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-5)
+    assert b.wsum == pytest.approx(a.wsum, rel=1e-14) and b.n_rows == a.n_rows
+    for name in ("nk", "sx", "s2"):
+        x, y = getattr(b, name), getattr(a, name)
+        assert x.dtype == np.float64
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-4 * np.abs(y).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_float32_compute_fit_agrees_with_sklearn(ct):
+    X = blobs(4000, d=3, k=3, seed=4, offset=100.0)[0]
+    start = sklearn_start(X, 3, ct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SK(3, covariance_type=ct, max_iter=20, tol=0, **start).fit(X)
+        got = GaussianMixture(3, covariance_type=ct, max_iter=20, tol=0,
+                              compute_dtype="float32", **start).fit(X)
+    for name in ("weights_", "means_", "covariances_"):
+        x, y = getattr(got, name), getattr(ref, name)
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-4 * np.abs(y).max(), err_msg=name)
+    assert got.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-5)
+
+
+def test_compute_dtype_is_checked():
+    with pytest.raises(ValueError, match="compute_dtype='float16' is not one of"):
+        GaussianMixture(2, compute_dtype="float16").fit(np.random.default_rng(0).normal(
+            size=(50, 2)))
+
+
+def test_buffers_are_reused_across_shapes_and_types():
+    """One thread's workspace serves chunks of other sizes, types and dtypes correctly."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 3))
+    results = {}
+    for ct in TYPES:
+        p = random_params(2, 3, ct, seed=6)
+        for dtype in ("float64", "float32", "float64"):
+            for n in (3000, 17, 1):
+                s = chunk_stats(X[:n], None, 0, p, compute_dtype=dtype)
+                key = (ct, dtype, n)
+                if key in results:  # the same call after other shapes: the same bits
+                    np.testing.assert_array_equal(s.s2, results[key].s2)
+                    assert s.loglik == results[key].loglik
+                results[key] = s
