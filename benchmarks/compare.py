@@ -8,8 +8,9 @@ initialisation and final steps cancel out.
 Systems (optional ones are skipped when not installed; ``pip install -e ".[bench]"``):
 
 - scikit-learn ``GaussianMixture`` in this process (BLAS on every core);
-- distgmm on a plain ``LocalCluster(n_workers=2, threads_per_worker=1)``, data persisted,
-  and distgmm in this process on a numpy array;
+- distgmm on a plain ``LocalCluster(n_workers=2, threads_per_worker=1)``, data persisted
+  (float64, and ``compute_dtype="float32"``), and distgmm in this process on a numpy
+  array;
 - oneDAL ``em_gmm`` through daal4py (full and diag), every core;
 - Spark ML ``GaussianMixture`` in ``local[2]`` (full only; Java and pyspark needed);
 - a float64 numpy GEMM (2000 x 2000) in this process, for the achieved-rate column.
@@ -40,7 +41,7 @@ CASES = {  # n_samples, n_features, n_components
     "B": (200_000, 50, 10),
 }
 TYPES = ("full", "tied", "diag", "spherical")
-SYSTEMS = ("sklearn", "distgmm", "distgmm_inprocess", "onedal", "spark")
+SYSTEMS = ("sklearn", "distgmm", "distgmm_f32", "distgmm_inprocess", "onedal", "spark")
 
 
 def make_data(n, d, k, seed=0):
@@ -104,13 +105,14 @@ def time_sklearn(X, k, ct, init, n1, n2):
         lambda n: SK(k, covariance_type=ct, tol=0, max_iter=n, **init).fit(X), n1, n2)
 
 
-def time_distgmm(X, k, ct, init, n1, n2, client=None):
+def time_distgmm(X, k, ct, init, n1, n2, client=None, compute_dtype="float64"):
     import dask
 
     from distgmm import GaussianMixture
 
     def fit(n):
-        model = GaussianMixture(k, covariance_type=ct, tol=0, max_iter=n, **init)
+        model = GaussianMixture(k, covariance_type=ct, tol=0, max_iter=n,
+                                compute_dtype=compute_dtype, **init)
         if client is None:
             with dask.config.set(scheduler="threads"):
                 return model.fit(X)
@@ -200,6 +202,7 @@ def run_case(case, n1, n2, client, spark, chunks):
         r = dict(case=case, covariance_type=ct, n=n, d=d, k=k)
         r["sklearn"] = time_sklearn(X, k, ct, init, n1, n2)
         r["distgmm"] = time_distgmm(Xd, k, ct, init, n1, n2, client)
+        r["distgmm_f32"] = time_distgmm(Xd, k, ct, init, n1, n2, client, "float32")
         r["distgmm_inprocess"] = time_distgmm(X, k, ct, init, n1, n2)
         r["onedal"] = time_onedal(X, k, ct, sk_start, n1, n2)
         rows.append(r)
@@ -229,8 +232,9 @@ def _ratio(a, b):
 def markdown(rows, gemm):
     head = ("| case | type | scikit-learn | oneDAL | Spark local[2] | distgmm in-process | "
             "distgmm 2x1 | distgmm / sklearn | distgmm / oneDAL | distgmm / Spark | "
-            "GFLOP/s (% of GEMM) |")
-    lines = [head, "|" + "---|" * 11]
+            "GFLOP/s (% of GEMM) | distgmm 2x1 float32 | float32 / sklearn | "
+            "float32 / oneDAL |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         dist = r["distgmm"]
         rate = ""
@@ -242,10 +246,13 @@ def markdown(rows, gemm):
             f"{_fmt(r.get('onedal'))} | {_fmt(r.get('spark'))} | "
             f"{_fmt(r['distgmm_inprocess'])} | {_fmt(dist)} | "
             f"{_ratio(dist, r['sklearn'])} | {_ratio(dist, r.get('onedal'))} | "
-            f"{_ratio(dist, r.get('spark'))} | {rate} |")
+            f"{_ratio(dist, r.get('spark'))} | {rate} | {_fmt(r.get('distgmm_f32'))} | "
+            f"{_ratio(r.get('distgmm_f32'), r['sklearn'])} | "
+            f"{_ratio(r.get('distgmm_f32'), r.get('onedal'))} |")
     lines.append("")
-    lines.append(f"Seconds per EM iteration. numpy float64 GEMM in the same run: {gemm:.1f} "
-                 "GFLOP/s.")
+    lines.append(f"Seconds per EM iteration; ratios are time ratios (below 1: distgmm is "
+                 f"faster). numpy float64 GEMM in the same run: {gemm:.1f} GFLOP/s; "
+                 "GFLOP/s count 4nKd(d+1) per iteration.")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ component ``k``, ``b_k`` a constant and ``q(x)`` a term shared by all components
 ``tied`` has one). A tile of rows becomes the feature-major matrix ``F`` (features x
 rows: ``x``, a row of ones, the quadratic terms); then one GEMM ``W @ F`` scores every
 row under every component (``b`` is the column of ``W`` against the ones), and one GEMM
-``F @ R.T`` with the responsibilities ``R`` gives every component's sums of ``x``, of
+``R @ F.T`` with the responsibilities ``R`` gives every component's sums of ``x``, of
 ``r`` and of the second moments at once. No loop runs over components or rows.
 
 ==========  ==============================  =====================  =====================
@@ -136,11 +136,11 @@ def natural_params(params: GMMParams, center: np.ndarray) -> NaturalParams:
 def unpack_moments(
     acc: np.ndarray, covariance_type: str, n_features: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Split ``F @ R.T`` into responsibility sums, first and second moments.
+    """Split ``R @ F.T`` into responsibility sums, first and second moments.
 
     Parameters
     ----------
-    acc : ndarray of shape (n_rows_of_F, K)
+    acc : ndarray of shape (K, n_rows_of_F)
     covariance_type : str
     n_features : int
 
@@ -153,18 +153,17 @@ def unpack_moments(
         for tied (its second moment does not depend on the responsibilities).
     """
     d = n_features
-    sx = acc[:d].T.copy()
-    nk = acc[d].copy()
-    quad = acc[d + 1 :]
+    sx = acc[:, :d].copy()
+    nk = acc[:, d].copy()
+    quad = acc[:, d + 1 :]
     if covariance_type == "full":
-        k = acc.shape[1]
         iu, ju = np.triu_indices(d)
-        s2 = np.empty((k, d, d))
-        s2[:, iu, ju] = quad.T
-        s2[:, ju, iu] = quad.T
+        s2 = np.empty((acc.shape[0], d, d))
+        s2[:, iu, ju] = quad
+        s2[:, ju, iu] = quad
         return nk, sx, s2
     if covariance_type == "diag":
-        return nk, sx, quad.T.copy()
+        return nk, sx, quad.copy()
     if covariance_type == "spherical":
-        return nk, sx, quad[0].copy()
+        return nk, sx, quad[:, 0].copy()
     return nk, sx, None

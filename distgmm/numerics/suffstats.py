@@ -206,7 +206,7 @@ class _Workspace:
         self.F = np.empty((n_feature_rows, tile), dtype)
         self.F[d] = 1.0
         self.L = np.empty((k, tile), dtype)
-        self.acc = np.empty((n_feature_rows, k), dtype)
+        self.acc = np.empty((k, n_feature_rows), dtype)
         self.cmax = np.empty(tile, dtype)
         self.csum = np.empty(tile, dtype)
         self.Y = np.empty((d, tile), dtype) if tied else None
@@ -280,7 +280,7 @@ def chunk_stats(
     tile = max(1, min(tile_rows or auto_tile_rows(n_f, dt.itemsize), X.shape[0]))
     ws = _Workspace.get(n_f, k, d, tile, ct == "tied", dt.name)
     stats = _empty(ct, center, np.zeros((k, d)))
-    acc = np.zeros((n_f, k))
+    acc = np.zeros((k, n_f))
     for a, b in _tiles(X.shape[0], tile):
         t = b - a
         F, L = ws.F[:, :t], ws.L[:, :t]
@@ -300,7 +300,7 @@ def chunk_stats(
         stats.loglik += float(ll)
         stats.n_rows += t
         stats.wsum += float(t if w is None else w.sum())
-        acc += np.matmul(F, L.T, out=ws.acc)
+        acc += np.matmul(L, F.T, out=ws.acc)
         if ct == "tied":
             xw = F[:d] if w is None else F[:d] * w.astype(F.dtype)
             stats.s2 += np.matmul(xw, F[:d].T, out=ws.xx)

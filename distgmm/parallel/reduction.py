@@ -78,7 +78,7 @@ def dask_map_reduce(
         layer[key] = (fn, (X.name, i, 0), wkey, row_start, *args)
         keys.append(key)
     level = 0
-    while len(keys) > 1:
+    while len(keys) > split_every:
         level += 1
         nxt = []
         for j, group in enumerate(_groups(keys, split_every)):
@@ -86,11 +86,12 @@ def dask_map_reduce(
             layer[key] = (reduce_list, combine, list(group))
             nxt.append(key)
         keys = nxt
-    layer[name] = keys[0]
+    # the last level runs here, on partials fetched straight from the workers: one
+    # round trip through the scheduler less per pass
     deps = [X] if w is None else [X, w]
     graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
-    (result,) = dask.compute(Delayed(name, graph))
-    return result
+    partials = dask.compute(*[Delayed(key, graph, layer=name) for key in keys])
+    return reduce_list(combine, list(partials))
 
 
 def numpy_map_reduce(
