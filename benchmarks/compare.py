@@ -146,12 +146,14 @@ class Spark:
 
     def __init__(self):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
         from pyspark.sql import SparkSession
 
         self.session = (
             SparkSession.builder.master("local[2]")
             .config("spark.driver.memory", "6g")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .getOrCreate()
@@ -178,10 +180,19 @@ class Spark:
         return vec
 
     def time(self, frame, k, n1, n2):
+        """Seconds per iteration, and a note when Spark stopped early (collapsed)."""
         from pyspark.ml.clustering import GaussianMixture as SparkGM
 
-        return per_iteration(
+        seconds = per_iteration(
             lambda n: SparkGM(k=k, maxIter=n, tol=0.0, seed=1).fit(frame), n1, n2, repeat=1)
+        model = SparkGM(k=k, maxIter=n2, tol=0.0, seed=1).fit(frame)
+        iters = model.summary.numIter
+        weights = np.asarray(model.weights)
+        note = None
+        if iters < n2 or weights.max() > 1 - 1e-6:
+            note = (f"stopped after {iters} of {n2} iterations, largest weight "
+                    f"{weights.max():.3f}")
+        return seconds, note
 
     def close(self):
         self.session.stop()
@@ -209,9 +220,10 @@ def run_case(case, n1, n2, client, spark, chunks):
         print(_line(r), flush=True)
     if spark is not None:
         frame = spark.frame(X)
-        rows[0]["spark"] = spark.time(frame, k, n1, n2)
+        rows[0]["spark"], rows[0]["spark_note"] = spark.time(frame, k, n1, n2)
         frame.unpersist()
-        print(f"{case} full spark {rows[0]['spark']:.4f}s", flush=True)
+        print(f"{case} full spark {rows[0]['spark']:.4f}s {rows[0]['spark_note'] or ''}",
+              flush=True)
     return rows
 
 
@@ -227,6 +239,12 @@ def _fmt(x, spec=".4f"):
 
 def _ratio(a, b):
     return "" if a is None or b is None else f"{a / b:.3f}x"
+
+
+def _spark_ratio(dist, r):
+    if r.get("spark_note"):
+        return f"Spark collapsed ({r['spark_note']})"
+    return _ratio(dist, r.get("spark"))
 
 
 def markdown(rows, gemm):
@@ -246,7 +264,7 @@ def markdown(rows, gemm):
             f"{_fmt(r.get('onedal'))} | {_fmt(r.get('spark'))} | "
             f"{_fmt(r['distgmm_inprocess'])} | {_fmt(dist)} | "
             f"{_ratio(dist, r['sklearn'])} | {_ratio(dist, r.get('onedal'))} | "
-            f"{_ratio(dist, r.get('spark'))} | {rate} | {_fmt(r.get('distgmm_f32'))} | "
+            f"{_spark_ratio(dist, r)} | {rate} | {_fmt(r.get('distgmm_f32'))} | "
             f"{_ratio(r.get('distgmm_f32'), r['sklearn'])} | "
             f"{_ratio(r.get('distgmm_f32'), r.get('onedal'))} |")
     lines.append("")
@@ -267,6 +285,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
+    warnings.filterwarnings("ignore", message="Sending large graph")
     gemm = gemm_gflops()
     print(f"numpy GEMM {gemm:.1f} GFLOP/s", flush=True)
     spark = None if args.no_spark else Spark.open()

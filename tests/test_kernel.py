@@ -86,3 +86,17 @@ def test_buffers_are_reused_across_shapes_and_types():
                     np.testing.assert_array_equal(s.s2, results[key].s2)
                     assert s.loglik == results[key].loglik
                 results[key] = s
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_floored_responsibilities_count_as_none(dtype):
+    """Responsibilities floored to avoid slow underflow still report an empty component."""
+    from distgmm.numerics import GMMParams, m_step
+
+    p = GMMParams.from_covariances(
+        np.array([0.5, 0.5]), np.array([[0.0], [1e3]]), np.array([1e-2, 1e-2]), "spherical")
+    s = chunk_stats(np.random.default_rng(0).normal(scale=0.1, size=(500, 1)), None, 0, p,
+                    compute_dtype=dtype)
+    assert 0 < s.nk[1] < 1e-30 * s.wsum
+    with pytest.raises(ValueError, match=r"Component\(s\) \[1\] collapsed"):
+        m_step(s, reg_covar=1e-6)

@@ -64,9 +64,15 @@ _COVARIANCE = {
 }
 
 
-def check_collapse(nk_raw: np.ndarray) -> None:
-    """Raise if a component received no responsibility mass at all."""
-    empty = np.flatnonzero(nk_raw <= 0.0)
+# The E-step floors each responsibility at about 1e-304 (float32: 1e-35) of its row's
+# largest (see suffstats._normalize_columns), so "none at all" means below this share
+# of the total weight.
+EMPTY_SHARE = 1e-30
+
+
+def check_collapse(nk_raw: np.ndarray, total: float) -> None:
+    """Raise if a component received no responsibility mass (to ``EMPTY_SHARE``)."""
+    empty = np.flatnonzero(nk_raw <= EMPTY_SHARE * total)
     if empty.size:
         raise ValueError(
             f"Component(s) {empty.tolist()} collapsed: no sample has any responsibility "
@@ -94,7 +100,7 @@ def estimate_gaussian_parameters(
     covariances : ndarray
         Shaped by covariance type.
     """
-    check_collapse(stats.nk)
+    check_collapse(stats.nk, stats.wsum)
     nk = stats.nk + 10 * np.finfo(np.float64).eps
     delta = stats.sx / nk[:, None]  # new means about the centre
     cov = _COVARIANCE[stats.covariance_type](stats, nk, delta, reg_covar)
