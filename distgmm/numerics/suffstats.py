@@ -190,28 +190,38 @@ class _Workspace:
     """
 
     _local = threading.local()
+    MAX_CACHED = 64
 
     @classmethod
     def get(cls, n_feature_rows: int, k: int, d: int, tile: int, tied: bool,
             dtype: str) -> _Workspace:
-        """This thread's workspace for these shapes (kept until the shapes change)."""
+        """This thread's workspace for these shapes.
+
+        Kept per shape, so the candidates of a shared sweep pass (other ``K``, other
+        types) each find theirs; the large feature tile is shared by every ``K``.
+        """
+        cache = getattr(cls._local, "cache", None)
+        if cache is None or len(cache) > cls.MAX_CACHED:
+            cache = cls._local.cache = {}
         key = (n_feature_rows, k, d, tile, tied, dtype)
-        ws = getattr(cls._local, "ws", None)
-        if ws is None or ws.key != key:
-            ws = cls._local.ws = cls(*key)
+        ws = cache.get(key)
+        if ws is None:
+            fkey = ("F", n_feature_rows, d, tile, dtype)
+            if fkey not in cache:
+                cache[fkey] = np.empty((n_feature_rows, tile), dtype)
+                cache[fkey][d] = 1.0
+            ws = cache[key] = cls(cache[fkey], k, d, tied)
         return ws
 
-    def __init__(self, n_feature_rows: int, k: int, d: int, tile: int, tied: bool,
-                 dtype: str):
-        self.key = (n_feature_rows, k, d, tile, tied, dtype)
-        self.F = np.empty((n_feature_rows, tile), dtype)
-        self.F[d] = 1.0
-        self.L = np.empty((k, tile), dtype)
-        self.acc = np.empty((k, n_feature_rows), dtype)
-        self.cmax = np.empty(tile, dtype)
-        self.csum = np.empty(tile, dtype)
-        self.Y = np.empty((d, tile), dtype) if tied else None
-        self.xx = np.empty((d, d), dtype) if tied else None
+    def __init__(self, F: np.ndarray, k: int, d: int, tied: bool):
+        n_feature_rows, tile = F.shape
+        self.F = F  # rows 0..d-1 and d+1.. are rewritten per tile; row d stays ones
+        self.L = np.empty((k, tile), F.dtype)
+        self.acc = np.empty((k, n_feature_rows), F.dtype)
+        self.cmax = np.empty(tile, F.dtype)
+        self.csum = np.empty(tile, F.dtype)
+        self.Y = np.empty((d, tile), F.dtype) if tied else None
+        self.xx = np.empty((d, d), F.dtype) if tied else None
 
 
 def _normalize_columns(L: np.ndarray, w: np.ndarray | None, ws: _Workspace) -> np.ndarray:
