@@ -9,9 +9,10 @@ from sklearn.mixture import GaussianMixture as SK
 from test_numerics import TYPES, random_params
 
 from distgmm import GaussianMixture
-from distgmm.numerics import chunk_stats
+from distgmm.numerics import GMMParams, chunk_stats, m_step
 from distgmm.numerics.features import fill_quadratic, n_feature_rows, natural_params
 from distgmm.numerics.gaussian import log_gaussian_prob
+from distgmm.numerics.suffstats import _normalize_columns, _Workspace
 
 
 @pytest.mark.parametrize("ct", TYPES)
@@ -91,8 +92,6 @@ def test_buffers_are_reused_across_shapes_and_types():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_floored_responsibilities_count_as_none(dtype):
     """Responsibilities floored to avoid slow underflow still report an empty component."""
-    from distgmm.numerics import GMMParams, m_step
-
     p = GMMParams.from_covariances(
         np.array([0.5, 0.5]), np.array([[0.0], [1e3]]), np.array([1e-2, 1e-2]), "spherical")
     s = chunk_stats(np.random.default_rng(0).normal(scale=0.1, size=(500, 1)), None, 0, p,
@@ -100,3 +99,14 @@ def test_floored_responsibilities_count_as_none(dtype):
     assert 0 < s.nk[1] < 1e-30 * s.wsum
     with pytest.raises(ValueError, match=r"Component\(s\) \[1\] collapsed"):
         m_step(s, reg_covar=1e-6)
+
+
+def test_rows_no_component_can_explain_are_reported():
+    """A row whose every log-density is -inf is an error, not a floored likelihood."""
+    p = GMMParams.from_covariances(np.array([1.0, 0.0]), np.zeros((2, 2)),
+                                   np.ones(2), "spherical")
+    X = np.zeros((5, 2))
+    L = np.full((2, 5), -np.inf)
+    lpn = _normalize_columns(L, None, _Workspace.get(4, 2, 2, 5, False, "float64"))
+    assert np.isnan(lpn).all()
+    assert np.isfinite(chunk_stats(X, None, 0, p).loglik)  # a zero weight alone is fine

@@ -232,7 +232,7 @@ def _normalize_columns(L: np.ndarray, w: np.ndarray | None, ws: _Workspace) -> n
     t = L.shape[1]
     cmax, csum = ws.cmax[:t], ws.csum[:t]
     np.max(L, axis=0, out=cmax)
-    cmax[~np.isfinite(cmax)] = 0.0
+    cmax[~np.isfinite(cmax)] = np.nan  # a row of -inf (or NaN) is reported by the caller
     L -= cmax
     # exp underflowing to subnormals or zero takes numpy's slow path (~10% of the kernel
     # on well-separated data): floor at exp(-700) ~ 1e-304 (float32: exp(-80)) of the
@@ -266,7 +266,7 @@ def chunk_stats(
     Parameters
     ----------
     X : ndarray of shape (n, d)
-        Any float dtype; converted tile by tile to float64.
+        Any float dtype; converted tile by tile to ``compute_dtype``.
     sample_weight : ndarray of shape (n,) or None
     row_start : int
         Global index of the chunk's first row (for error messages).
