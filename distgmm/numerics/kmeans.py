@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rng import row_uniforms
-from .suffstats import raise_nonfinite
+from .suffstats import TILE_ROWS, raise_nonfinite
 
 
 def sq_distances(xc: np.ndarray, cc: np.ndarray) -> np.ndarray:
@@ -26,11 +26,28 @@ def sq_distances(xc: np.ndarray, cc: np.ndarray) -> np.ndarray:
     return np.maximum(d2, 0.0)
 
 
-def _shifted(X: np.ndarray, origin: np.ndarray, row_start: int) -> np.ndarray:
-    xc = np.asarray(X, dtype=np.float64) - origin
-    if not np.isfinite(xc).all():
-        raise_nonfinite(X, row_start)
-    return xc
+def _shifted_tiles(X: np.ndarray, origin, row_start: int):
+    """``(a, b, X[a:b] - origin)`` in float64, tile by tile, each checked finite.
+
+    Tiles keep a task's temporaries to a few MiB whatever the chunk size.
+    """
+    for a in range(0, X.shape[0], TILE_ROWS):
+        b = min(a + TILE_ROWS, X.shape[0])
+        xc = np.asarray(X[a:b], dtype=np.float64) - origin
+        if not np.isfinite(xc).all():
+            raise_nonfinite(X[a:b], row_start + a)
+        yield a, b, xc
+
+
+def _nearest(X: np.ndarray, origin, row_start: int, centers_c: np.ndarray):
+    """Label and squared distance of each row's nearest centre (centres about origin)."""
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    dmin = np.empty(X.shape[0])
+    for a, b, xc in _shifted_tiles(X, origin, row_start):
+        d2 = sq_distances(xc, centers_c)
+        labels[a:b] = d2.argmin(axis=1)
+        dmin[a:b] = d2[np.arange(b - a), labels[a:b]]
+    return labels, dmin
 
 
 def _weights(sample_weight, n):
@@ -62,7 +79,7 @@ def _keep_smallest(keys, X, row_start, n_keep, mass=0.0) -> KeyedRows:
     finite = np.isfinite(keys)
     keys, ids = keys[finite], ids[finite]
     order = np.lexsort((ids, keys))[:n_keep]
-    rows = np.asarray(X, dtype=np.float64)[ids[order] - row_start]
+    rows = np.asarray(X[ids[order] - row_start], dtype=np.float64)
     return KeyedRows(n_keep, keys[order], ids[order], rows, mass)
 
 
@@ -72,7 +89,8 @@ def uniform_rows(X, sample_weight, row_start, key, n_keep) -> KeyedRows:
     w = _weights(sample_weight, X.shape[0])
     with np.errstate(divide="ignore"):
         keys = -np.log1p(-u) / w
-    _shifted(X, 0.0, row_start)
+    for _ in _shifted_tiles(X, 0.0, row_start):
+        pass  # only the finiteness check
     return _keep_smallest(keys, X, row_start, n_keep)
 
 
@@ -86,8 +104,8 @@ def d2_sample(X, sample_weight, row_start, key, n_keep, centers, exponential=Fal
     row drawn with probability proportional to ``w D^2`` (one k-means++ step).
     """
     origin = centers[0]
-    xc = _shifted(X, origin, row_start)
-    cost = _weights(sample_weight, X.shape[0]) * sq_distances(xc, centers - origin).min(axis=1)
+    cost = _weights(sample_weight, X.shape[0]) * _nearest(X, origin, row_start,
+                                                          centers - origin)[1]
     u = row_uniforms(key, row_start, X.shape[0])[:, 0]
     if exponential:
         u = -np.log1p(-u)
@@ -99,8 +117,7 @@ def d2_sample(X, sample_weight, row_start, key, n_keep, centers, exponential=Fal
 def nearest_counts(X, sample_weight, row_start, centers) -> np.ndarray:
     """Weighted count of rows nearest to each centre (k-means|| candidate weights)."""
     origin = centers[0]
-    xc = _shifted(X, origin, row_start)
-    labels = sq_distances(xc, centers - origin).argmin(axis=1)
+    labels = _nearest(X, origin, row_start, centers - origin)[0]
     return np.bincount(labels, _weights(sample_weight, X.shape[0]), minlength=len(centers))
 
 
@@ -127,17 +144,21 @@ class LloydStats:
 def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
     """Assign rows to their nearest centre; weighted counts, sums and inertia."""
     origin = centers.mean(axis=0)
-    xc = _shifted(X, origin, row_start)
     w = _weights(sample_weight, X.shape[0])
-    d2 = sq_distances(xc, centers - origin)
-    labels = d2.argmin(axis=1)
-    dmin = d2[np.arange(len(labels)), labels]
     k = len(centers)
-    counts = np.bincount(labels, w, minlength=k)
-    onehot = np.zeros((len(labels), k))
-    onehot[np.arange(len(labels)), labels] = w
+    dmin = np.empty(X.shape[0])
+    counts = np.zeros(k)
+    sums = np.zeros((k, X.shape[1]))
+    for a, b, xc in _shifted_tiles(X, origin, row_start):
+        d2 = sq_distances(xc, centers - origin)
+        labels = d2.argmin(axis=1)
+        dmin[a:b] = d2[np.arange(b - a), labels]
+        counts += np.bincount(labels, w[a:b], minlength=k)
+        onehot = np.zeros((b - a, k))
+        onehot[np.arange(b - a), labels] = w[a:b]
+        sums += onehot.T @ xc
     far = _keep_smallest(-dmin, X, row_start, k)
-    return LloydStats(origin, counts, onehot.T @ xc, float(w @ dmin), far)
+    return LloydStats(origin, counts, sums, float(w @ dmin), far)
 
 
 @dataclass(frozen=True)
