@@ -315,12 +315,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 if callback is not None:
                     callback(info)
 
-            result = run_em(
-                data, params, tol=self.tol, max_iter=self.max_iter,
-                reg_covar=self.reg_covar, compute_dtype=self.compute_dtype,
-                lower_bound=lb0, callback=on_iteration,
-                resume=resume, on_result=None if checkpoint is None else on_result,
-            )
+            try:
+                result = run_em(
+                    data, params, tol=self.tol, max_iter=self.max_iter,
+                    reg_covar=self.reg_covar, compute_dtype=self.compute_dtype,
+                    lower_bound=lb0, callback=on_iteration,
+                    resume=resume, on_result=None if checkpoint is None else on_result,
+                )
+            except ValueError as e:
+                if self.compute_dtype == "float32" and "collapsed" in str(e):
+                    raise ValueError(
+                        f"{e} With compute_dtype='float32' covariances lose digits for "
+                        "components far from the data's centre; retry with "
+                        "compute_dtype='float64'.") from None
+                raise
             if self.verbose:
                 status = "converged" if result.converged else "did not converge"
                 print(f"Initialization {init} {status}. time lapse "

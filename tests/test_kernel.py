@@ -12,6 +12,7 @@ from distgmm import GaussianMixture
 from distgmm.numerics import GMMParams, chunk_stats, m_step
 from distgmm.numerics.features import fill_quadratic, n_feature_rows, natural_params
 from distgmm.numerics.gaussian import log_gaussian_prob
+from distgmm.numerics.kmeans import nearest_centres
 from distgmm.numerics.suffstats import _normalize_columns, _Workspace
 
 
@@ -110,3 +111,27 @@ def test_rows_no_component_can_explain_are_reported():
     lpn = _normalize_columns(L, None, _Workspace.get(4, 2, 2, 5, False, "float64"))
     assert np.isnan(lpn).all()
     assert np.isfinite(chunk_stats(X, None, 0, p).loglik)  # a zero weight alone is fine
+
+
+def test_nearest_centres_match_brute_force():
+    rng = np.random.default_rng(7)
+    xc = rng.normal(scale=3, size=(1000, 5))
+    cc = rng.normal(scale=3, size=(40, 5))
+    brute = ((xc[:, None, :] - cc[None, :, :]) ** 2).sum(axis=2)
+    labels, d2 = nearest_centres(xc, cc)
+    np.testing.assert_array_equal(labels, brute.argmin(axis=1))
+    np.testing.assert_allclose(d2, brute.min(axis=1), rtol=1e-10, atol=1e-10)
+    assert (nearest_centres(cc[:3], cc)[1] >= 0).all()  # rows on a centre: 0, not -eps
+
+
+def test_float32_losing_a_covariance_says_to_use_float64():
+    """Tight clusters far from the centre: float64 fits, float32 says what to do."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(2000, 6)) * 1e-2 + 3e3,
+                        rng.normal(size=(2000, 6)) * 1e-2 - 3e3])
+    kw = dict(covariance_type="full", reg_covar=0.0, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GaussianMixture(2, **kw).fit(X)
+        with pytest.raises(ValueError, match="retry with compute_dtype='float64'"):
+            GaussianMixture(2, compute_dtype="float32", **kw).fit(X)

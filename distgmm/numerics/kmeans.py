@@ -16,14 +16,29 @@ from .rng import row_uniforms
 from .suffstats import TILE_ROWS, raise_nonfinite
 
 
-def sq_distances(xc: np.ndarray, cc: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (n, m) between rows and centres (same origin)."""
-    d2 = (
-        np.einsum("nd,nd->n", xc, xc)[:, None]
-        - 2.0 * (xc @ cc.T)
-        + np.einsum("md,md->m", cc, cc)[None, :]
-    )
-    return np.maximum(d2, 0.0)
+def nearest_centres(xc: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and squared Euclidean distance to each row's nearest centre.
+
+    ``argmin_c |x - c|^2 = argmin_c (|c|^2 / 2 - x . c)``: one GEMM and two passes over
+    the (n, m) scores; ``|x|^2`` is added to the (n,) minima only.
+
+    Parameters
+    ----------
+    xc : ndarray of shape (n, d)
+    cc : ndarray of shape (m, d)
+        Centres, about the same origin as ``xc``.
+
+    Returns
+    -------
+    labels : ndarray of shape (n,), intp
+    d2 : ndarray of shape (n,), clipped at 0
+    """
+    scores = xc @ cc.T
+    np.subtract(0.5 * np.einsum("md,md->m", cc, cc), scores, out=scores)
+    labels = scores.argmin(axis=1)
+    best = scores[np.arange(len(labels)), labels]
+    d2 = 2.0 * best + np.einsum("nd,nd->n", xc, xc)
+    return labels, np.maximum(d2, 0.0, out=d2)
 
 
 def _shifted_tiles(X: np.ndarray, origin, row_start: int):
@@ -44,9 +59,7 @@ def _nearest(X: np.ndarray, origin, row_start: int, centers_c: np.ndarray):
     labels = np.empty(X.shape[0], dtype=np.intp)
     dmin = np.empty(X.shape[0])
     for a, b, xc in _shifted_tiles(X, origin, row_start):
-        d2 = sq_distances(xc, centers_c)
-        labels[a:b] = d2.argmin(axis=1)
-        dmin[a:b] = d2[np.arange(b - a), labels[a:b]]
+        labels[a:b], dmin[a:b] = nearest_centres(xc, centers_c)
     return labels, dmin
 
 
@@ -150,9 +163,7 @@ def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
     counts = np.zeros(k)
     sums = np.zeros((k, X.shape[1]))
     for a, b, xc in _shifted_tiles(X, origin, row_start):
-        d2 = sq_distances(xc, centers - origin)
-        labels = d2.argmin(axis=1)
-        dmin[a:b] = d2[np.arange(b - a), labels]
+        labels, dmin[a:b] = nearest_centres(xc, centers - origin)
         counts += np.bincount(labels, w[a:b], minlength=k)
         onehot = np.zeros((b - a, k))
         onehot[np.arange(b - a), labels] = w[a:b]
@@ -180,7 +191,7 @@ class HardResp:
     centers_c: np.ndarray
 
     def __call__(self, xc: np.ndarray, row_start: int) -> np.ndarray:
-        labels = sq_distances(xc, self.centers_c).argmin(axis=1)
+        labels = nearest_centres(xc, self.centers_c)[0]
         resp = np.zeros((xc.shape[0], self.centers_c.shape[0]))
         resp[np.arange(xc.shape[0]), labels] = 1.0
         return resp
