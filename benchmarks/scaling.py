@@ -89,7 +89,7 @@ def measure(path: Path, n: int, d: int, k: int, ct: str, n1: int, n2: int,
                     model.fit(data)
                 return time.perf_counter() - t0
             t1 = min(timed(n1) for _ in range(repeat))
-            return (min(timed(n2) for _ in range(repeat)) - t1) / (n2 - n1)
+            return max(min(timed(n2) for _ in range(repeat)) - t1, 1e-9) / (n2 - n1)
 
         read = min(_timed_read(X) for _ in range(2))  # the first also warms the workers
         ooc = per_iteration(X, "none")

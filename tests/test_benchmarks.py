@@ -44,4 +44,6 @@ def test_scaling_smoke(tmp_path):
                          "--out", str(out)]) == 0
     (row,) = json.loads(out.with_suffix(".json").read_text())
     assert row["n"] == 20000 and row["read_s"] > 0 and row["peak_worker_mib"] > 100
-    assert row["ooc_s_per_iter"] > 0 and row["mem_s_per_iter"] > 0
+    assert row["idle_worker_mib"] <= row["peak_worker_mib"]
+    assert row["ratio"] == pytest.approx(
+        row["ooc_s_per_iter"] / (row["mem_s_per_iter"] + row["read_s"]))
