@@ -29,6 +29,7 @@ tied        x  (q(x) = -|P^T x|**2 / 2)     d + 1                  L m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,9 +46,10 @@ def n_feature_rows(covariance_type: str, n_features: int) -> int:
     return d + 1 + quad
 
 
-def _upper_offsets(d: int) -> np.ndarray:
+@lru_cache(maxsize=64)
+def _upper_offsets(d: int) -> tuple[int, ...]:
     """Start of row ``i``'s block ``x_i x_i, ..., x_i x_{d-1}`` among the quadratic rows."""
-    return np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))])
+    return tuple(int(o) for o in np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))]))
 
 
 def fill_quadratic(F: np.ndarray, covariance_type: str, n_features: int) -> None:
