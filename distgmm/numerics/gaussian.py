@@ -228,19 +228,3 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     safe = np.where(np.isfinite(amax), amax, 0.0)
     with np.errstate(divide="ignore"):
         return np.log(np.exp(a - safe[:, None]).sum(axis=1)) + safe
-
-
-def log_normalize_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(logsumexp(a, axis=1), exp(a - logsumexp))`` with one ``exp`` per element.
-
-    ``a`` is overwritten (it becomes the responsibilities). Rows of -inf give -inf and
-    NaN responsibilities, which the callers report as non-finite input.
-    """
-    amax = a.max(axis=1)
-    safe = np.where(np.isfinite(amax), amax, 0.0)
-    a -= safe[:, None]
-    np.exp(a, out=a)
-    total = a.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a /= total[:, None]
-        return np.log(total) + safe, a

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gaussian import logsumexp_rows
+from .gaussian import log_gaussian_prob, logsumexp_rows
 from .params import GMMParams
-from .suffstats import TILE_ROWS, raise_nonfinite, weighted_log_prob
+from .suffstats import TILE_ROWS, raise_nonfinite
+
+
+def weighted_log_prob(xc: np.ndarray, params: GMMParams, center: np.ndarray) -> np.ndarray:
+    """``log w_k + log N(x | mu_k, Sigma_k)`` for rows already shifted by ``center``."""
+    lp = log_gaussian_prob(
+        xc, params.means - center, params.precisions_cholesky, params.covariance_type
+    )
+    with np.errstate(divide="ignore"):
+        return lp + np.log(params.weights)
 
 
 def _log_resp_tiles(X: np.ndarray, params: GMMParams, row_start: int):

@@ -28,7 +28,6 @@ from functools import reduce
 import numpy as np
 
 from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
-from .gaussian import log_gaussian_prob
 from .params import GMMParams
 
 TILE_ROWS = 4096
@@ -162,15 +161,6 @@ def raise_nonfinite(X: np.ndarray, row_start: int) -> None:
         f"The log-likelihood of rows {row_start}..{last} is not finite (values too large "
         "for float64 arithmetic). Scale the input data."
     )
-
-
-def weighted_log_prob(xc: np.ndarray, params: GMMParams, center: np.ndarray) -> np.ndarray:
-    """``log w_k + log N(x | mu_k, Sigma_k)`` for rows already shifted by ``center``."""
-    lp = log_gaussian_prob(
-        xc, params.means - center, params.precisions_cholesky, params.covariance_type
-    )
-    with np.errstate(divide="ignore"):
-        return lp + np.log(params.weights)
 
 
 COMPUTE_DTYPES = ("float64", "float32")
