@@ -102,3 +102,12 @@ def test_candidates_from_ranges_and_lists():
         JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.n_components=5..2"])
     with pytest.raises(ValueError, match="model.covariance_type"):
         JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.covariance_type=full,dense"])
+
+
+def test_compute_dtype_reaches_the_estimator():
+    spec = JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.compute_dtype=float32"])
+    assert spec.model.estimator_params()["compute_dtype"] == "float32"
+    assert JobSpec.from_mapping(BASE, ["root=/r", "date=1"]).model.compute_dtype == "float64"
+    with pytest.raises(ValueError, match="model.compute_dtype") as err:
+        JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.compute_dtype=float16"])
+    assert "\n" not in str(err.value)
