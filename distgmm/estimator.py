@@ -16,7 +16,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from .checkpoint import FitState
 from .inputs import check_sample_weight, dask_input, dask_sample_weight, is_dask, numpy_input
-from .numerics.gaussian import COVARIANCE_TYPES, precision_cholesky_from_precisions
+from .numerics.gaussian import (
+    COVARIANCE_TYPES,
+    CollapseError,
+    precision_cholesky_from_precisions,
+)
 from .numerics.params import GMMParams, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
 from .numerics.suffstats import COMPUTE_DTYPES
@@ -322,9 +326,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     lower_bound=lb0, callback=on_iteration,
                     resume=resume, on_result=None if checkpoint is None else on_result,
                 )
-            except ValueError as e:
-                if self.compute_dtype == "float32" and "collapsed" in str(e):
-                    raise ValueError(
+            except CollapseError as e:
+                if self.compute_dtype == "float32":
+                    raise CollapseError(
                         f"{e} With compute_dtype='float32' covariances lose digits for "
                         "components far from the data's centre; retry with "
                         "compute_dtype='float64'.") from None

@@ -32,12 +32,17 @@ ILL_DEFINED_COVARIANCE = (
 )
 
 
+class CollapseError(ValueError):
+    """A component collapsed: an empty component or a covariance that is not
+    positive definite. The message says what to try."""
+
+
 def _chol_inv_t(cov: np.ndarray) -> np.ndarray:
     """Upper-triangular ``P`` with ``P @ P.T == inv(cov)`` (precision Cholesky)."""
     try:
         cov_chol = linalg.cholesky(cov, lower=True)
     except linalg.LinAlgError:
-        raise ValueError(ILL_DEFINED_COVARIANCE) from None
+        raise CollapseError(ILL_DEFINED_COVARIANCE) from None
     eye = np.eye(cov.shape[0], dtype=np.float64)
     return linalg.solve_triangular(cov_chol, eye, lower=True).T
 
@@ -48,7 +53,7 @@ def _prec_chol_full(cov: np.ndarray) -> np.ndarray:
 
 def _prec_chol_vector(cov: np.ndarray) -> np.ndarray:
     if np.any(cov <= 0.0) or not np.all(np.isfinite(cov)):
-        raise ValueError(ILL_DEFINED_COVARIANCE)
+        raise CollapseError(ILL_DEFINED_COVARIANCE)
     return 1.0 / np.sqrt(cov)
 
 

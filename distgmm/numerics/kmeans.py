@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rng import row_uniforms
-from .suffstats import TILE_ROWS, raise_nonfinite
+from .suffstats import shifted_tiles
 
 
 def nearest_centres(xc: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,24 +41,11 @@ def nearest_centres(xc: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndar
     return labels, np.maximum(d2, 0.0, out=d2)
 
 
-def _shifted_tiles(X: np.ndarray, origin, row_start: int):
-    """``(a, b, X[a:b] - origin)`` in float64, tile by tile, each checked finite.
-
-    Tiles keep a task's temporaries to a few MiB whatever the chunk size.
-    """
-    for a in range(0, X.shape[0], TILE_ROWS):
-        b = min(a + TILE_ROWS, X.shape[0])
-        xc = np.asarray(X[a:b], dtype=np.float64) - origin
-        if not np.isfinite(xc).all():
-            raise_nonfinite(X[a:b], row_start + a)
-        yield a, b, xc
-
-
 def _nearest(X: np.ndarray, origin, row_start: int, centers_c: np.ndarray):
     """Label and squared distance of each row's nearest centre (centres about origin)."""
     labels = np.empty(X.shape[0], dtype=np.intp)
     dmin = np.empty(X.shape[0])
-    for a, b, xc in _shifted_tiles(X, origin, row_start):
+    for a, b, xc in shifted_tiles(X, origin, row_start):
         labels[a:b], dmin[a:b] = nearest_centres(xc, centers_c)
     return labels, dmin
 
@@ -102,7 +89,7 @@ def uniform_rows(X, sample_weight, row_start, key, n_keep) -> KeyedRows:
     w = _weights(sample_weight, X.shape[0])
     with np.errstate(divide="ignore"):
         keys = -np.log1p(-u) / w
-    for _ in _shifted_tiles(X, 0.0, row_start):
+    for _ in shifted_tiles(X, 0.0, row_start):
         pass  # only the finiteness check
     return _keep_smallest(keys, X, row_start, n_keep)
 
@@ -162,7 +149,7 @@ def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
     dmin = np.empty(X.shape[0])
     counts = np.zeros(k)
     sums = np.zeros((k, X.shape[1]))
-    for a, b, xc in _shifted_tiles(X, origin, row_start):
+    for a, b, xc in shifted_tiles(X, origin, row_start):
         labels, dmin[a:b] = nearest_centres(xc, centers - origin)
         counts += np.bincount(labels, w[a:b], minlength=k)
         onehot = np.zeros((b - a, k))

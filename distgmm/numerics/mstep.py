@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gaussian import COLLAPSE_HINT
+from .gaussian import COLLAPSE_HINT, CollapseError
 from .params import GMMParams
 from .suffstats import SuffStats
 
@@ -76,7 +76,7 @@ def check_collapse(nk_raw: np.ndarray, total: float) -> None:
     """Raise if a component received no responsibility mass (to ``EMPTY_SHARE``)."""
     empty = np.flatnonzero(nk_raw <= EMPTY_SHARE * total)
     if empty.size:
-        raise ValueError(
+        raise CollapseError(
             f"Component(s) {empty.tolist()} collapsed: no sample has any responsibility "
             f"for them. {COLLAPSE_HINT}"
         )

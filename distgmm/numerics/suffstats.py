@@ -141,6 +141,18 @@ def _tiles(n: int, tile_rows: int):
         yield start, min(start + tile_rows, n)
 
 
+def shifted_tiles(X: np.ndarray, origin, row_start: int, tile_rows: int = TILE_ROWS):
+    """``(a, b, X[a:b] - origin)`` in float64, tile by tile, each checked finite.
+
+    Tiles keep a task's temporaries to a few MiB whatever the chunk size.
+    """
+    for a, b in _tiles(X.shape[0], tile_rows):
+        xc = np.asarray(X[a:b], dtype=np.float64) - origin
+        if not np.isfinite(xc).all():
+            raise_nonfinite(X[a:b], row_start + a)
+        yield a, b, xc
+
+
 def _weights_tile(w, a, b):
     return None if w is None else np.asarray(w[a:b], dtype=np.float64)
 
@@ -334,9 +346,6 @@ def resp_stats(
     ``xc`` whose first row has global index ``row_start``.
     """
     stats = _empty(covariance_type, center, shift_means - center)
-    for a, b in _tiles(X.shape[0], tile_rows):
-        xc = np.asarray(X[a:b], dtype=np.float64) - center
-        if not np.isfinite(xc).all():
-            raise_nonfinite(X[a:b], row_start + a)
+    for a, b, xc in shifted_tiles(X, center, row_start, tile_rows):
         accumulate(xc, resp_fn(xc, row_start + a), _weights_tile(sample_weight, a, b), stats)
     return stats
