@@ -189,3 +189,21 @@ def test_empty_component_is_reported():
     s = chunk_stats(np.zeros((10, 1)), None, 0, p)
     with pytest.raises(ValueError, match=r"Component\(s\) \[1\] collapsed.*fewer components"):
         m_step(s, reg_covar=1e-6)
+
+
+@given(st.lists(st.integers(0, 6), min_size=0, max_size=60), st.integers(1, 20))
+@settings(max_examples=60, deadline=None)
+def test_keep_smallest_matches_a_full_sort(keys, n_keep):
+    """Partition-then-sort keeps the same rows, in the same order, as sorting them all
+    (ties broken by row index; non-finite keys dropped)."""
+    from distgmm.numerics.kmeans import _keep_smallest
+
+    k = np.array(keys, dtype=float)
+    k[::7] = np.inf
+    X = np.arange(2 * len(k), dtype=float).reshape(-1, 2)
+    got = _keep_smallest(k, X, 100, n_keep)
+    ids = np.arange(100, 100 + len(k))[np.isfinite(k)]
+    want = np.lexsort((ids, k[np.isfinite(k)]))[:n_keep]
+    np.testing.assert_array_equal(got.row_ids, ids[want])
+    np.testing.assert_array_equal(got.keys, k[np.isfinite(k)][want])
+    np.testing.assert_array_equal(got.rows, X[ids[want] - 100])

@@ -78,6 +78,9 @@ def _keep_smallest(keys, X, row_start, n_keep, mass=0.0) -> KeyedRows:
     ids = np.arange(row_start, row_start + len(keys))
     finite = np.isfinite(keys)
     keys, ids = keys[finite], ids[finite]
+    if 0 < n_keep < len(keys):  # sort only the n_keep smallest and their ties: O(n)
+        near = keys <= np.partition(keys, n_keep - 1)[n_keep - 1]
+        keys, ids = keys[near], ids[near]
     order = np.lexsort((ids, keys))[:n_keep]
     rows = np.asarray(X[ids[order] - row_start], dtype=np.float64)
     return KeyedRows(n_keep, keys[order], ids[order], rows, mass)
