@@ -176,11 +176,14 @@ def test_float32_offset_stays_finite(ct):
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
 
-def test_row_uniforms_do_not_depend_on_chunking():
-    whole = row_uniforms((3, 1), 0, 100, 5)
-    parts = np.vstack([row_uniforms((3, 1), a, b - a, 5) for a, b in [(0, 7), (7, 61), (61, 100)]])
+@pytest.mark.parametrize("n_cols", [1, 3, 5, 8])
+def test_row_uniforms_do_not_depend_on_chunking(n_cols):
+    whole = row_uniforms((3, 1), 0, 100, n_cols)
+    cuts = [(0, 7), (7, 61), (61, 62), (62, 100)]
+    parts = np.vstack([row_uniforms((3, 1), a, b - a, n_cols) for a, b in cuts])
     np.testing.assert_array_equal(whole, parts)
-    assert not np.array_equal(whole, row_uniforms((3, 2), 0, 100, 5))
+    assert len(np.unique(whole)) == whole.size  # no number drawn twice
+    assert not np.array_equal(whole, row_uniforms((3, 2), 0, 100, n_cols))
 
 
 def test_empty_component_is_reported():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import scratch
 from .rng import row_uniforms
 from .suffstats import shifted_tiles
 
@@ -33,7 +34,7 @@ def nearest_centres(xc: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndar
     labels : ndarray of shape (n,), intp
     d2 : ndarray of shape (n,), clipped at 0
     """
-    scores = xc @ cc.T
+    scores = np.matmul(xc, cc.T, out=scratch.buffer("nearest.scores", (len(xc), len(cc))))
     np.subtract(0.5 * np.einsum("md,md->m", cc, cc), scores, out=scores)
     labels = scores.argmin(axis=1)
     best = scores[np.arange(len(labels)), labels]
@@ -155,7 +156,8 @@ def lloyd_stats(X, sample_weight, row_start, centers) -> LloydStats:
     for a, b, xc in shifted_tiles(X, origin, row_start):
         labels, dmin[a:b] = nearest_centres(xc, centers - origin)
         counts += np.bincount(labels, w[a:b], minlength=k)
-        onehot = np.zeros((b - a, k))
+        onehot = scratch.buffer("lloyd.onehot", (b - a, k))
+        onehot[:] = 0.0
         onehot[np.arange(b - a), labels] = w[a:b]
         sums += onehot.T @ xc
     far = _keep_smallest(-dmin, X, row_start, k)

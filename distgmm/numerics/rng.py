@@ -9,7 +9,7 @@ def row_uniforms(key: tuple[int, int], row_start: int, n_rows: int, n_cols: int 
     """Uniform [0, 1) draws for rows ``row_start .. row_start + n_rows`` of a stream.
 
     Row ``i`` of stream ``key`` always gets the same numbers, whichever chunk it
-    sits in: a Philox generator is positioned at the row's counter.
+    sits in: a Philox generator is positioned at the row's place in the stream.
 
     Parameters
     ----------
@@ -24,8 +24,11 @@ def row_uniforms(key: tuple[int, int], row_start: int, n_rows: int, n_cols: int 
     -------
     ndarray of shape (n_rows, n_cols)
     """
-    per_row = -(-n_cols // 4)  # Philox4x64: 4 doubles per counter step
-    bitgen = np.random.Philox(
-        key=np.asarray(key, dtype=np.uint64), counter=int(row_start) * per_row
-    )
-    return np.random.Generator(bitgen).random((n_rows, 4 * per_row))[:, :n_cols]
+    # stream position p = row * n_cols is output p % 4 of Philox block p // 4: draw
+    # exactly the numbers asked for, wherever the block starts
+    pos = int(row_start) * n_cols
+    gen = np.random.Generator(np.random.Philox(key=np.asarray(key, dtype=np.uint64),
+                                               counter=pos // 4))
+    if pos % 4:
+        gen.random(pos % 4)
+    return gen.random(n_rows * n_cols).reshape(n_rows, n_cols)

@@ -21,12 +21,12 @@ spherical   sum_i r_ik w_i |x_i - c|**2                  (K,)
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
 
+from . import scratch
 from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
 from .params import GMMParams
 
@@ -102,9 +102,12 @@ def _empty(covariance_type: str, center: np.ndarray, shift: np.ndarray) -> SuffS
 def _second_moment(xc, rw, w, shift, covariance_type):
     if covariance_type == "full":
         out = np.empty((shift.shape[0], xc.shape[1], xc.shape[1]))
+        z = scratch.buffer("moment.z", xc.shape)
+        zr = scratch.buffer("moment.zr", xc.shape)
         for k in range(shift.shape[0]):
-            z = xc - shift[k]
-            out[k] = (z * rw[:, k : k + 1]).T @ z
+            np.subtract(xc, shift[k], out=z)
+            np.multiply(z, rw[:, k : k + 1], out=zr)
+            np.matmul(zr.T, z, out=out[k])
         return out
     if covariance_type == "tied":
         return (xc if w is None else xc * w[:, None]).T @ xc
@@ -144,10 +147,14 @@ def _tiles(n: int, tile_rows: int):
 def shifted_tiles(X: np.ndarray, origin, row_start: int, tile_rows: int = TILE_ROWS):
     """``(a, b, X[a:b] - origin)`` in float64, tile by tile, each checked finite.
 
-    Tiles keep a task's temporaries to a few MiB whatever the chunk size.
+    Tiles keep a task's temporaries to a few MiB whatever the chunk size. The shifted
+    tile is a scratch buffer, overwritten by the next tile: use it, do not keep it.
     """
-    for a, b in _tiles(X.shape[0], tile_rows):
-        xc = np.asarray(X[a:b], dtype=np.float64) - origin
+    n, d = X.shape
+    buf = scratch.buffer("shifted_tiles", (min(tile_rows, n), d))
+    for a, b in _tiles(n, tile_rows):
+        xc = buf[: b - a]
+        np.subtract(X[a:b], origin, out=xc)
         if not np.isfinite(xc).all():
             raise_nonfinite(X[a:b], row_start + a)
         yield a, b, xc
@@ -188,11 +195,9 @@ class _Workspace:
     """Buffers of the E-step, reused by every tile and by later chunks of one thread.
 
     Allocating per tile costs a page-faulting ``mmap`` per temporary on workers that run
-    with ``MALLOC_TRIM_THRESHOLD_`` set (Dask's default), which tripled the kernel time.
+    with ``MALLOC_TRIM_THRESHOLD_`` set (Dask's default), which tripled the kernel time
+    (see :mod:`distgmm.numerics.scratch`).
     """
-
-    _local = threading.local()
-    MAX_CACHED = 64
 
     @classmethod
     def get(cls, n_feature_rows: int, k: int, d: int, tile: int, tied: bool,
@@ -202,9 +207,7 @@ class _Workspace:
         Kept per shape, so the candidates of a shared sweep pass (other ``K``, other
         types) each find theirs; the large feature tile is shared by every ``K``.
         """
-        cache = getattr(cls._local, "cache", None)
-        if cache is None or len(cache) > cls.MAX_CACHED:
-            cache = cls._local.cache = {}
+        cache = scratch.cache()
         key = (n_feature_rows, k, d, tile, tied, dtype)
         ws = cache.get(key)
         if ws is None:
