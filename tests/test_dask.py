@@ -145,3 +145,44 @@ def test_integer_column_labels_are_not_feature_names():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             gm.predict(X)
+
+
+def test_out_of_core_chunks_are_read_inside_the_pass_task(client, tmp_path):
+    """Zarr and Parquet chunks are loaded inside the task that uses them (one task per
+    chunk, nothing queued in worker memory between a read and its use); the statistics
+    are those of the whole array, out of core, persisted, and in process alike."""
+    import pandas as pd
+    import zarr
+
+    from distgmm import open_source
+    from distgmm.numerics.suffstats import chunk_stats, merge
+    from distgmm.parallel.blocks import dask_blocks
+
+    X, _, _ = blobs(n=4000, d=3, seed=25)
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=(500, 3),
+                          dtype="f8")
+    z[:] = X
+    (tmp_path / "pq").mkdir()
+    for i in range(4):
+        pd.DataFrame(X[i * 1000:(i + 1) * 1000], columns=list("abc")).to_parquet(
+            tmp_path / "pq" / f"part{i}.parquet")
+    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X)._params()
+    ref = chunk_stats(X, None, 0, params)
+    graphs = []
+
+    def graph_size(dsk, keys, **kwargs):
+        graphs.append(len(dict(dsk.__dask_graph__())))
+        return dask.get(dsk, keys, **kwargs)
+
+    for source, shared in [(tmp_path / "x.zarr", 1), (tmp_path / "pq", 0)]:
+        Xd = open_source(str(source), chunk_bytes=1000 * 3 * 8).load().X
+        blocks = dask_blocks(Xd, cache="none")
+        with dask.config.set(scheduler=graph_size):
+            got = blocks.map_reduce(chunk_stats, merge, params)
+        assert graphs[-1] == len(blocks.blocks) + shared  # + the opened Zarr array
+        on_cluster = blocks.map_reduce(chunk_stats, merge, params)
+        persisted = dask_blocks(Xd, cache="memory").map_reduce(chunk_stats, merge, params)
+        for stats in (got, on_cluster, persisted):
+            np.testing.assert_allclose(stats.s2, ref.s2, rtol=1e-12)
+            np.testing.assert_allclose(stats.sx, ref.sx, rtol=1e-12, atol=1e-9)
+            assert stats.loglik == pytest.approx(ref.loglik, rel=1e-12)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .fuse import fold_inputs
+
 SPLIT_EVERY = 8
 
 
@@ -60,6 +62,12 @@ def dask_map_reduce(
     split_every : int
         Fan-in of the tree.
 
+    Notes
+    -----
+    Each chunk's loading tasks that nothing else uses (reading a Zarr chunk or a
+    Parquet row group) run inside the chunk's task (:mod:`distgmm.parallel.fuse`):
+    one task per chunk, and no loaded chunk waits in memory for its consumer.
+
     Returns
     -------
     The combined result, computed with the active scheduler (a ``distributed.Client``
@@ -68,14 +76,22 @@ def dask_map_reduce(
     import dask
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
+    from dask.optimization import cull
 
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    deps = [X] if w is None else [X, w]
+    inputs = HighLevelGraph.merge(*[d.__dask_graph__() for d in deps])
+    read = [(X.name, i, 0) for i, _ in blocks]
+    if w is not None:
+        read += [(w.name, i) for i, _ in blocks]
+    folded = fold_inputs(inputs, read)  # each chunk read inside its own task
     layer: dict = {}
     keys = []
     for j, (i, row_start) in enumerate(blocks):
         key = (name, 0, j)
+        xkey = (X.name, i, 0)
         wkey = None if w is None else (w.name, i)
-        layer[key] = (fn, (X.name, i, 0), wkey, row_start, *args)
+        layer[key] = (fn, folded.get(xkey, xkey), folded.get(wkey, wkey), row_start, *args)
         keys.append(key)
     level = 0
     while len(keys) > split_every:
@@ -88,9 +104,8 @@ def dask_map_reduce(
         keys = nxt
     # the last level runs here, on partials fetched straight from the workers: one
     # round trip through the scheduler less per pass
-    deps = [X] if w is None else [X, w]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
-    partials = dask.compute(*[Delayed(key, graph, layer=name) for key in keys])
+    graph, _ = cull({**inputs, **layer}, keys)  # drops the folded tasks' own keys
+    partials = dask.compute(*[Delayed(key, graph) for key in keys])
     return reduce_list(combine, list(partials))
 
 
