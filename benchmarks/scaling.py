@@ -12,9 +12,11 @@ and fitted with ``cache="none"`` (every pass re-reads Zarr, opened by
   (the better of two; the first also warms the workers up);
 - ``mem_s_per_iter``: seconds per iteration with the data persisted in worker memory;
 - ``ooc / (mem + read)``: the out-of-core overhead ratio (target <= 1.3);
-- ``peak_worker_mib``: the largest peak RSS of a worker process over the reads and the
-  out-of-core fits (``VmHWM``; the cluster is fresh for each n, so it covers only that
-  n), and ``idle_worker_mib``, the same before any work.
+- ``peak_worker_mib``: the largest peak RSS of a worker process during the out-of-core
+  fits (``VmHWM``, restarted after the raw reads through ``/proc/self/clear_refs``;
+  where that is not writable it covers the reads too), ``peak_read_mib`` the same
+  during the raw reads (a plain dask ``map_blocks`` pass), and ``idle_worker_mib``
+  before any work. The cluster is fresh for each n.
 
 Usage::
 
@@ -69,6 +71,16 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _reset_peak() -> bool:
+    """Restart ``VmHWM`` from the current RSS (Linux ``clear_refs``); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _sum_chunk(block):
     return np.array([[block.sum()]])
 
@@ -106,6 +118,8 @@ def measure(path: Path, n: int, d: int, k: int, ct: str, n1: int, n2: int,
             return max(min(timed(n2) for _ in range(repeat)) - t1, 1e-9) / (n2 - n1)
 
         read = min(_timed_read(X) for _ in range(2))  # the first also warms the workers
+        peak_read = max(client.run(_peak_rss_mib).values())
+        separate = all(client.run(_reset_peak).values())
         ooc = per_iteration(X, "none")
         peak = max(client.run(_peak_rss_mib).values())
         in_memory = X.persist()  # once, so that reading it does not enter the timings
@@ -113,18 +127,21 @@ def measure(path: Path, n: int, d: int, k: int, ct: str, n1: int, n2: int,
         mem = per_iteration(in_memory, "memory")
     return dict(n=n, d=d, k=k, covariance_type=ct, read_s=read, ooc_s_per_iter=ooc,
                 mem_s_per_iter=mem, ratio=ooc / (mem + read), peak_worker_mib=peak,
+                peak_read_mib=peak_read, peak_is_fit_only=separate,
                 idle_worker_mib=baseline,
                 gib=n * d * 8 / 2**30)
 
 
 def markdown(rows):
     lines = ["| n | GiB | raw read s | in-memory s/it | out-of-core s/it | "
-             "ooc / (mem + read) | peak worker MiB | idle worker MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "ooc / (mem + read) | peak worker MiB, fit | peak worker MiB, raw read | "
+             "idle worker MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        fit = f"{r['peak_worker_mib']:.0f}" + ("" if r["peak_is_fit_only"] else " (with reads)")
         lines.append(f"| {r['n']:,} | {r['gib']:.2f} | {r['read_s']:.3f} | "
                      f"{r['mem_s_per_iter']:.3f} | {r['ooc_s_per_iter']:.3f} | "
-                     f"{r['ratio']:.2f} | {r['peak_worker_mib']:.0f} | "
+                     f"{r['ratio']:.2f} | {fit} | {r['peak_read_mib']:.0f} | "
                      f"{r['idle_worker_mib']:.0f} |")
     return "\n".join(lines)
 
