@@ -174,15 +174,40 @@ def test_out_of_core_chunks_are_read_inside_the_pass_task(client, tmp_path):
         graphs.append(len(dict(dsk.__dask_graph__())))
         return dask.get(dsk, keys, **kwargs)
 
-    for source, shared in [(tmp_path / "x.zarr", 1), (tmp_path / "pq", 0)]:
-        Xd = open_source(str(source), chunk_bytes=1000 * 3 * 8).load().X
+    sources = [open_source(str(tmp_path / "x.zarr"), chunk_bytes=1000 * 3 * 8).load().X,
+               open_source(str(tmp_path / "pq")).load().X,
+               da.from_array(X, chunks=(1000, 3))]
+    # the opened Zarr array (small) is copied into each task; chunks of an array held by
+    # the driver are data, not tasks, and stay graph keys
+    for Xd, shared in zip(sources, [0, 0, 4]):
         blocks = dask_blocks(Xd, cache="none")
         with dask.config.set(scheduler=graph_size):
             got = blocks.map_reduce(chunk_stats, merge, params)
-        assert graphs[-1] == len(blocks.blocks) + shared  # + the opened Zarr array
+        assert graphs[-1] == len(blocks.blocks) + shared
         on_cluster = blocks.map_reduce(chunk_stats, merge, params)
         persisted = dask_blocks(Xd, cache="memory").map_reduce(chunk_stats, merge, params)
         for stats in (got, on_cluster, persisted):
             np.testing.assert_allclose(stats.s2, ref.s2, rtol=1e-12)
             np.testing.assert_allclose(stats.sx, ref.sx, rtol=1e-12, atol=1e-9)
             assert stats.loglik == pytest.approx(ref.loglik, rel=1e-12)
+
+
+def test_fold_inputs_copies_small_literals_and_keeps_shared_work():
+    from dask._task_spec import Task, TaskRef
+
+    from distgmm.parallel.fuse import fold_inputs
+
+    def add(a, b):
+        return a + b
+
+    big, small = np.zeros(100_000), np.ones(3)
+    graph = {
+        "big": big, "small": small,
+        "shared": Task("shared", add, TaskRef("small"), 1.0),  # used by both chunks
+        ("x", 0): Task(("x", 0), add, TaskRef("big"), TaskRef("shared")),
+        ("x", 1): Task(("x", 1), add, TaskRef("shared"), TaskRef("small")),
+    }
+    folded = fold_inputs(graph, [("x", 0), ("x", 1)])
+    assert folded[("x", 0)].dependencies == {"big", "shared"}  # 800 kB stays a key
+    assert folded[("x", 1)].dependencies == {"shared"}  # the small literal is copied
+    assert folded[("x", 1)]({"shared": np.full(3, 2.0)}).tolist() == [3.0] * 3

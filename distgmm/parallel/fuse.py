@@ -7,9 +7,11 @@ and costs the scheduler a second task per chunk; with more chunks queued per wor
 peak worker memory grew with the number of rows. Folded into the pass task, a chunk is
 read, used and freed inside one task.
 
-Only tasks used by this one chunk are folded; shared inputs (the opened array, a
-dataframe partition that also feeds the weights) and data already in memory
-(persisted chunks) stay as they are.
+Only tasks used by this one chunk are folded; shared tasks (a dataframe partition that
+also feeds the weights) and data already in memory (persisted chunks) stay as they are.
+A small shared literal (the opened Zarr array object) is copied into every task: as a
+graph key it would sit on one worker, and the scheduler would then run most chunk
+tasks there.
 """
 
 from __future__ import annotations
@@ -17,10 +19,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
+from dask.sizeof import sizeof
+
 try:  # dask's task spec (dask >= 2024.12); without it, passes read chunks as before
-    from dask._task_spec import Alias, GraphNode, Task
+    from dask._task_spec import Alias, DataNode, GraphNode, Task
 except ImportError:  # pragma: no cover - older dask
-    Alias = GraphNode = Task = None
+    Alias = DataNode = GraphNode = Task = None
+
+INLINE_BYTES = 64 << 10  # shared literals up to this size are copied into each task
+
+
+def _literal(value):
+    """``value`` as a DataNode when it is plain data (not a task, alias or reference)."""
+    if isinstance(value, DataNode):
+        return value
+    if isinstance(value, (GraphNode, tuple, list, dict)):
+        return None
+    return DataNode(None, value)
 
 
 def fold_inputs(graph: Mapping, keys: list) -> dict:
@@ -54,7 +69,10 @@ def fold_inputs(graph: Mapping, keys: list) -> dict:
             return None
         subs = {}
         for dep in node.dependencies:
-            if dependents[dep] == 1 and (inner := fold(dep)) is not None:
+            literal = _literal(graph.get(dep, node))
+            if literal is not None and sizeof(literal.value) <= INLINE_BYTES:
+                subs[dep] = DataNode(None, literal.value)
+            elif dependents[dep] == 1 and (inner := fold(dep)) is not None:
                 subs[dep] = inner
         return node.substitute(subs) if subs else node
 
