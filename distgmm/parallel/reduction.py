@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .fuse import fold_inputs
-
 SPLIT_EVERY = 8
 
 
@@ -77,6 +75,8 @@ def dask_map_reduce(
     from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
     from dask.optimization import cull
+
+    from .fuse import fold_inputs
 
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
     deps = [X] if w is None else [X, w]
