@@ -135,3 +135,15 @@ def test_float32_losing_a_covariance_says_to_use_float64():
         GaussianMixture(2, **kw).fit(X)
         with pytest.raises(ValueError, match="retry with compute_dtype='float64'"):
             GaussianMixture(2, compute_dtype="float32", **kw).fit(X)
+
+
+def test_scratch_buffer_is_reused_grown_and_kept_apart_by_tag():
+    from distgmm.numerics import scratch
+
+    a = scratch.buffer("test.a", (4, 3))
+    b = scratch.buffer("test.a", (2, 5))  # smaller: the same memory
+    assert b.shape == (2, 5) and np.shares_memory(a, b) and b.flags.c_contiguous
+    c = scratch.buffer("test.b", (4, 3))
+    assert not np.shares_memory(a, c)
+    big = scratch.buffer("test.a", (10, 10))  # larger: a new buffer, kept from now on
+    assert big.shape == (10, 10) and np.shares_memory(big, scratch.buffer("test.a", (3, 3)))

@@ -25,10 +25,11 @@ def cache() -> dict:
 
 
 def buffer(tag: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """An uninitialised array of ``shape``, the same one on every call from this thread.
+    """An uninitialised array of ``shape`` in this thread's buffer for ``tag``.
 
-    The caller owns its contents only until its next call with the same ``tag`` and
-    shape; nothing may keep a reference to it.
+    One buffer per tag and dtype, grown to the largest shape asked for, so ragged last
+    tiles and changing numbers of centres reuse it. The caller owns its contents only
+    until its next call with the same ``tag``; nothing may keep a reference to it.
 
     Parameters
     ----------
@@ -40,10 +41,13 @@ def buffer(tag: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
     Returns
     -------
     ndarray
+        A C-contiguous view of the buffer.
     """
-    key = (tag, shape, np.dtype(dtype).char)
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    key = (tag, dtype.char)
     c = cache()
-    out = c.get(key)
-    if out is None:
-        out = c[key] = np.empty(shape, dtype)
-    return out
+    buf = c.get(key)
+    if buf is None or buf.size < size:
+        buf = c[key] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)

@@ -29,13 +29,13 @@ except ImportError:  # pragma: no cover - older dask
 INLINE_BYTES = 64 << 10  # shared literals up to this size are copied into each task
 
 
-def _literal(value):
-    """``value`` as a DataNode when it is plain data (not a task, alias or reference)."""
+def _small_literal(value):
+    """A fresh DataNode of ``value`` when it is plain data of at most ``INLINE_BYTES``."""
     if isinstance(value, DataNode):
-        return value
-    if isinstance(value, (GraphNode, tuple, list, dict)):
+        value = value.value
+    elif isinstance(value, (GraphNode, tuple, list, dict)):  # tasks, aliases, references
         return None
-    return DataNode(None, value)
+    return DataNode(None, value) if sizeof(value) <= INLINE_BYTES else None
 
 
 def fold_inputs(graph: Mapping, keys: list) -> dict:
@@ -69,9 +69,10 @@ def fold_inputs(graph: Mapping, keys: list) -> dict:
             return None
         subs = {}
         for dep in node.dependencies:
-            literal = _literal(graph.get(dep, node))
-            if literal is not None and sizeof(literal.value) <= INLINE_BYTES:
-                subs[dep] = DataNode(None, literal.value)
+            if dep not in graph:
+                continue
+            if (literal := _small_literal(graph[dep])) is not None:
+                subs[dep] = literal
             elif dependents[dep] == 1 and (inner := fold(dep)) is not None:
                 subs[dep] = inner
         return node.substitute(subs) if subs else node
