@@ -95,7 +95,7 @@ def _timed_read(X) -> float:
 
 
 def measure(path: Path, n: int, d: int, k: int, ct: str, n1: int, n2: int,
-            chunk_bytes: int = 32 << 20) -> dict:
+            chunk_bytes: int = 8 << 20) -> dict:
     from distributed import Client, LocalCluster, wait
 
     from distgmm import GaussianMixture, open_source

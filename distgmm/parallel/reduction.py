@@ -80,7 +80,7 @@ def dask_map_reduce(
 
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
     deps = [X] if w is None else [X, w]
-    inputs = HighLevelGraph.merge(*[d.__dask_graph__() for d in deps])
+    inputs = dict(HighLevelGraph.merge(*[d.__dask_graph__() for d in deps]))  # once
     read = [(X.name, i, 0) for i, _ in blocks]
     if w is not None:
         read += [(w.name, i) for i, _ in blocks]
