@@ -24,6 +24,7 @@ from .numerics.gaussian import (
 from .numerics.params import GMMParams, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
 from .numerics.suffstats import COMPUTE_DTYPES
+from .parallel.blas import one_blas_thread
 from .parallel.blocks import CACHE_CHOICES, Blocks, dask_blocks, numpy_blocks
 from .parallel.em import EMResult, IterationInfo, run_em
 from .parallel.init import INIT_PARAMS, initial_params
@@ -257,6 +258,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         blocks = self._fit(X, sample_weight, callback)
         return self._predict_blocks(blocks, predict_block, predict_dask)
 
+    @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
     def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         self._check_data(blocks)

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .estimator import GaussianMixture
 from .numerics.params import n_parameters
 from .numerics.suffstats import chunk_stats, merge
+from .parallel.blas import one_blas_thread
 from .parallel.lockstep import run_lockstep
 
 CRITERIA = ("bic", "aic")
@@ -36,6 +37,7 @@ def _loglik(params):
     return task
 
 
+@one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
 def select_model(X, n_components: Iterable[int] | int = range(1, 11),
                  covariance_type: Iterable[str] | str = ("full",), *,
                  criterion: str = "bic", n_init: int = 1, sample_weight=None,

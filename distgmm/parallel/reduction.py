@@ -8,14 +8,33 @@ the numpy engine and the Dask graph give identical results for identical blocks.
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 from typing import Any
 
 import numpy as np
 
+from .blas import in_one_blas_thread, one_blas_thread
+
 SPLIT_EVERY = 8
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """This process's pool for the numpy engine: one thread per usable core, kept so
+    each thread's scratch buffers outlive a pass."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+            _pool = ThreadPoolExecutor(cores, thread_name_prefix="distgmm-numpy")
+        return _pool
 
 
 def reduce_list(combine: Callable[[Any, Any], Any], items: list) -> Any:
@@ -64,7 +83,8 @@ def dask_map_reduce(
     -----
     Each chunk's loading tasks that nothing else uses (reading a Zarr chunk or a
     Parquet row group) run inside the chunk's task (:mod:`distgmm.parallel.fuse`):
-    one task per chunk, and no loaded chunk waits in memory for its consumer.
+    one task per chunk, and no loaded chunk waits in memory for its consumer. Chunk
+    tasks run with one BLAS thread (:mod:`distgmm.parallel.blas`).
 
     Returns
     -------
@@ -91,7 +111,8 @@ def dask_map_reduce(
         key = (name, 0, j)
         xkey = (X.name, i, 0)
         wkey = None if w is None else (w.name, i)
-        layer[key] = (fn, folded.get(xkey, xkey), folded.get(wkey, wkey), row_start, *args)
+        layer[key] = (in_one_blas_thread, fn, folded.get(xkey, xkey), folded.get(wkey, wkey),
+                      row_start, *args)
         keys.append(key)
     level = 0
     while len(keys) > split_every:
@@ -118,10 +139,19 @@ def numpy_map_reduce(
     args: tuple,
     split_every: int = SPLIT_EVERY,
 ):
-    """The same reduction over in-memory blocks, in this process."""
+    """The same reduction over in-memory blocks, in this process.
+
+    Blocks run in a pool of one thread per core, each with one BLAS thread; partials
+    are combined in block order whatever order they finish in.
+    """
     bounds = [start for _, start in blocks] + [X.shape[0]]
-    partials = [
-        fn(X[a:b], None if w is None else w[a:b], a, *args)
-        for a, b in zip(bounds[:-1], bounds[1:])
-    ]
+
+    def one(a, b):
+        return fn(X[a:b], None if w is None else w[a:b], a, *args)
+
+    with one_blas_thread():
+        if len(blocks) == 1:
+            partials = [one(0, X.shape[0])]
+        else:
+            partials = list(_threads().map(one, bounds[:-1], bounds[1:]))
     return tree_combine_local(partials, combine, split_every)
