@@ -53,6 +53,46 @@ def tree_combine_local(partials: list, combine, split_every: int = SPLIT_EVERY):
     return partials[0]
 
 
+def fold_tree(nodes: dict, n_leaves: int, combine, split_every: int = SPLIT_EVERY) -> dict:
+    """Combine, bottom up, every node of the reduction tree whose children are all known.
+
+    The tree is that of :func:`tree_combine_local`: node ``(0, j)`` is block ``j``'s
+    partial and node ``(level + 1, g)`` the left fold of nodes ``(level, g *
+    split_every)`` to ``(level, (g + 1) * split_every - 1)`` (fewer at the right edge).
+    Whoever computes a node gets the same bits, so parts of the tree can be folded
+    on workers and the rest on the driver.
+
+    Parameters
+    ----------
+    nodes : dict
+        ``(level, index) -> partial``; children are replaced by their parents in place.
+    n_leaves : int
+        Blocks in the pass.
+    combine : callable
+    split_every : int
+
+    Returns
+    -------
+    dict
+        ``nodes``; a single entry when it held every leaf (or a cover of the tree).
+    """
+    level, width = 0, n_leaves
+    while width > 1:
+        parents = -(-width // split_every)
+        for g in range(parents):
+            kids = [(level, j) for j in range(g * split_every, min((g + 1) * split_every, width))]
+            if all(k in nodes for k in kids):
+                nodes[(level + 1, g)] = reduce_list(combine, [nodes.pop(k) for k in kids])
+        level, width = level + 1, parents
+    return nodes
+
+
+def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args) -> dict:
+    """A group task: ``fn`` on each of its blocks, folded as far as the group allows."""
+    nodes = {(0, j): fn(x, w, s, *args) for j, x, w, s in zip(positions, xs, ws, starts)}
+    return fold_tree(nodes, n_leaves, combine, split_every)
+
+
 def dask_map_reduce(
     X,
     w,
@@ -83,8 +123,11 @@ def dask_map_reduce(
     -----
     Each chunk's loading tasks that nothing else uses (reading a Zarr chunk or a
     Parquet row group) run inside the chunk's task (:mod:`distgmm.parallel.fuse`):
-    one task per chunk, and no loaded chunk waits in memory for its consumer. Chunk
-    tasks run with one BLAS thread (:mod:`distgmm.parallel.blas`).
+    one task per chunk, and no loaded chunk waits in memory for its consumer.
+    Persisted chunks are instead visited by one task per worker thread, over the
+    chunks that worker holds (:mod:`distgmm.parallel.colocate`). Either way the tree
+    and the bits are those of the numpy engine, and tasks run with one BLAS thread
+    (:mod:`distgmm.parallel.blas`).
 
     Returns
     -------
@@ -96,14 +139,30 @@ def dask_map_reduce(
     from dask.highlevelgraph import HighLevelGraph
     from dask.optimization import cull
 
+    from .colocate import colocated_groups
     from .fuse import fold_inputs
 
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
     deps = [X] if w is None else [X, w]
     inputs = dict(HighLevelGraph.merge(*[d.__dask_graph__() for d in deps]))  # once
-    read = [(X.name, i, 0) for i, _ in blocks]
-    if w is not None:
-        read += [(w.name, i) for i, _ in blocks]
+    xkeys = [(X.name, i, 0) for i, _ in blocks]
+    wkeys = [None if w is None else (w.name, i) for i, _ in blocks]
+    groups = colocated_groups(inputs, xkeys)
+    if groups is not None:
+        layer = {
+            (name, "group", g): (
+                in_one_blas_thread, tree_nodes, fn, combine, split_every, len(blocks),
+                positions, [xkeys[j] for j in positions], [wkeys[j] for j in positions],
+                [blocks[j][1] for j in positions], *args)
+            for g, positions in enumerate(groups)
+        }
+        graph, _ = cull({**inputs, **layer}, list(layer))
+        nodes: dict = {}
+        for part in dask.compute(*[Delayed(key, graph) for key in layer]):
+            nodes.update(part)
+        (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
+        return total
+    read = xkeys + ([] if w is None else wkeys)
     folded = fold_inputs(inputs, read)  # each chunk read inside its own task
     layer: dict = {}
     keys = []

@@ -1,0 +1,91 @@
+"""The reduction tree: any split of the work gives the numpy engine's tree and bits."""
+
+from __future__ import annotations
+
+import os
+
+import dask
+import dask.array as da
+import numpy as np
+from conftest import blobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distgmm.parallel.colocate import colocated_groups
+from distgmm.parallel.reduction import (
+    dask_map_reduce,
+    fold_tree,
+    numpy_map_reduce,
+    tree_combine_local,
+)
+
+
+def show(a, b):
+    """A combine that records the exact tree shape (not associative as text)."""
+    return f"({a}+{b})"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(2, 9), st.data())
+def test_folding_any_groups_gives_the_local_tree(n, split_every, data):
+    owner = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    nodes = {}
+    for g in set(owner):  # each group folds what it can, the driver the rest
+        mine = {(0, j): str(j) for j in range(n) if owner[j] == g}
+        nodes.update(fold_tree(mine, n, show, split_every))
+    (total,) = fold_tree(nodes, n, show, split_every).values()
+    assert total == tree_combine_local([str(j) for j in range(n)], show, split_every)
+
+
+def _where(X, w, row_start):
+    return [(row_start, os.getpid())]
+
+
+def _concat(a, b):
+    return a + b
+
+
+def _rows(X, w, row_start):
+    return X.sum(axis=0)
+
+
+def _add(a, b):
+    return a + b
+
+
+def test_persisted_chunks_one_task_per_worker_thread_same_bits(client):
+    from distributed import get_task_stream, wait
+
+    from distgmm import GaussianMixture
+    from distgmm.numerics.suffstats import chunk_stats, merge
+
+    X, _, _ = blobs(n=4000, d=3, seed=31)
+    Xd = client.persist(da.from_array(X, chunks=(500, 3)))
+    wait(Xd)
+    blocks = [(i, 500 * i) for i in range(8)]
+    assert colocated_groups(dict(Xd.__dask_graph__()), [(Xd.name, i, 0) for i in range(8)])
+    with get_task_stream(client) as ts:
+        where = dask_map_reduce(Xd, None, blocks, _where, _concat, (), split_every=3)
+    assert [r for r, _ in where] == [s for _, s in blocks]  # pass order kept
+    holders = {sorted(a)[0] for a in client.who_has(Xd).values()}
+    pids = client.run(os.getpid)
+    # one task per holding worker (single-threaded), run where its chunks are
+    assert len(ts.data) == len(holders)
+    assert {pid for _, pid in where} == {pids[h] for h in holders}
+
+    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X)._params()
+    for split_every in (2, 3, 8):
+        got = dask_map_reduce(Xd, None, blocks, chunk_stats, merge, (params,), split_every)
+        ref = numpy_map_reduce(X, None, blocks, chunk_stats, merge, (params,), split_every)
+        for attr in ("nk", "sx", "s2"):
+            np.testing.assert_array_equal(getattr(got, attr), getattr(ref, attr))
+        assert got.loglik == ref.loglik
+
+
+def test_no_groups_without_a_distributed_client():
+    X = da.from_array(np.ones((40, 2)), chunks=(10, 2)).persist(scheduler="threads")
+    keys = [(X.name, i, 0) for i in range(4)]
+    assert colocated_groups(dict(X.__dask_graph__()), keys) is None
+    with dask.config.set(scheduler="threads"):
+        total = dask_map_reduce(X, None, [(i, 10 * i) for i in range(4)], _rows, _add, ())
+    np.testing.assert_array_equal(total, [40.0, 40.0])
