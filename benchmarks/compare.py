@@ -60,7 +60,10 @@ def start(X, means, ct):
     sub = X[:: max(1, len(X) // 20000)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = SK(k, covariance_type=ct, max_iter=1, weights_init=w, means_init=means).fit(sub)
+        # random_state: scikit-learn's k-means still labels the rows for the first
+        # covariances, and an unseeded one made every run start elsewhere
+        p = SK(k, covariance_type=ct, max_iter=1, weights_init=w, means_init=means,
+               random_state=0).fit(sub)
     return dict(weights_init=w, means_init=means, precisions_init=p.precisions_), p
 
 
