@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,10 @@ def test_scaling_smoke(tmp_path):
     assert row["idle_worker_mib"] <= row["peak_worker_mib"]
     assert row["ratio"] == pytest.approx(
         row["ooc_s_per_iter"] / (row["mem_s_per_iter"] + row["read_s"]))
+
+
+def test_cpu_split_smoke():
+    cpu_split = load("cpu_split")
+    r = cpu_split.measure("smoke", "diag", 1, 2, chunks=4)
+    assert set(r) == {"wall", "driver", "workers"} and len(r["workers"]) == 2
+    assert all(map(math.isfinite, [r["wall"], r["driver"], *r["workers"]]))

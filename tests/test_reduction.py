@@ -82,6 +82,23 @@ def test_persisted_chunks_one_task_per_worker_thread_same_bits(client):
         assert got.loglik == ref.loglik
 
 
+def test_chunks_beyond_a_fair_share_get_their_own_tasks(client):
+    from distributed import get_task_stream, wait
+
+    X, _, _ = blobs(n=4000, d=3, seed=32)
+    first = sorted(client.nthreads())[0]
+    Xd = client.persist(da.from_array(X, chunks=(500, 3)), workers=[first])
+    wait(Xd)
+    keys = [(Xd.name, i, 0) for i in range(8)]
+    groups = colocated_groups(dict(Xd.__dask_graph__()), keys)
+    assert groups == [[0, 1, 2, 3], [4], [5], [6], [7]]  # fair share: 8 chunks / 2 threads
+    blocks = [(i, 500 * i) for i in range(8)]
+    with get_task_stream(client) as ts:
+        total = dask_map_reduce(Xd, None, blocks, _rows, _add, (), split_every=3)
+    assert len(ts.data) == 5
+    np.testing.assert_array_equal(total, numpy_map_reduce(X, None, blocks, _rows, _add, (), 3))
+
+
 def test_no_groups_without_a_distributed_client():
     X = da.from_array(np.ones((40, 2)), chunks=(10, 2)).persist(scheduler="threads")
     keys = [(X.name, i, 0) for i in range(4)]
