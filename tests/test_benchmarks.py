@@ -50,7 +50,8 @@ def test_scaling_smoke(tmp_path):
         row["ooc_s_per_iter"] / (row["mem_s_per_iter"] + row["read_s"]))
 
 
-def test_cpu_split_smoke():
+def test_cpu_split_smoke(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # it imports compare.py, as when run as a script
     cpu_split = load("cpu_split")
     r = cpu_split.measure("smoke", "diag", 1, 2, chunks=4)
     assert set(r) == {"wall", "driver", "workers"} and len(r["workers"]) == 2
