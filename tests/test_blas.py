@@ -160,3 +160,26 @@ def test_fit_runs_its_m_steps_with_one_blas_thread(two_blas_threads, monkeypatch
     GaussianMixture(2, max_iter=3, random_state=0).fit(X)
     assert seen and all(s == {1} for s in seen)
     assert set(blas_threads()) == {2}
+
+
+def _sum_rows(X, w, row_start):
+    time.sleep(0.05)  # blocks overlap: the pool starts both of its threads
+    return X.sum(axis=0)
+
+
+def _add(a, b):
+    return a + b
+
+
+def test_numpy_engine_works_in_a_forked_child():
+    """The parent's idle pool threads do not exist in a forked child; reusing the
+    parent's pool there queued the blocks for them and waited forever."""
+    import multiprocessing
+
+    X = np.arange(80.0).reshape(40, 2)
+    blocks = [(0, 0), (1, 20)]
+    expected = numpy_map_reduce(X, None, blocks, _sum_rows, _add, ())  # parent's pool
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(numpy_map_reduce, (X, None, blocks, _sum_rows, _add, ()))
+        np.testing.assert_array_equal(got.get(timeout=20), expected)

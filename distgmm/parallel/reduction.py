@@ -21,20 +21,24 @@ import numpy as np
 from .blas import in_one_blas_thread, one_blas_thread
 
 SPLIT_EVERY = 8
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
 _pool_lock = threading.Lock()
 
 
 def _threads() -> ThreadPoolExecutor:
     """This process's pool for the numpy engine: one thread per usable core, kept so
-    each thread's scratch buffers outlive a pass."""
+    each thread's scratch buffers outlive a pass.
+
+    A forked child gets a new pool: the parent's threads do not exist there, and its
+    pool would wait for them forever.
+    """
     global _pool
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool[0] != os.getpid():
             cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                      else os.cpu_count() or 1)
-            _pool = ThreadPoolExecutor(cores, thread_name_prefix="distgmm-numpy")
-        return _pool
+            _pool = (os.getpid(), ThreadPoolExecutor(cores, thread_name_prefix="distgmm-numpy"))
+        return _pool[1]
 
 
 def reduce_list(combine: Callable[[Any, Any], Any], items: list) -> Any:
