@@ -170,10 +170,8 @@ def dask_map_reduce(
     folded = fold_inputs(inputs, read)  # each chunk read inside its own task
     layer: dict = {}
     keys = []
-    for j, (i, row_start) in enumerate(blocks):
+    for j, (xkey, wkey, (_, row_start)) in enumerate(zip(xkeys, wkeys, blocks)):
         key = (name, 0, j)
-        xkey = (X.name, i, 0)
-        wkey = None if w is None else (w.name, i)
         layer[key] = (in_one_blas_thread, fn, folded.get(xkey, xkey), folded.get(wkey, wkey),
                       row_start, *args)
         keys.append(key)
