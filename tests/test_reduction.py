@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import dask
 import dask.array as da
@@ -67,11 +68,10 @@ def test_persisted_chunks_one_task_per_worker_thread_same_bits(client):
     with get_task_stream(client) as ts:
         where = dask_map_reduce(Xd, None, blocks, _where, _concat, (), split_every=3)
     assert [r for r, _ in where] == [s for _, s in blocks]  # pass order kept
-    holders = {sorted(a)[0] for a in client.who_has(Xd).values()}
-    pids = client.run(os.getpid)
-    # one task per holding worker (single-threaded), run where its chunks are
-    assert len(ts.data) == len(holders)
-    assert {pid for _, pid in where} == {pids[h] for h in holders}
+    # single-threaded workers: one task per holding worker for up to a fair share of
+    # its chunks (8 chunks / 2 threads), one task per chunk beyond it
+    held = Counter(sorted(a)[0] for a in client.who_has(Xd).values())
+    assert len(ts.data) == sum(1 + max(0, n - 4) for n in held.values())
 
     params = GaussianMixture(3, max_iter=2, random_state=0).fit(X)._params()
     for split_every in (2, 3, 8):
