@@ -37,8 +37,8 @@ def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
         a fair share (``ceil(chunks / threads in the cluster)``) of the chunks that
         worker holds; chunks beyond a worker's fair share are groups of one, which the
         scheduler may move to an idle worker (persist placed 5 and 3 of 8 chunks on
-        two workers in one of five tries here; grouped whole, that made the pass 25 %
-        longer). None when a chunk is not a finished future of the client that runs
+        two workers in one of five tries here; the module docstring gives the times).
+        None when a chunk is not a finished future of the client that runs
         the pass (not persisted, not yet computed, or another scheduler is active):
         then every chunk keeps its own task.
     """
