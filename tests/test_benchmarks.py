@@ -56,3 +56,13 @@ def test_cpu_split_smoke(monkeypatch):
     r = cpu_split.measure("smoke", "diag", 1, 2, chunks=4)
     assert set(r) == {"wall", "driver", "workers"} and len(r["workers"]) == 2
     assert all(map(math.isfinite, [r["wall"], r["driver"], *r["workers"]]))
+
+
+def test_compare_start_is_the_same_every_run():
+    import numpy as np
+
+    compare = load("compare")
+    X, means = compare.make_data(3000, 3, 3)
+    a, _ = compare.start(X, means, "full")
+    b, _ = compare.start(X, means, "full")
+    np.testing.assert_array_equal(a["precisions_init"], b["precisions_init"])
