@@ -1,0 +1,398 @@
+/*
+ * The fused E-step of distgmm as one compiled loop: distgmm.numerics._estep.
+ *
+ * Same arithmetic as suffstats.chunk_stats's numpy tiles (see features.py for the
+ * feature matrix F and the natural parameters W), but over sub-tiles of a few hundred
+ * rows that stay in L2 cache, with the two small-K products written as register-blocked
+ * loops (no packing), and a vectorised exp. Per sub-tile of t rows:
+ *
+ *     F = [x - c; 1; quadratic rows]          (nf x t, feature-major)
+ *     L = W @ F                               (K x t)        score
+ *     L -= |P^T x|^2 / 2                      (tied only)
+ *     L = w * softmax(L) over components      log-sum-exp, floored at exp(-700)
+ *     acc += L @ F^T                          (K x nf)       moments
+ *     xx += (w x) @ x^T                       (tied only)
+ *
+ * The loops are written once with GCC/Clang vector extensions (4 doubles). On x86-64
+ * Linux a second copy is compiled for x86-64-v3 (AVX2 + FMA) and chosen at load time;
+ * everywhere else the compiler lowers the vectors to what the target has. Results do
+ * not depend on the chunking into sub-tiles beyond floating-point summation order.
+ *
+ * Python API: estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx)
+ *   -> (loglik, wsum, bad_row)
+ * X: float64 or float32, C-contiguous (n, d); w: float64 (n,) or None; center (d,);
+ * W (K, nf); tied_factor (d, d) or None; acc (K, nf) and xx (d, d) or None are
+ * float64 outputs (overwritten). bad_row is -1, or the first row of a sub-tile whose
+ * log-likelihood is not finite.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v4du __attribute__((vector_size(32), aligned(8)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+
+#define AI static inline __attribute__((always_inline))
+
+AI v4d ld(const double *p) { return *(const v4du *)p; }
+AI void st(double *p, v4d v) { *(v4du *)p = v; }
+AI v4d bc(double x) { return (v4d){x, x, x, x}; }
+AI v4d sel(v4i m, v4d a, v4d b) { return (v4d)((m & (v4i)a) | (~m & (v4i)b)); }
+
+#define EXP_FLOOR (-700.0)
+
+/* exp(x) for x in [EXP_FLOOR, 0]: x = n ln2 + r, |r| <= ln2/2, degree-13 Taylor
+ * polynomial in r (truncation error below 1e-17), times 2^n built in the exponent bits.
+ * A NaN in gives a NaN or garbage out; callers detect it through the log-likelihood. */
+AI v4d vexp(v4d x) {
+    const v4d shifter = bc(0x1.8p52);
+    v4d t = x * bc(0x1.71547652b82fep0) + shifter; /* round(x / ln2) in the low bits */
+    v4d n = t - shifter;
+    v4d r = x - n * bc(0x1.62e42fefa3800p-1); /* ln2, Cody-Waite high part */
+    r = r - n * bc(0x1.ef35793c76730p-45);     /* and low part */
+    v4d p = bc(1.0 / 6227020800.0);
+    p = p * r + bc(1.0 / 479001600.0);
+    p = p * r + bc(1.0 / 39916800.0);
+    p = p * r + bc(1.0 / 3628800.0);
+    p = p * r + bc(1.0 / 362880.0);
+    p = p * r + bc(1.0 / 40320.0);
+    p = p * r + bc(1.0 / 5040.0);
+    p = p * r + bc(1.0 / 720.0);
+    p = p * r + bc(1.0 / 120.0);
+    p = p * r + bc(1.0 / 24.0);
+    p = p * r + bc(1.0 / 6.0);
+    p = p * r + bc(0.5);
+    p = p * r + bc(1.0);
+    p = p * r + bc(1.0);
+    v4i e = ((v4i)t - (v4i)shifter + 1023) << 52;
+    return p * (v4d)e;
+}
+
+/* L[c, j] = sum_f W[c, f] F[f, j] for cb <= 4 rows of W, j < t (t a multiple of 8) */
+AI void score_rows(const double *W, long nf, const double *F, long ldf, long t,
+                   double *L, long ldl, int cb) {
+    for (long j = 0; j < t; j += 8) {
+        v4d a0[4], a1[4];
+        for (int c = 0; c < cb; c++) a0[c] = a1[c] = bc(0.0);
+        const double *fp = F + j;
+        for (long f = 0; f < nf; f++, fp += ldf) {
+            v4d x0 = ld(fp), x1 = ld(fp + 4);
+            for (int c = 0; c < cb; c++) {
+                v4d wv = bc(W[c * nf + f]);
+                a0[c] += wv * x0;
+                a1[c] += wv * x1;
+            }
+        }
+        for (int c = 0; c < cb; c++) {
+            st(L + c * ldl + j, a0[c]);
+            st(L + c * ldl + j + 4, a1[c]);
+        }
+    }
+}
+
+/* L = W @ F, W (k, nf) row-major */
+AI void score(const double *W, long k, long nf, const double *F, long ldf, long t,
+              double *L, long ldl) {
+    long c = 0;
+    for (; c + 4 <= k; c += 4) score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 4);
+    switch (k - c) {
+    case 3: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 3); break;
+    case 2: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 2); break;
+    case 1: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 1); break;
+    }
+}
+
+/* acc4[c, f, lane] += sum_{j = lane mod 4} L[c, j] F[f, j] for cb <= 4 rows of L */
+AI void moments_rows(const double *L, long ldl, const double *F, long ldf, long nf,
+                     long t, double *acc4, int cb) {
+    long f = 0;
+    for (; f + 2 <= nf; f += 2) {
+        v4d a0[4], a1[4];
+        for (int c = 0; c < cb; c++) {
+            a0[c] = ld(acc4 + (c * nf + f) * 4);
+            a1[c] = ld(acc4 + (c * nf + f + 1) * 4);
+        }
+        const double *f0 = F + f * ldf, *f1 = f0 + ldf;
+        for (long j = 0; j < t; j += 4) {
+            v4d x0 = ld(f0 + j), x1 = ld(f1 + j);
+            for (int c = 0; c < cb; c++) {
+                v4d l = ld(L + c * ldl + j);
+                a0[c] += l * x0;
+                a1[c] += l * x1;
+            }
+        }
+        for (int c = 0; c < cb; c++) {
+            st(acc4 + (c * nf + f) * 4, a0[c]);
+            st(acc4 + (c * nf + f + 1) * 4, a1[c]);
+        }
+    }
+    for (; f < nf; f++) {
+        v4d a0[4];
+        for (int c = 0; c < cb; c++) a0[c] = ld(acc4 + (c * nf + f) * 4);
+        const double *f0 = F + f * ldf;
+        for (long j = 0; j < t; j += 4) {
+            v4d x0 = ld(f0 + j);
+            for (int c = 0; c < cb; c++) a0[c] += ld(L + c * ldl + j) * x0;
+        }
+        for (int c = 0; c < cb; c++) st(acc4 + (c * nf + f) * 4, a0[c]);
+    }
+}
+
+/* acc4 += L @ F^T (in four lanes), L (k, t) */
+AI void moments(const double *L, long k, long ldl, const double *F, long ldf, long nf,
+                long t, double *acc4) {
+    long c = 0;
+    for (; c + 4 <= k; c += 4)
+        moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 4);
+    switch (k - c) {
+    case 3: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 3); break;
+    case 2: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 2); break;
+    case 1: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 1); break;
+    }
+}
+
+enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
+
+/* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows */
+AI void build_features(const void *X, int x32, long a, long t, long t8, long d,
+                       const double *center, int ct, double *F, long ldf) {
+    for (long i = 0; i < d; i++) {
+        double *fi = F + i * ldf, ci = center[i];
+        if (x32) {
+            const float *xi = (const float *)X + a * d + i;
+            for (long j = 0; j < t; j++) fi[j] = (double)xi[j * d] - ci;
+        } else {
+            const double *xi = (const double *)X + a * d + i;
+            for (long j = 0; j < t; j++) fi[j] = xi[j * d] - ci;
+        }
+        for (long j = t; j < t8; j++) fi[j] = 0.0;
+    }
+    for (long j = 0; j < t8; j++) F[d * ldf + j] = 1.0;
+    double *q = F + (d + 1) * ldf;
+    if (ct == FULL) {
+        for (long i = 0; i < d; i++) {
+            const double *xi = F + i * ldf;
+            for (long m = i; m < d; m++, q += ldf) {
+                const double *xm = F + m * ldf;
+                for (long j = 0; j < t8; j++) q[j] = xi[j] * xm[j];
+            }
+        }
+    } else if (ct == DIAG) {
+        for (long i = 0; i < d; i++, q += ldf) {
+            const double *xi = F + i * ldf;
+            for (long j = 0; j < t8; j++) q[j] = xi[j] * xi[j];
+        }
+    } else if (ct == SPHERICAL) {
+        for (long j = 0; j < t8; j++) q[j] = 0.0;
+        for (long i = 0; i < d; i++) {
+            const double *xi = F + i * ldf;
+            for (long j = 0; j < t8; j++) q[j] += xi[j] * xi[j];
+        }
+    }
+}
+
+/* Columns of L become responsibilities times the row weight (wt, written here; ones
+ * when unweighted); lpn[j] = log sum_c exp(L[c, j]) */
+AI void normalise(double *L, long k, long ldl, long t8, const double *w, long a, long t,
+                  double *wt, double *lpn) {
+    for (long j = 0; j < t8; j += 4) {
+        v4d m = ld(L + j);
+        for (long c = 1; c < k; c++) {
+            v4d v = ld(L + c * ldl + j);
+            m = sel(v > m, v, m);
+        }
+        v4d s = bc(0.0);
+        for (long c = 0; c < k; c++) {
+            v4d v = ld(L + c * ldl + j) - m;
+            v = vexp(sel(v < bc(EXP_FLOOR), bc(EXP_FLOOR), v));
+            st(L + c * ldl + j, v);
+            s += v;
+        }
+        v4d wv = bc(1.0);
+        if (w)
+            for (int u = 0; u < 4; u++) wv[u] = j + u < t ? w[a + j + u] : 0.0;
+        st(wt + j, wv);
+        v4d sc = wv / s;
+        for (long c = 0; c < k; c++) st(L + c * ldl + j, ld(L + c * ldl + j) * sc);
+        for (int u = 0; u < 4; u++) lpn[j + u] = log(s[u]) + m[u];
+    }
+    for (long c = 0; c < k; c++) /* padding columns carry no responsibility */
+        for (long j = t; j < t8; j++) L[c * ldl + j] = 0.0;
+}
+
+static __thread double *ws_buf = NULL;
+static __thread size_t ws_len = 0;
+
+/* This thread's workspace of at least n doubles (kept for the thread's next calls) */
+static double *workspace(size_t n) {
+    if (n > ws_len) {
+        free(ws_buf);
+        ws_buf = NULL;
+        ws_len = 0;
+        if (posix_memalign((void **)&ws_buf, 64, n * sizeof(double))) return NULL;
+        ws_len = n;
+    }
+    return ws_buf;
+}
+
+/* Returns -2 when out of memory, else as bad_row in the module comment. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+static long estep_kernel(const void *X, int x32, long n, long d, const double *w,
+                         const double *center, const double *W, long k, long nf,
+                         const double *tf, int ct, long tile, double *acc, double *xx,
+                         double *sums) {
+    long tp = (tile + 7) / 8 * 8;
+    size_t need = (size_t)nf * tp + (size_t)k * tp + 2 * (size_t)tp + (size_t)k * nf * 4 +
+                  (tf ? (size_t)d * tp + (size_t)d * d * 4 : 0);
+    double *F = workspace(need);
+    if (!F) return -2;
+    double *L = F + nf * tp, *lpn = L + k * tp, *wt = lpn + tp, *acc4 = wt + tp;
+    double *Y = acc4 + k * nf * 4, *xx4 = Y + (tf ? d * tp : 0);
+    memset(acc4, 0, sizeof(double) * k * nf * 4);
+    if (tf) memset(xx4, 0, sizeof(double) * d * d * 4);
+    double ll = 0.0, wsum = 0.0;
+    long bad = -1;
+    for (long a = 0; a < n; a += tile) {
+        long t = n - a < tile ? n - a : tile, t8 = (t + 7) / 8 * 8;
+        build_features(X, x32, a, t, t8, d, center, ct, F, tp);
+        score(W, k, nf, F, tp, t8, L, tp);
+        if (tf) { /* the shared quadratic term -|P^T x|^2 / 2 */
+            score(tf, d, d, F, tp, t8, Y, tp);
+            for (long j = 0; j < t8; j += 4) {
+                v4d s = bc(0.0);
+                for (long i = 0; i < d; i++) {
+                    v4d y = ld(Y + i * tp + j);
+                    s += y * y;
+                }
+                s *= bc(0.5);
+                for (long c = 0; c < k; c++) st(L + c * tp + j, ld(L + c * tp + j) - s);
+            }
+        }
+        normalise(L, k, tp, t8, w, a, t, wt, lpn);
+        double tll = 0.0, tw = 0.0;
+        for (long j = 0; j < t; j++) {
+            tll += wt[j] * lpn[j];
+            tw += wt[j];
+        }
+        if (!isfinite(tll) && bad < 0) bad = a;
+        ll += tll;
+        wsum += tw;
+        moments(L, k, tp, F, tp, nf, t8, acc4);
+        if (tf) { /* the tied second moment does not depend on the responsibilities */
+            const double *xw = F;
+            if (w) {
+                for (long i = 0; i < d; i++)
+                    for (long j = 0; j < t8; j++) Y[i * tp + j] = F[i * tp + j] * wt[j];
+                xw = Y;
+            }
+            moments(xw, d, tp, F, tp, d, t8, xx4);
+        }
+    }
+    for (long i = 0; i < k * nf; i++)
+        acc[i] = (acc4[4 * i] + acc4[4 * i + 1]) + (acc4[4 * i + 2] + acc4[4 * i + 3]);
+    if (tf)
+        for (long i = 0; i < d * d; i++)
+            xx[i] = (xx4[4 * i] + xx4[4 * i + 1]) + (xx4[4 * i + 2] + xx4[4 * i + 3]);
+    sums[0] = ll;
+    sums[1] = wsum;
+    return bad;
+}
+
+/* ---- Python binding ----------------------------------------------------------------- */
+
+/* The type code of a buffer format in native byte order ("d", "=d", "<d" here), or "" */
+static const char *native_code(const char *format) {
+    const char *native_order = (PY_LITTLE_ENDIAN ? "@=<" : "@=>!");
+    if (format[0] && strchr(native_order, format[0])) format++;
+    return strlen(format) == 1 ? format : "";
+}
+
+/* A C-contiguous buffer of `items` items (any number if negative) of `format` */
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name,
+                      const char *format, Py_ssize_t items) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    if (strcmp(native_code(view->format), format) != 0 || (items >= 0 && view->len != items * view->itemsize)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of format '%s'",
+                     name, items, format);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_estep(PyObject *self, PyObject *args) {
+    PyObject *ox, *ow, *oc, *oW, *otf, *oacc, *oxx;
+    int ct;
+    long tile;
+    if (!PyArg_ParseTuple(args, "OOOOOilOO", &ox, &ow, &oc, &oW, &otf, &ct, &tile, &oacc,
+                          &oxx))
+        return NULL;
+    Py_buffer bx = {0}, bw = {0}, bc_ = {0}, bW = {0}, btf = {0}, bacc = {0}, bxx = {0};
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(ox, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return NULL;
+    int x32 = strcmp(native_code(bx.format), "f") == 0;
+    if ((!x32 && strcmp(native_code(bx.format), "d") != 0) || bx.ndim != 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "X: expected a 2-D float64 or float32 array, got %d-D of format '%s'",
+                     bx.ndim, bx.format);
+        goto done;
+    }
+    long n = (long)bx.shape[0], d = (long)bx.shape[1];
+    if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
+    if (get_buffer(oW, &bW, 0, "W", "d", -1) < 0) goto done;
+    long nf = ct == FULL ? d + 1 + d * (d + 1) / 2 : ct == DIAG ? 2 * d + 1
+              : ct == SPHERICAL ? d + 2 : d + 1;
+    long k = (long)(bW.len / (Py_ssize_t)sizeof(double) / nf);
+    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || k * nf * (long)sizeof(double) != bW.len) {
+        PyErr_SetString(PyExc_ValueError, "W, covariance_type or tile do not fit X");
+        goto done;
+    }
+    if (ow != Py_None && get_buffer(ow, &bw, 0, "w", "d", n) < 0) goto done;
+    if ((ct == TIED) != (otf != Py_None) || (ct == TIED) != (oxx != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "tied_factor and xx are given for tied only");
+        goto done;
+    }
+    if (otf != Py_None && (get_buffer(otf, &btf, 0, "tied_factor", "d", d * d) < 0 ||
+                           get_buffer(oxx, &bxx, 1, "xx", "d", d * d) < 0))
+        goto done;
+    if (get_buffer(oacc, &bacc, 1, "acc", "d", k * nf) < 0) goto done;
+    double sums[2];
+    long bad;
+    Py_BEGIN_ALLOW_THREADS
+    bad = estep_kernel(bx.buf, x32, n, d, bw.buf, bc_.buf, bW.buf, k, nf, btf.buf, ct, tile,
+                       bacc.buf, bxx.buf, sums);
+    Py_END_ALLOW_THREADS
+    if (bad == -2)
+        PyErr_NoMemory();
+    else
+        result = Py_BuildValue("ddl", sums[0], sums[1], bad);
+done:
+    if (bx.obj) PyBuffer_Release(&bx);
+    if (bw.obj) PyBuffer_Release(&bw);
+    if (bc_.obj) PyBuffer_Release(&bc_);
+    if (bW.obj) PyBuffer_Release(&bW);
+    if (btf.obj) PyBuffer_Release(&btf);
+    if (bacc.obj) PyBuffer_Release(&bacc);
+    if (bxx.obj) PyBuffer_Release(&bxx);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"estep", py_estep, METH_VARARGS,
+     "estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx) -> "
+     "(loglik, wsum, bad_row): the fused E-step over one chunk (see _estep.c)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_estep",
+                                    "Compiled fused E-step of distgmm.", -1, methods};
+
+PyMODINIT_FUNC PyInit__estep(void) { return PyModule_Create(&module); }

@@ -1,0 +1,121 @@
+"""The compiled E-step (``distgmm/numerics/_estep.c``) against the numpy tiles and numpy's exp.
+
+The numpy kernel (``chunk_stats_numpy``) is an independent implementation of the same
+statistics (numpy GEMMs, numpy exp); ``test_numerics`` checks both against brute force
+through ``chunk_stats``.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from test_numerics import TYPES, random_params
+
+from distgmm.numerics import GMMParams
+from distgmm.numerics import suffstats as ss
+from distgmm.numerics.features import n_feature_rows, natural_params
+
+
+def test_the_compiled_kernel_is_built():
+    assert ss.HAVE_COMPILED, (
+        "distgmm.numerics._estep is missing: reinstall with a C compiler present "
+        "(pip install -e .); fits now run on the slower numpy tiles"
+    )
+
+
+def assert_same_stats(a, b, rtol=1e-12):
+    assert a.n_rows == b.n_rows
+    assert a.wsum == pytest.approx(b.wsum, rel=1e-14)
+    assert a.loglik == pytest.approx(b.loglik, rel=rtol)
+    for name in ("nk", "sx", "s2"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and x.dtype == np.float64, name
+        np.testing.assert_allclose(x, y, rtol=0, atol=rtol * np.abs(y).max(), err_msg=name)
+
+
+# K from 1 to 9 covers every remainder of the 4-component register blocks; d = 3 and 4
+# give an odd and an even number of feature rows for the 2-feature blocks
+@pytest.mark.parametrize("ct", TYPES)
+@pytest.mark.parametrize("k,d", [(1, 3), (2, 4), (3, 3), (4, 4), (5, 3), (9, 4)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_matches_the_numpy_tiles(ct, k, d, weighted):
+    rng = np.random.default_rng(k * 10 + d)
+    p = random_params(k, d, ct, seed=k + d)
+    X = rng.normal(scale=4, size=(1003, d)) + 50.0
+    p = GMMParams.from_covariances(p.weights, p.means + 50.0, p.covariances, ct)
+    w = rng.uniform(0.0, 3.0, size=1003) if weighted else None
+    ref = ss.chunk_stats_numpy(X, w, 0, p)
+    for tile in (None, 1, 7, 8, 97, 2000):
+        assert_same_stats(ss.chunk_stats_compiled(X, w, 0, p, tile), ref)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_float32_input_is_read_as_float64(ct):
+    rng = np.random.default_rng(5)
+    p = random_params(3, 5, ct, seed=6)
+    X32 = rng.normal(scale=3, size=(777, 5)).astype(np.float32)
+    got = ss.chunk_stats_compiled(X32, None, 0, p)
+    assert_same_stats(got, ss.chunk_stats_compiled(X32.astype(np.float64), None, 0, p), 0)
+    # and from a strided, non-float view
+    Xi = np.asfortranarray(np.round(X32 * 10).astype(np.int32))
+    assert_same_stats(ss.chunk_stats_compiled(Xi, None, 0, p),
+                      ss.chunk_stats_numpy(Xi.astype(np.float64), None, 0, p))
+
+
+def test_responsibilities_follow_numpy_exp_across_the_floor():
+    """Two equal components whose weights differ by a factor exp(gap), gap from 0 to
+    -740, scored at their common mean: the scores are exactly the constants ``b_k`` of
+    ``W``, so the only arithmetic left is the exponential. The compiled one (range
+    reduction + polynomial) agrees with numpy's to a few ulp; beyond the floor
+    (exp(-700)) the smaller share is exp(-700) of the larger, never zero."""
+    gaps = np.concatenate([-np.linspace(0, 740, 1481), -np.geomspace(1e-12, 1, 13)])
+    for gap in gaps:
+        logw = np.array([0.0, gap]) - np.logaddexp(0.0, gap)
+        p = GMMParams.from_covariances(np.exp(logw), np.zeros((2, 1)), np.ones(2),
+                                       "spherical")
+        b = natural_params(p, p.center).W[:, 1]
+        s = ss.chunk_stats_compiled(np.zeros((1, 1)), None, 0, p)
+        e = np.exp(max(b[1] - b[0], -700.0))
+        np.testing.assert_allclose(s.nk, [1 / (1 + e), e * (1 / (1 + e))], rtol=1e-15, atol=0)
+        assert s.loglik == pytest.approx(b[0] + np.log1p(e), rel=1e-15, abs=1e-15)
+
+
+def test_non_finite_rows_are_named():
+    p = random_params(3, 4, "full", seed=1)
+    X = np.random.default_rng(0).normal(size=(1000, 4))
+    X[300, 2] = np.nan
+    X[301, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 non-finite value\(s\) in 2 row\(s\) between "
+                                         r"rows 1256 and 1319, first at row 1300, column 2"):
+        ss.chunk_stats_compiled(X, None, 1000, p, tile_rows=64)
+
+
+def test_threads_share_nothing():
+    """The GIL is released and each thread has its own workspace: concurrent chunks of
+    different shapes give the bits of serial calls."""
+    rng = np.random.default_rng(3)
+    jobs = []
+    for i, ct in enumerate(TYPES * 3):
+        d = 2 + i % 5
+        jobs.append((rng.normal(size=(4000 + 100 * i, d)), random_params(1 + i % 6, d, ct, i)))
+    serial = [ss.chunk_stats_compiled(X, None, 0, p) for X, p in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: ss.chunk_stats_compiled(job[0], None, 0, job[1]),
+                                 jobs))
+    for a, b in zip(threaded, serial):
+        assert_same_stats(a, b, rtol=0)
+
+
+def test_binding_rejects_arrays_that_do_not_fit():
+    p = random_params(2, 3, "diag", seed=0)
+    nat = natural_params(p, p.center)
+    X = np.zeros((10, 3))
+    acc = np.empty((2, n_feature_rows("diag", 3)))
+    with pytest.raises(ValueError, match="X: expected a 2-D float64 or float32 array"):
+        ss._estep.estep(X.astype(np.int64), None, p.center, nat.W, None, 2, 8, acc, None)
+    with pytest.raises(ValueError, match="center: expected 3 contiguous items"):
+        ss._estep.estep(X, None, p.center[:2].copy(), nat.W, None, 2, 8, acc, None)
+    with pytest.raises(ValueError, match="tied only"):
+        ss._estep.estep(X, None, p.center, nat.W, np.eye(3), 2, 8, acc, None)
+    with pytest.raises(ValueError, match="acc: expected 14 contiguous items"):
+        ss._estep.estep(X, None, p.center, nat.W, None, 2, 8, acc[:, :5].copy(), None)
