@@ -5,6 +5,7 @@ statistics (numpy GEMMs, numpy exp); ``test_numerics`` checks both against brute
 through ``chunk_stats``.
 """
 
+import platform
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +22,35 @@ def test_the_compiled_kernel_is_built():
         "distgmm.numerics._estep is missing: reinstall with a C compiler present "
         "(pip install -e .); fits now run on the slower numpy tiles"
     )
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the AVX2 build exists on x86-64 only")
+@pytest.mark.parametrize("ct", TYPES)
+def test_the_avx2_build_agrees_with_the_generic_one(ct):
+    from distgmm.numerics import _estep, _estep_avx2
+
+    if _estep.cpu_has_avx2_fma():
+        assert ss._estep is _estep_avx2
+    rng = np.random.default_rng(7)
+    p = random_params(7, 6, ct, seed=8)
+    X = rng.normal(scale=3, size=(999, 6))
+    w = rng.uniform(0, 2, size=999)
+    nat = natural_params(p, p.center)
+    out = []
+    for module in ([_estep, _estep_avx2] if _estep.cpu_has_avx2_fma() else [_estep]):
+        acc = np.empty((7, n_feature_rows(ct, 6)))
+        xx = np.empty((6, 6)) if ct == "tied" else None
+        sums = module.estep(X, w, p.center, nat.W, nat.tied_factor, ss._TYPE_CODES[ct], 64,
+                            acc, xx)
+        out.append((sums, acc, xx))
+    ref = ss.chunk_stats_numpy(X, w, 0, p)
+    for (loglik, wsum, bad), acc, xx in out:
+        assert bad == -1 and wsum == pytest.approx(ref.wsum, rel=1e-14)
+        assert loglik == pytest.approx(ref.loglik, rel=1e-12)
+        np.testing.assert_allclose(acc[:, 6], ref.nk, rtol=1e-12)
+        if ct == "tied":
+            np.testing.assert_allclose(xx, ref.s2, rtol=1e-12)
 
 
 def assert_same_stats(a, b, rtol=1e-12):

@@ -13,10 +13,13 @@
  *     acc += L @ F^T                          (K x nf)       moments
  *     xx += (w x) @ x^T                       (tied only)
  *
- * The loops are written once with GCC/Clang vector extensions (4 doubles). On x86-64
- * Linux a second copy is compiled for x86-64-v3 (AVX2 + FMA) and chosen at load time;
- * everywhere else the compiler lowers the vectors to what the target has. Results do
- * not depend on the chunking into sub-tiles beyond floating-point summation order.
+ * The loops are written once with GCC/Clang vector extensions (4 doubles); the compiler
+ * lowers them to what the target has. setup.py builds this file twice on x86-64: as
+ * _estep for any CPU, and with -mavx2 -mfma as _estep_avx2, which suffstats.py imports
+ * when _estep.cpu_has_avx2_fma() says the CPU runs it. (A run-time dispatch inside one
+ * module was 10-15 % slower: GCC's per-function target attribute keeps generic code
+ * generation for the broadcasts.) Results do not depend on the chunking into sub-tiles
+ * beyond floating-point summation order.
  *
  * Python API: estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx)
  *   -> (loglik, wsum, bad_row)
@@ -34,13 +37,14 @@
 #include <string.h>
 
 typedef double v4d __attribute__((vector_size(32)));
-typedef double v4du __attribute__((vector_size(32), aligned(8)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 
 #define AI static inline __attribute__((always_inline))
 
-AI v4d ld(const double *p) { return *(const v4du *)p; }
-AI void st(double *p, v4d v) { *(v4du *)p = v; }
+/* every vector access is 32-byte aligned: the workspace is 64-byte aligned and every
+ * row and offset in it is a multiple of 4 doubles */
+AI v4d ld(const double *p) { return *(const v4d *)p; }
+AI void st(double *p, v4d v) { *(v4d *)p = v; }
 AI v4d bc(double x) { return (v4d){x, x, x, x}; }
 AI v4d sel(v4i m, v4d a, v4d b) { return (v4d)((m & (v4i)a) | (~m & (v4i)b)); }
 
@@ -73,11 +77,12 @@ AI v4d vexp(v4d x) {
     return p * (v4d)e;
 }
 
-/* L[c, j] = sum_f W[c, f] F[f, j] for cb <= 4 rows of W, j < t (t a multiple of 8) */
+/* L[c, j] = sum_f W[c, f] F[f, j] for cb <= 6 rows of W, j < t (t a multiple of 8):
+ * 12 accumulators keep both FMA pipes busy */
 AI void score_rows(const double *W, long nf, const double *F, long ldf, long t,
                    double *L, long ldl, int cb) {
     for (long j = 0; j < t; j += 8) {
-        v4d a0[4], a1[4];
+        v4d a0[6], a1[6];
         for (int c = 0; c < cb; c++) a0[c] = a1[c] = bc(0.0);
         const double *fp = F + j;
         for (long f = 0; f < nf; f++, fp += ldf) {
@@ -99,48 +104,42 @@ AI void score_rows(const double *W, long nf, const double *F, long ldf, long t,
 AI void score(const double *W, long k, long nf, const double *F, long ldf, long t,
               double *L, long ldl) {
     long c = 0;
-    for (; c + 4 <= k; c += 4) score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 4);
+    for (; c + 6 <= k; c += 6) score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 6);
     switch (k - c) {
+    case 5: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 5); break;
+    case 4: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 4); break;
     case 3: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 3); break;
     case 2: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 2); break;
     case 1: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 1); break;
     }
 }
 
-/* acc4[c, f, lane] += sum_{j = lane mod 4} L[c, j] F[f, j] for cb <= 4 rows of L */
+/* acc4[c, f, lane] += sum_{j = lane mod 4} L[c, j] F[f, j] for cb <= 4 rows of L and
+ * fb <= 3 rows of F (12 accumulators) */
+AI void moments_block(const double *L, long ldl, const double *F, long ldf, long nf,
+                      long t, double *acc4, int cb, long f, int fb) {
+    v4d a[4][3];
+    for (int c = 0; c < cb; c++)
+        for (int g = 0; g < fb; g++) a[c][g] = ld(acc4 + (c * nf + f + g) * 4);
+    const double *f0 = F + f * ldf;
+    for (long j = 0; j < t; j += 4) {
+        v4d x[3];
+        for (int g = 0; g < fb; g++) x[g] = ld(f0 + g * ldf + j);
+        for (int c = 0; c < cb; c++) {
+            v4d l = ld(L + c * ldl + j);
+            for (int g = 0; g < fb; g++) a[c][g] += l * x[g];
+        }
+    }
+    for (int c = 0; c < cb; c++)
+        for (int g = 0; g < fb; g++) st(acc4 + (c * nf + f + g) * 4, a[c][g]);
+}
+
 AI void moments_rows(const double *L, long ldl, const double *F, long ldf, long nf,
                      long t, double *acc4, int cb) {
     long f = 0;
-    for (; f + 2 <= nf; f += 2) {
-        v4d a0[4], a1[4];
-        for (int c = 0; c < cb; c++) {
-            a0[c] = ld(acc4 + (c * nf + f) * 4);
-            a1[c] = ld(acc4 + (c * nf + f + 1) * 4);
-        }
-        const double *f0 = F + f * ldf, *f1 = f0 + ldf;
-        for (long j = 0; j < t; j += 4) {
-            v4d x0 = ld(f0 + j), x1 = ld(f1 + j);
-            for (int c = 0; c < cb; c++) {
-                v4d l = ld(L + c * ldl + j);
-                a0[c] += l * x0;
-                a1[c] += l * x1;
-            }
-        }
-        for (int c = 0; c < cb; c++) {
-            st(acc4 + (c * nf + f) * 4, a0[c]);
-            st(acc4 + (c * nf + f + 1) * 4, a1[c]);
-        }
-    }
-    for (; f < nf; f++) {
-        v4d a0[4];
-        for (int c = 0; c < cb; c++) a0[c] = ld(acc4 + (c * nf + f) * 4);
-        const double *f0 = F + f * ldf;
-        for (long j = 0; j < t; j += 4) {
-            v4d x0 = ld(f0 + j);
-            for (int c = 0; c < cb; c++) a0[c] += ld(L + c * ldl + j) * x0;
-        }
-        for (int c = 0; c < cb; c++) st(acc4 + (c * nf + f) * 4, a0[c]);
-    }
+    for (; f + 3 <= nf; f += 3) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 3);
+    if (nf - f == 2) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 2);
+    if (nf - f == 1) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 1);
 }
 
 /* acc4 += L @ F^T (in four lanes), L (k, t) */
@@ -161,16 +160,19 @@ enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
 /* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows */
 AI void build_features(const void *X, int x32, long a, long t, long t8, long d,
                        const double *center, int ct, double *F, long ldf) {
-    for (long i = 0; i < d; i++) {
-        double *fi = F + i * ldf, ci = center[i];
-        if (x32) {
-            const float *xi = (const float *)X + a * d + i;
-            for (long j = 0; j < t; j++) fi[j] = (double)xi[j * d] - ci;
-        } else {
-            const double *xi = (const double *)X + a * d + i;
-            for (long j = 0; j < t; j++) fi[j] = xi[j * d] - ci;
+    for (long j0 = 0; j0 < t8; j0 += 8) { /* transpose 8 rows at a time: reads stay in L1 */
+        long jn = t - j0 < 8 ? t - j0 : 8;
+        for (long i = 0; i < d; i++) {
+            double *fi = F + i * ldf + j0, ci = center[i];
+            long j = 0;
+            if (x32)
+                for (const float *xi = (const float *)X + (a + j0) * d + i; j < jn; j++)
+                    fi[j] = (double)xi[j * d] - ci;
+            else
+                for (const double *xi = (const double *)X + (a + j0) * d + i; j < jn; j++)
+                    fi[j] = xi[j * d] - ci;
+            for (; j < 8; j++) fi[j] = 0.0;
         }
-        for (long j = t; j < t8; j++) fi[j] = 0.0;
     }
     for (long j = 0; j < t8; j++) F[d * ldf + j] = 1.0;
     double *q = F + (d + 1) * ldf;
@@ -241,9 +243,6 @@ static double *workspace(size_t n) {
 }
 
 /* Returns -2 when out of memory, else as bad_row in the module comment. */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
 static long estep_kernel(const void *X, int x32, long n, long d, const double *w,
                          const double *center, const double *W, long k, long nf,
                          const double *tf, int ct, long tile, double *acc, double *xx,
@@ -386,13 +385,32 @@ done:
     return result;
 }
 
+static PyObject *py_cpu_has_avx2_fma(PyObject *self, PyObject *args) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return PyBool_FromLong(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"cpu_has_avx2_fma", py_cpu_has_avx2_fma, METH_NOARGS,
+     "Whether this CPU runs the _estep_avx2 build (AVX2 and FMA)."},
     {"estep", py_estep, METH_VARARGS,
      "estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx) -> "
      "(loglik, wsum, bad_row): the fused E-step over one chunk (see _estep.c)."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_estep",
+#ifndef ESTEP_MODULE /* setup.py names the AVX2 build _estep_avx2 */
+#define ESTEP_MODULE _estep
+#endif
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define INIT_(x) PyInit_##x
+#define INIT(x) INIT_(x)
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STR(ESTEP_MODULE),
                                     "Compiled fused E-step of distgmm.", -1, methods};
 
-PyMODINIT_FUNC PyInit__estep(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC INIT(ESTEP_MODULE)(void) { return PyModule_Create(&module); }

@@ -34,6 +34,11 @@ try:
     from . import _estep
 except ImportError:  # installed without a C compiler: the numpy tiles do the work
     _estep = None
+if _estep is not None and _estep.cpu_has_avx2_fma():
+    try:  # the AVX2 + FMA build of the same kernel (see setup.py)
+        from . import _estep_avx2 as _estep
+    except ImportError:  # built where the compiler could not target AVX2
+        pass
 
 HAVE_COMPILED = _estep is not None
 _TYPE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
