@@ -99,6 +99,24 @@ def test_chunks_beyond_a_fair_share_get_their_own_tasks(client):
     np.testing.assert_array_equal(total, numpy_map_reduce(X, None, blocks, _rows, _add, (), 3))
 
 
+def test_placement_is_asked_once_per_ttl(client, monkeypatch):
+    from distributed import wait
+
+    from distgmm.parallel import colocate
+
+    Xd = client.persist(da.from_array(np.ones((400, 2)), chunks=(100, 2)))
+    wait(Xd)
+    graph, keys = dict(Xd.__dask_graph__()), [(Xd.name, i, 0) for i in range(4)]
+    asked = []
+    who_has = type(client).who_has
+    monkeypatch.setattr(type(client), "who_has",
+                        lambda self, *a, **k: asked.append(1) or who_has(self, *a, **k))
+    first = colocated_groups(graph, keys)
+    assert first and colocated_groups(graph, keys) == first and len(asked) == 1
+    monkeypatch.setattr(colocate, "PLACEMENT_TTL", 0.0)
+    assert colocated_groups(graph, keys) == first and len(asked) == 2
+
+
 def test_no_groups_without_a_distributed_client():
     X = da.from_array(np.ones((40, 2)), chunks=(10, 2)).persist(scheduler="threads")
     keys = [(X.name, i, 0) for i in range(4)]

@@ -13,11 +13,21 @@ The groups change who combines what, never what is combined: every group returns
 nodes of the pass's reduction tree it could complete on its own
 (:func:`distgmm.parallel.reduction.fold_tree`), and the driver completes the rest, so
 the result has the same bits as a task per chunk and as the numpy engine.
+
+The placement costs two scheduler round trips (``who_has``, ``nthreads``: about 5 ms
+here, on every pass's critical path), so it is asked for once per ``PLACEMENT_TTL``
+seconds per set of chunks. A chunk that moves in between (a worker lost, a rebalance)
+is fetched by its group's task: the result is the same, only locality is lost until
+the next refresh.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+
+PLACEMENT_TTL = 10.0
+_placements: dict[tuple, tuple[float, list[list[int]]]] = {}
 
 
 def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
@@ -53,12 +63,26 @@ def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
     client = futures[0].client
     if get_scheduler() != client.get or any(f.status != "finished" for f in futures):
         return None
+    cache_key = (client.id, tuple(f.key for f in futures))
+    now = time.monotonic()
+    hit = _placements.get(cache_key)
+    if hit is not None and now - hit[0] < PLACEMENT_TTL:
+        return [list(g) for g in hit[1]]
+    groups = _groups_by_holder(client, futures)
+    if groups is not None:
+        if len(_placements) > 64:
+            _placements.clear()
+        _placements[cache_key] = (now, [list(g) for g in groups])
+    return groups
+
+
+def _groups_by_holder(client, futures: list) -> list[list[int]] | None:
     who = client.who_has(futures)
     holders = [who.get(f.key) for f in futures]
     if not all(holders):
         return None
     threads = client.nthreads()
-    fair = -(-len(keys) // max(1, sum(threads.values())))
+    fair = -(-len(futures) // max(1, sum(threads.values())))
     by_worker: dict[str, list[int]] = {}
     for position, addresses in enumerate(holders):
         by_worker.setdefault(sorted(addresses)[0], []).append(position)
