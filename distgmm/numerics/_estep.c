@@ -77,18 +77,21 @@ AI v4d vexp(v4d x) {
     return p * (v4d)e;
 }
 
-/* L[c, j] = sum_f W[c, f] F[f, j] for cb <= 6 rows of W, j < t (t a multiple of 8):
- * 12 accumulators keep both FMA pipes busy */
-AI void score_rows(const double *W, long nf, const double *F, long ldf, long t,
-                   double *L, long ldl, int cb) {
+/* Register-blocked products of a K x t block of scores (or responsibilities) L with a
+ * feature-major tile: ``cb`` rows of W or L at a time (the compile-time constants of the
+ * switches below), 10-12 vector accumulators so both FMA pipes stay busy. */
+
+/* L[c, j] = sum_{f < nrows} W[c * ldw + f] F[f, j], j < t (t a multiple of 8), cb <= 6 */
+AI void score_rows(const double *W, long ldw, long nrows, const double *F, long ldf,
+                   long t, double *L, long ldl, int cb) {
     for (long j = 0; j < t; j += 8) {
         v4d a0[6], a1[6];
         for (int c = 0; c < cb; c++) a0[c] = a1[c] = bc(0.0);
         const double *fp = F + j;
-        for (long f = 0; f < nf; f++, fp += ldf) {
+        for (long f = 0; f < nrows; f++, fp += ldf) {
             v4d x0 = ld(fp), x1 = ld(fp + 4);
             for (int c = 0; c < cb; c++) {
-                v4d wv = bc(W[c * nf + f]);
+                v4d wv = bc(W[c * ldw + f]);
                 a0[c] += wv * x0;
                 a1[c] += wv * x1;
             }
@@ -100,27 +103,73 @@ AI void score_rows(const double *W, long nf, const double *F, long ldf, long t,
     }
 }
 
-/* L = W @ F, W (k, nf) row-major */
-AI void score(const double *W, long k, long nf, const double *F, long ldf, long t,
-              double *L, long ldl) {
-    long c = 0;
-    for (; c + 6 <= k; c += 6) score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 6);
-    switch (k - c) {
-    case 5: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 5); break;
-    case 4: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 4); break;
-    case 3: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 3); break;
-    case 2: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 2); break;
-    case 1: score_rows(W + c * nf, nf, F, ldf, t, L + c * ldl, ldl, 1); break;
+/* L[c, j] += sum over the pairs p = (a, b), a <= b < d in row-major order, of
+ * W[c * ldw + p] x_a[j] x_b[j]: the quadratic rows of F made in registers, cb <= 5 */
+AI void score_pairs_rows(const double *W, long ldw, long d, const double *X, long ldx,
+                         long t, double *L, long ldl, int cb) {
+    for (long j = 0; j < t; j += 8) {
+        v4d a0[5], a1[5];
+        for (int c = 0; c < cb; c++) {
+            a0[c] = ld(L + c * ldl + j);
+            a1[c] = ld(L + c * ldl + j + 4);
+        }
+        long p = 0;
+        for (long a = 0; a < d; a++) {
+            v4d xa0 = ld(X + a * ldx + j), xa1 = ld(X + a * ldx + j + 4);
+            for (long b = a; b < d; b++, p++) {
+                v4d f0 = xa0 * ld(X + b * ldx + j), f1 = xa1 * ld(X + b * ldx + j + 4);
+                for (int c = 0; c < cb; c++) {
+                    v4d wv = bc(W[c * ldw + p]);
+                    a0[c] += wv * f0;
+                    a1[c] += wv * f1;
+                }
+            }
+        }
+        for (int c = 0; c < cb; c++) {
+            st(L + c * ldl + j, a0[c]);
+            st(L + c * ldl + j + 4, a1[c]);
+        }
     }
 }
 
-/* acc4[c, f, lane] += sum_{j = lane mod 4} L[c, j] F[f, j] for cb <= 4 rows of L and
- * fb <= 3 rows of F (12 accumulators) */
-AI void moments_block(const double *L, long ldl, const double *F, long ldf, long nf,
-                      long t, double *acc4, int cb, long f, int fb) {
+/* L = W[:, :nrows] @ F[:nrows], W (k, ldw) row-major */
+AI void score(const double *W, long k, long ldw, long nrows, const double *F, long ldf,
+              long t, double *L, long ldl) {
+#define SCORE(cb) score_rows(W + c * ldw, ldw, nrows, F, ldf, t, L + c * ldl, ldl, cb)
+    long c = 0;
+    for (; c + 6 <= k; c += 6) SCORE(6);
+    switch (k - c) {
+    case 5: SCORE(5); break;
+    case 4: SCORE(4); break;
+    case 3: SCORE(3); break;
+    case 2: SCORE(2); break;
+    case 1: SCORE(1); break;
+    }
+#undef SCORE
+}
+
+/* L += the quadratic part of the full-covariance scores; Wq = W + d + 1 (k, ldw) */
+AI void score_pairs(const double *Wq, long k, long ldw, long d, const double *X, long ldx,
+                    long t, double *L, long ldl) {
+#define PAIRS(cb) score_pairs_rows(Wq + c * ldw, ldw, d, X, ldx, t, L + c * ldl, ldl, cb)
+    long c = 0;
+    for (; c + 5 <= k; c += 5) PAIRS(5);
+    switch (k - c) {
+    case 4: PAIRS(4); break;
+    case 3: PAIRS(3); break;
+    case 2: PAIRS(2); break;
+    case 1: PAIRS(1); break;
+    }
+#undef PAIRS
+}
+
+/* acc4[(c * lda + f + g) * 4 + lane] += sum_{j = lane mod 4} L[c, j] F[f + g, j] for
+ * c < cb <= 4, g < fb <= 3 */
+AI void moments_block(const double *L, long ldl, const double *F, long ldf, long t,
+                      double *acc4, long lda, int cb, long f, int fb) {
     v4d a[4][3];
     for (int c = 0; c < cb; c++)
-        for (int g = 0; g < fb; g++) a[c][g] = ld(acc4 + (c * nf + f + g) * 4);
+        for (int g = 0; g < fb; g++) a[c][g] = ld(acc4 + (c * lda + f + g) * 4);
     const double *f0 = F + f * ldf;
     for (long j = 0; j < t; j += 4) {
         v4d x[3];
@@ -131,33 +180,83 @@ AI void moments_block(const double *L, long ldl, const double *F, long ldf, long
         }
     }
     for (int c = 0; c < cb; c++)
-        for (int g = 0; g < fb; g++) st(acc4 + (c * nf + f + g) * 4, a[c][g]);
+        for (int g = 0; g < fb; g++) st(acc4 + (c * lda + f + g) * 4, a[c][g]);
 }
 
-AI void moments_rows(const double *L, long ldl, const double *F, long ldf, long nf,
-                     long t, double *acc4, int cb) {
-    long f = 0;
-    for (; f + 3 <= nf; f += 3) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 3);
-    if (nf - f == 2) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 2);
-    if (nf - f == 1) moments_block(L, ldl, F, ldf, nf, t, acc4, cb, f, 1);
-}
-
-/* acc4 += L @ F^T (in four lanes), L (k, t) */
-AI void moments(const double *L, long k, long ldl, const double *F, long ldf, long nf,
-                long t, double *acc4) {
-    long c = 0;
-    for (; c + 4 <= k; c += 4)
-        moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 4);
-    switch (k - c) {
-    case 3: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 3); break;
-    case 2: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 2); break;
-    case 1: moments_rows(L + c * ldl, ldl, F, ldf, nf, t, acc4 + c * nf * 4, 1); break;
+/* the same for the pairs (a, b0 + g), g < fb <= 3, whose products are made here; their
+ * columns start at p0 */
+AI void moments_pairs_block(const double *L, long ldl, const double *X, long ldx, long t,
+                            double *acc4, long lda, int cb, long a, long b0, long p0,
+                            int fb) {
+    v4d s[4][3];
+    for (int c = 0; c < cb; c++)
+        for (int g = 0; g < fb; g++) s[c][g] = ld(acc4 + (c * lda + p0 + g) * 4);
+    const double *xa = X + a * ldx, *xb = X + b0 * ldx;
+    for (long j = 0; j < t; j += 4) {
+        v4d xav = ld(xa + j), x[3];
+        for (int g = 0; g < fb; g++) x[g] = xav * ld(xb + g * ldx + j);
+        for (int c = 0; c < cb; c++) {
+            v4d l = ld(L + c * ldl + j);
+            for (int g = 0; g < fb; g++) s[c][g] += l * x[g];
+        }
     }
+    for (int c = 0; c < cb; c++)
+        for (int g = 0; g < fb; g++) st(acc4 + (c * lda + p0 + g) * 4, s[c][g]);
+}
+
+AI void moments_rows(const double *L, long ldl, const double *F, long ldf, long nrows,
+                     long t, double *acc4, long lda, int cb) {
+    long f = 0;
+    for (; f + 3 <= nrows; f += 3) moments_block(L, ldl, F, ldf, t, acc4, lda, cb, f, 3);
+    if (nrows - f == 2) moments_block(L, ldl, F, ldf, t, acc4, lda, cb, f, 2);
+    if (nrows - f == 1) moments_block(L, ldl, F, ldf, t, acc4, lda, cb, f, 1);
+}
+
+AI void moments_pairs_rows(const double *L, long ldl, const double *X, long ldx, long d,
+                           long t, double *acc4, long lda, int cb) {
+    long p = 0;
+    for (long a = 0; a < d; a++) {
+        long b = a;
+        for (; b + 3 <= d; b += 3, p += 3)
+            moments_pairs_block(L, ldl, X, ldx, t, acc4, lda, cb, a, b, p, 3);
+        if (d - b == 2) moments_pairs_block(L, ldl, X, ldx, t, acc4, lda, cb, a, b, p, 2);
+        if (d - b == 1) moments_pairs_block(L, ldl, X, ldx, t, acc4, lda, cb, a, b, p, 1);
+        p += d - b;
+    }
+}
+
+/* acc4 += L @ F[:nrows]^T in four lanes; L (k, t), acc4 rows lda features apart */
+AI void moments(const double *L, long k, long ldl, const double *F, long ldf, long nrows,
+                long t, double *acc4, long lda) {
+#define MOMENTS(cb) moments_rows(L + c * ldl, ldl, F, ldf, nrows, t, acc4 + c * lda * 4, lda, cb)
+    long c = 0;
+    for (; c + 4 <= k; c += 4) MOMENTS(4);
+    switch (k - c) {
+    case 3: MOMENTS(3); break;
+    case 2: MOMENTS(2); break;
+    case 1: MOMENTS(1); break;
+    }
+#undef MOMENTS
+}
+
+/* acc4q += the full-covariance second moments; acc4q = acc4 + (d + 1) * 4 */
+AI void moments_pairs(const double *L, long k, long ldl, const double *X, long ldx, long d,
+                      long t, double *acc4q, long lda) {
+#define PAIRS(cb) moments_pairs_rows(L + c * ldl, ldl, X, ldx, d, t, acc4q + c * lda * 4, lda, cb)
+    long c = 0;
+    for (; c + 4 <= k; c += 4) PAIRS(4);
+    switch (k - c) {
+    case 3: PAIRS(3); break;
+    case 2: PAIRS(2); break;
+    case 1: PAIRS(1); break;
+    }
+#undef PAIRS
 }
 
 enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
 
-/* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows */
+/* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows (not
+ * for full: score_pairs and moments_pairs make those in registers) */
 AI void build_features(const void *X, int x32, long a, long t, long t8, long d,
                        const double *center, int ct, double *F, long ldf) {
     for (long j0 = 0; j0 < t8; j0 += 8) { /* transpose 8 rows at a time: reads stay in L1 */
@@ -176,15 +275,7 @@ AI void build_features(const void *X, int x32, long a, long t, long t8, long d,
     }
     for (long j = 0; j < t8; j++) F[d * ldf + j] = 1.0;
     double *q = F + (d + 1) * ldf;
-    if (ct == FULL) {
-        for (long i = 0; i < d; i++) {
-            const double *xi = F + i * ldf;
-            for (long m = i; m < d; m++, q += ldf) {
-                const double *xm = F + m * ldf;
-                for (long j = 0; j < t8; j++) q[j] = xi[j] * xm[j];
-            }
-        }
-    } else if (ct == DIAG) {
+    if (ct == DIAG) {
         for (long i = 0; i < d; i++, q += ldf) {
             const double *xi = F + i * ldf;
             for (long j = 0; j < t8; j++) q[j] = xi[j] * xi[j];
@@ -248,11 +339,12 @@ static long estep_kernel(const void *X, int x32, long n, long d, const double *w
                          const double *tf, int ct, long tile, double *acc, double *xx,
                          double *sums) {
     long tp = (tile + 7) / 8 * 8;
-    size_t need = (size_t)nf * tp + (size_t)k * tp + 2 * (size_t)tp + (size_t)k * nf * 4 +
+    long nfm = ct == FULL ? d + 1 : nf; /* rows of F kept in memory */
+    size_t need = (size_t)nfm * tp + (size_t)k * tp + 2 * (size_t)tp + (size_t)k * nf * 4 +
                   (tf ? (size_t)d * tp + (size_t)d * d * 4 : 0);
     double *F = workspace(need);
     if (!F) return -2;
-    double *L = F + nf * tp, *lpn = L + k * tp, *wt = lpn + tp, *acc4 = wt + tp;
+    double *L = F + nfm * tp, *lpn = L + k * tp, *wt = lpn + tp, *acc4 = wt + tp;
     double *Y = acc4 + k * nf * 4, *xx4 = Y + (tf ? d * tp : 0);
     memset(acc4, 0, sizeof(double) * k * nf * 4);
     if (tf) memset(xx4, 0, sizeof(double) * d * d * 4);
@@ -261,9 +353,10 @@ static long estep_kernel(const void *X, int x32, long n, long d, const double *w
     for (long a = 0; a < n; a += tile) {
         long t = n - a < tile ? n - a : tile, t8 = (t + 7) / 8 * 8;
         build_features(X, x32, a, t, t8, d, center, ct, F, tp);
-        score(W, k, nf, F, tp, t8, L, tp);
+        score(W, k, nf, nfm, F, tp, t8, L, tp);
+        if (ct == FULL) score_pairs(W + d + 1, k, nf, d, F, tp, t8, L, tp);
         if (tf) { /* the shared quadratic term -|P^T x|^2 / 2 */
-            score(tf, d, d, F, tp, t8, Y, tp);
+            score(tf, d, d, d, F, tp, t8, Y, tp);
             for (long j = 0; j < t8; j += 4) {
                 v4d s = bc(0.0);
                 for (long i = 0; i < d; i++) {
@@ -283,7 +376,8 @@ static long estep_kernel(const void *X, int x32, long n, long d, const double *w
         if (!isfinite(tll) && bad < 0) bad = a;
         ll += tll;
         wsum += tw;
-        moments(L, k, tp, F, tp, nf, t8, acc4);
+        moments(L, k, tp, F, tp, nfm, t8, acc4, nf);
+        if (ct == FULL) moments_pairs(L, k, tp, F, tp, d, t8, acc4 + (d + 1) * 4, nf);
         if (tf) { /* the tied second moment does not depend on the responsibilities */
             const double *xw = F;
             if (w) {
@@ -291,7 +385,7 @@ static long estep_kernel(const void *X, int x32, long n, long d, const double *w
                     for (long j = 0; j < t8; j++) Y[i * tp + j] = F[i * tp + j] * wt[j];
                 xw = Y;
             }
-            moments(xw, d, tp, F, tp, d, t8, xx4);
+            moments(xw, d, tp, F, tp, d, t8, xx4, d);
         }
     }
     for (long i = 0; i < k * nf; i++)

@@ -267,9 +267,12 @@ def _normalize_columns(L: np.ndarray, w: np.ndarray | None, ws: _Workspace) -> n
     return csum
 
 
-def compiled_tile_rows(n_feature_rows: int) -> int:
-    """Rows per sub-tile of the compiled kernel: ``F`` near 384 KiB, within L2 cache."""
-    return int(np.clip((49152 // n_feature_rows) // 8 * 8, 8, 256))
+def compiled_tile_rows(covariance_type: str, n_features: int) -> int:
+    """Rows per sub-tile of the compiled kernel: its part of ``F`` in memory near 384
+    KiB, within L2 cache (``full`` keeps only ``x`` and the ones there), at most 256."""
+    n_f = n_features + 1 if covariance_type == "full" else n_feature_rows(covariance_type,
+                                                                          n_features)
+    return int(np.clip((49152 // n_f) // 8 * 8, 8, 256))
 
 
 def chunk_stats(
@@ -328,7 +331,7 @@ def chunk_stats_compiled(
     center = params.center
     nat = natural_params(params, center)
     n_f = n_feature_rows(ct, d)
-    tile = int(tile_rows or compiled_tile_rows(n_f))
+    tile = int(tile_rows or compiled_tile_rows(ct, d))
     if X.dtype != np.float32:
         X = np.ascontiguousarray(X, dtype=np.float64)
     X = np.ascontiguousarray(X)
