@@ -6,6 +6,8 @@ through ``chunk_stats``.
 """
 
 import platform
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +24,33 @@ def test_the_compiled_kernel_is_built():
         "distgmm.numerics._estep is missing: reinstall with a C compiler present "
         "(pip install -e .); fits now run on the slower numpy tiles"
     )
+
+
+def test_without_the_compiled_kernel_fits_run_on_numpy_with_a_warning():
+    code = """
+import importlib.abc, sys, warnings
+class NoKernel(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.startswith("distgmm.numerics._estep"):
+            raise ImportError("no compiler")
+sys.meta_path.insert(0, NoKernel())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from distgmm.numerics import suffstats
+import numpy as np
+from distgmm import GaussianMixture
+assert not suffstats.HAVE_COMPILED
+assert any("not built" in str(w.message) for w in caught), caught
+X = np.random.default_rng(0).normal(size=(500, 2))
+print(GaussianMixture(2, random_state=0).fit(X).lower_bound_)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from distgmm import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    assert float(r.stdout) == pytest.approx(
+        GaussianMixture(2, random_state=0).fit(X).lower_bound_, rel=1e-12)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),

@@ -1,6 +1,7 @@
-"""Pure numpy kernels of distgmm: log-densities, sufficient statistics, M-step, k-means.
+"""Numerical kernels of distgmm: log-densities, sufficient statistics, M-step, k-means.
 
-Nothing in this package imports dask; a test enforces it.
+numpy, plus one compiled C kernel for the float64 E-step (``_estep.c``, built by
+setup.py). Nothing in this package imports dask; a test enforces it.
 """
 
 from .gaussian import COVARIANCE_TYPES, log_gaussian_prob, precision_cholesky

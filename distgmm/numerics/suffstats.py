@@ -1,6 +1,9 @@
 """Partial sufficient statistics of one chunk: the fused E-step, and their merge.
 
-Pure numpy; all accumulators are float64 whatever the input dtype.
+The float64 E-step runs in the compiled kernel ``_estep.c`` (same arithmetic as the
+numpy tiles of :func:`chunk_stats_numpy`, which remain for float32 and as its oracle in
+the tests); everything else is numpy. All accumulators are float64 whatever the input
+dtype.
 
 Every chunk is first shifted by a centre ``c`` shared by all chunks of a pass (the
 weighted mean of the current means), so data far from the origin (an offset of 1e6 with
@@ -21,6 +24,7 @@ spherical   sum_i r_ik w_i |x_i - c|**2                  (K,)
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 
@@ -34,6 +38,12 @@ try:
     from . import _estep
 except ImportError:  # installed without a C compiler: the numpy tiles do the work
     _estep = None
+    warnings.warn(
+        "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not built, so fits "
+        "run on the numpy kernel at about half the speed; reinstall distgmm with a C "
+        "compiler (gcc or clang) and the Python headers present.",
+        RuntimeWarning, stacklevel=2,
+    )
 if _estep is not None and _estep.cpu_has_avx2_fma():
     try:  # the AVX2 + FMA build of the same kernel (see setup.py)
         from . import _estep_avx2 as _estep
