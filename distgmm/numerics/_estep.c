@@ -257,11 +257,43 @@ enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
 
 /* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows (not
  * for full: score_pairs and moments_pairs make those in registers) */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define HAVE_SHUFFLEVECTOR 1
+typedef double v4du __attribute__((vector_size(32), aligned(8)));
+
+/* F[i + g, j + r] = X[j + r, i + g] - center[i + g] for r, g < 4: a 4 x 4 transpose in
+ * registers (rows of X need not be aligned) */
+AI void transpose4(const double *X, long d, long j, long i, const double *center,
+                   double *F, long ldf) {
+    v4d r0 = *(const v4du *)(X + j * d + i), r1 = *(const v4du *)(X + (j + 1) * d + i);
+    v4d r2 = *(const v4du *)(X + (j + 2) * d + i), r3 = *(const v4du *)(X + (j + 3) * d + i);
+    v4d t0 = __builtin_shufflevector(r0, r1, 0, 4, 2, 6);
+    v4d t1 = __builtin_shufflevector(r0, r1, 1, 5, 3, 7);
+    v4d t2 = __builtin_shufflevector(r2, r3, 0, 4, 2, 6);
+    v4d t3 = __builtin_shufflevector(r2, r3, 1, 5, 3, 7);
+    st(F + i * ldf + j, __builtin_shufflevector(t0, t2, 0, 1, 4, 5) - bc(center[i]));
+    st(F + (i + 1) * ldf + j, __builtin_shufflevector(t1, t3, 0, 1, 4, 5) - bc(center[i + 1]));
+    st(F + (i + 2) * ldf + j, __builtin_shufflevector(t0, t2, 2, 3, 6, 7) - bc(center[i + 2]));
+    st(F + (i + 3) * ldf + j, __builtin_shufflevector(t1, t3, 2, 3, 6, 7) - bc(center[i + 3]));
+}
+#endif
+
+/* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows (not
+ * for full: score_pairs and moments_pairs make those in registers) */
 AI void build_features(const void *X, int x32, long a, long t, long t8, long d,
                        const double *center, int ct, double *F, long ldf) {
     for (long j0 = 0; j0 < t8; j0 += 8) { /* transpose 8 rows at a time: reads stay in L1 */
-        long jn = t - j0 < 8 ? t - j0 : 8;
-        for (long i = 0; i < d; i++) {
+        long jn = t - j0 < 8 ? t - j0 : 8, i = 0;
+#ifdef HAVE_SHUFFLEVECTOR
+        if (!x32 && jn == 8) { /* the shifted rows j0 .. j0 + 7 in 4 x 4 blocks */
+            const double *X8 = (const double *)X + a * d;
+            for (; i + 4 <= d; i += 4) {
+                transpose4(X8, d, j0, i, center, F, ldf);
+                transpose4(X8, d, j0 + 4, i, center, F, ldf);
+            }
+        }
+#endif
+        for (; i < d; i++) {
             double *fi = F + i * ldf + j0, ci = center[i];
             long j = 0;
             if (x32)
