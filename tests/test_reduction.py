@@ -54,6 +54,10 @@ def _add(a, b):
     return a + b
 
 
+def _weighted_rows(X, w, row_start):
+    return w @ X
+
+
 def test_persisted_chunks_one_task_per_worker_thread_same_bits(client):
     from distributed import get_task_stream, wait
 
@@ -97,6 +101,27 @@ def test_chunks_beyond_a_fair_share_get_their_own_tasks(client):
         total = dask_map_reduce(Xd, None, blocks, _rows, _add, (), split_every=3)
     assert len(ts.data) == 5
     np.testing.assert_array_equal(total, numpy_map_reduce(X, None, blocks, _rows, _add, (), 3))
+
+
+def test_weights_not_persisted_keep_a_task_per_chunk(client):
+    from distributed import get_task_stream, wait
+
+    X, _, _ = blobs(n=4000, d=3, seed=33)
+    w = np.random.default_rng(0).uniform(0, 2, size=4000)
+    Xd = client.persist(da.from_array(X, chunks=(500, 3)))
+    wait(Xd)
+    wd = da.from_array(w, chunks=500)  # lazy: the group tasks could not take it as data
+    keys = [(Xd.name, i, 0) for i in range(8)]
+    graph = {**dict(Xd.__dask_graph__()), **dict(wd.__dask_graph__())}
+    assert colocated_groups(graph, keys) is not None
+    assert colocated_groups(graph, keys, also=[(wd.name, i) for i in range(8)]) is None
+    blocks = [(i, 500 * i) for i in range(8)]
+    with get_task_stream(client) as ts:
+        total = dask_map_reduce(Xd, wd, blocks, _weighted_rows, _add, (), split_every=3)
+    level0 = [t["key"] for t in ts.data if "_weighted_rows" in str(t["key"])]
+    assert sorted(k[2] for k in level0 if k[1] == 0) == list(range(8))  # a task per chunk
+    np.testing.assert_allclose(
+        total, numpy_map_reduce(X, w, blocks, _weighted_rows, _add, (), 3), rtol=1e-13)
 
 
 def test_placement_is_asked_once_per_ttl(client, monkeypatch):

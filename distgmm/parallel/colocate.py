@@ -30,7 +30,7 @@ PLACEMENT_TTL = 10.0
 _placements: dict[tuple, tuple[float, list[list[int]]]] = {}
 
 
-def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
+def colocated_groups(graph: Mapping, keys: list, also: list = ()) -> list[list[int]] | None:
     """Positions in ``keys`` grouped by the worker thread that holds those chunks.
 
     Parameters
@@ -39,6 +39,8 @@ def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
         The pass's input graph; persisted chunks appear in it as ``distributed.Future``.
     keys : list
         The chunk keys of the pass, in pass order.
+    also : list
+        Keys of other inputs of the pass (sample weights) that must be persisted too.
 
     Returns
     -------
@@ -48,9 +50,9 @@ def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
         worker holds; chunks beyond a worker's fair share are groups of one, which the
         scheduler may move to an idle worker (persist placed 5 and 3 of 8 chunks on
         two workers in one of five tries here; the module docstring gives the times).
-        None when a chunk is not a finished future of the client that runs
-        the pass (not persisted, not yet computed, or another scheduler is active):
-        then every chunk keeps its own task.
+        None when a chunk (or an input in ``also``) is not a finished future of the
+        client that runs the pass (not persisted, not yet computed, or another
+        scheduler is active): then every chunk keeps its own task.
     """
     try:
         from dask.base import get_scheduler
@@ -58,10 +60,13 @@ def colocated_groups(graph: Mapping, keys: list) -> list[list[int]] | None:
     except ImportError:  # pragma: no cover - dask without distributed
         return None
     futures = [graph.get(k) for k in keys]
-    if not futures or not all(isinstance(f, Future) for f in futures):
+    others = [graph.get(k) for k in also]
+    if not futures or not all(isinstance(f, Future) for f in futures + others):
         return None
     client = futures[0].client
-    if get_scheduler() != client.get or any(f.status != "finished" for f in futures):
+    if get_scheduler() != client.get or any(
+        f.status != "finished" or f.client is not client for f in futures + others
+    ):
         return None
     cache_key = (client.id, tuple(f.key for f in futures))
     now = time.monotonic()

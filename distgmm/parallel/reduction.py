@@ -129,7 +129,9 @@ def dask_map_reduce(
     Parquet row group) run inside the chunk's task (:mod:`distgmm.parallel.fuse`):
     one task per chunk, and no loaded chunk waits in memory for its consumer.
     Persisted chunks are instead visited by one task per worker thread, over the
-    chunks that worker holds (:mod:`distgmm.parallel.colocate`). Either way the tree
+    chunks that worker holds (:mod:`distgmm.parallel.colocate`), submitted straight to
+    the client: no graph to build, optimise and order (4-5 ms less per pass here,
+    where a client round trip takes 6-11 ms). Either way the tree
     and the bits are those of the numpy engine, and tasks run with one BLAS thread
     (:mod:`distgmm.parallel.blas`).
 
@@ -151,18 +153,19 @@ def dask_map_reduce(
     inputs = dict(HighLevelGraph.merge(*[d.__dask_graph__() for d in deps]))  # once
     xkeys = [(X.name, i, 0) for i, _ in blocks]
     wkeys = [None if w is None else (w.name, i) for i, _ in blocks]
-    groups = colocated_groups(inputs, xkeys)
-    if groups is not None:
-        layer = {
-            (name, "group", g): (
+    groups = colocated_groups(inputs, xkeys, also=[] if w is None else wkeys)
+    if groups is not None:  # every input is a future of the active client
+        client = inputs[xkeys[0]].client
+        tasks = [
+            client.submit(
                 in_one_blas_thread, tree_nodes, fn, combine, split_every, len(blocks),
-                positions, [xkeys[j] for j in positions], [wkeys[j] for j in positions],
-                [blocks[j][1] for j in positions], *args)
+                positions, [inputs[xkeys[j]] for j in positions],
+                [None if w is None else inputs[wkeys[j]] for j in positions],
+                [blocks[j][1] for j in positions], *args, key=f"{name}-group-{g}", pure=False)
             for g, positions in enumerate(groups)
-        }
-        graph, _ = cull({**inputs, **layer}, list(layer))
+        ]
         nodes: dict = {}
-        for part in dask.compute(*[Delayed(key, graph) for key in layer]):
+        for part in client.gather(tasks):
             nodes.update(part)
         (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
         return total
