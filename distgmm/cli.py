@@ -204,8 +204,8 @@ def _em_options(f):
                      help="Keep the data in cluster memory (auto: if it fits)."),
         click.option("--compute-dtype", type=click.Choice(["float64", "float32"]),
                      default="float64", show_default=True,
-                     help="Precision of the E-step arithmetic (float32: about 2x faster, "
-                          "results to ~1e-5)."),
+                     help="Precision of the E-step arithmetic (float32: numpy tiles, "
+                          "results to ~1e-5; faster only without the compiled kernel)."),
     ]):
         f = opt(f)
     return f

@@ -70,10 +70,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``"none"`` re-reads the source every iteration (out-of-core), ``"auto"``
         persists when it fits in half the workers' memory.
     compute_dtype : {"float64", "float32"}, default="float64"
-        Precision of the E-step arithmetic on each tile of rows (the two GEMMs and the
-        exponentials). ``"float32"`` runs about twice as fast; statistics are still
-        summed in float64 across tiles and chunks and the M-step is float64, but
-        results then agree with scikit-learn to about 1e-5 rather than 1e-12.
+        Precision of the E-step arithmetic on each tile of rows (the two products and
+        the exponentials). ``"float64"`` runs the compiled kernel; ``"float32"`` runs
+        numpy tiles in float32, which is faster only where distgmm was installed
+        without a C compiler. Statistics are always summed in float64 across tiles and
+        chunks and the M-step is float64, but with ``"float32"`` results agree with
+        scikit-learn to about 1e-5 rather than 1e-12.
 
     Attributes
     ----------
