@@ -178,3 +178,17 @@ def test_binding_rejects_arrays_that_do_not_fit():
         ss._estep.estep(X, None, p.center, nat.W, np.eye(3), 2, 8, acc, None)
     with pytest.raises(ValueError, match="acc: expected 14 contiguous items"):
         ss._estep.estep(X, None, p.center, nat.W, None, 2, 8, acc[:, :5].copy(), None)
+    for W in (nat.W.T.copy(), nat.W.ravel(), nat.W.astype(np.float32)):
+        with pytest.raises(ValueError, match=r"W \(float64, K x feature rows\)"):
+            ss._estep.estep(X, None, p.center, W, None, 2, 8, acc, None)
+
+
+def test_a_tile_larger_than_the_chunk_is_the_chunk():
+    """The workspace is sized by min(tile, rows): a huge tile once overflowed its size
+    computation and wrote outside it."""
+    p = random_params(2, 3, "diag", seed=0)
+    X = np.random.default_rng(1).normal(size=(50, 3))
+    ref = ss.chunk_stats_compiled(X, None, 0, p, tile_rows=50)
+    for tile in (51, 2**40, 2**60, 2**62):
+        assert_same_stats(ss.chunk_stats_compiled(X, None, 0, p, tile_rows=tile), ref, rtol=0)
+    assert_same_stats(ss.chunk_stats_compiled(X, None, 0, p), ref, rtol=1e-14)

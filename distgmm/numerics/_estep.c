@@ -350,6 +350,8 @@ AI void normalise(double *L, long k, long ldl, long t8, const double *w, long a,
         for (long j = t; j < t8; j++) L[c * ldl + j] = 0.0;
 }
 
+/* Kept for the thread's later calls and never freed; its size follows the sub-tile and
+ * K x feature rows (0.6 MiB for d = 50, K = 10, full), per thread that ran the kernel */
 static __thread double *ws_buf = NULL;
 static __thread size_t ws_len = 0;
 
@@ -439,12 +441,12 @@ static const char *native_code(const char *format) {
     return strlen(format) == 1 ? format : "";
 }
 
-/* A C-contiguous buffer of `items` items (any number if negative) of `format` */
+/* A C-contiguous buffer of `items` items of `format` */
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name,
                       const char *format, Py_ssize_t items) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    if (strcmp(native_code(view->format), format) != 0 || (items >= 0 && view->len != items * view->itemsize)) {
+    if (strcmp(native_code(view->format), format) != 0 || view->len != items * view->itemsize) {
         PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of format '%s'",
                      name, items, format);
         PyBuffer_Release(view);
@@ -473,14 +475,18 @@ static PyObject *py_estep(PyObject *self, PyObject *args) {
     }
     long n = (long)bx.shape[0], d = (long)bx.shape[1];
     if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
-    if (get_buffer(oW, &bW, 0, "W", "d", -1) < 0) goto done;
     long nf = ct == FULL ? d + 1 + d * (d + 1) / 2 : ct == DIAG ? 2 * d + 1
               : ct == SPHERICAL ? d + 2 : d + 1;
-    long k = (long)(bW.len / (Py_ssize_t)sizeof(double) / nf);
-    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || k * nf * (long)sizeof(double) != bW.len) {
-        PyErr_SetString(PyExc_ValueError, "W, covariance_type or tile do not fit X");
+    if (PyObject_GetBuffer(oW, &bW, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        goto done;
+    long k = bW.ndim == 2 ? (long)bW.shape[0] : 0;
+    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || bW.shape[1] != nf ||
+        strcmp(native_code(bW.format), "d") != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "W (float64, K x feature rows), covariance_type or tile do not fit X");
         goto done;
     }
+    if (tile > n) tile = n > 0 ? n : 1; /* the workspace never outgrows the chunk */
     if (ow != Py_None && get_buffer(ow, &bw, 0, "w", "d", n) < 0) goto done;
     if ((ct == TIED) != (otf != Py_None) || (ct == TIED) != (oxx != Py_None)) {
         PyErr_SetString(PyExc_ValueError, "tied_factor and xx are given for tied only");
