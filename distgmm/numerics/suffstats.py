@@ -342,9 +342,7 @@ def chunk_stats_compiled(
     nat = natural_params(params, center)
     n_f = n_feature_rows(ct, d)
     tile = int(tile_rows or compiled_tile_rows(ct, d))
-    if X.dtype != np.float32:
-        X = np.ascontiguousarray(X, dtype=np.float64)
-    X = np.ascontiguousarray(X)
+    X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
     w = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
     acc = np.empty((k, n_f))
     xx = np.empty((d, d)) if ct == "tied" else None
@@ -371,29 +369,11 @@ def chunk_stats_numpy(
 ) -> SuffStats:
     """:func:`chunk_stats` with numpy GEMMs over tiles of ``tile_rows`` rows.
 
-    Each tile of rows is scored by one GEMM against the natural parameters and its
-    statistics accumulated by a second GEMM; no buffer is allocated per tile.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-        Any float dtype; converted tile by tile to ``compute_dtype``.
-    sample_weight : ndarray of shape (n,) or None
-    row_start : int
-        Global index of the chunk's first row (for error messages).
-    params : GMMParams
-        Current parameters.
-    compute_dtype : {"float64", "float32"}
-        Precision of the tile arithmetic (both GEMMs, the exponentials). With
-        ``"float32"`` each tile's sums are still added up in float64; expect relative
-        errors near 1e-6 instead of 1e-15, at about twice the speed of float64 here.
-    tile_rows : int, optional
-        Rows per tile; default from :func:`auto_tile_rows`.
-
-    Returns
-    -------
-    SuffStats
-        Second moments about the centre (``shift`` is zero).
+    Parameters and result as in :func:`chunk_stats`; ``X`` is converted tile by tile to
+    ``compute_dtype`` (float32 runs at about twice the speed of float64 here), and
+    ``tile_rows`` defaults to :func:`auto_tile_rows`. Each tile is scored by one GEMM
+    against the natural parameters and its statistics accumulated by a second GEMM; no
+    buffer is allocated per tile.
     """
     ct = params.covariance_type
     k, d = params.means.shape
