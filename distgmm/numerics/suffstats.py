@@ -352,11 +352,9 @@ def chunk_stats_compiled(
     )
     if bad >= 0:
         raise_nonfinite(X[bad : bad + tile], row_start + bad)
-    stats = _empty(ct, center, np.zeros((k, d)))
-    stats.n_rows, stats.wsum, stats.loglik = X.shape[0], wsum, loglik
-    stats.nk, stats.sx, s2 = unpack_moments(acc, ct, d)
-    stats.s2 = xx if ct == "tied" else s2
-    return stats
+    nk, sx, s2 = unpack_moments(acc, ct, d)
+    return SuffStats(ct, center, np.zeros((k, d)), X.shape[0], wsum, loglik, nk, sx,
+                     xx if ct == "tied" else s2)
 
 
 def chunk_stats_numpy(
