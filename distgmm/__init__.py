@@ -1,14 +1,48 @@
-"""distgmm: Gaussian-mixture clustering (EM) for data that does not fit on one machine."""
+"""distgmm: Gaussian-mixture clustering (EM) for data that does not fit on one machine.
 
-__version__ = "0.1.0"
+The public API. Names are imported on first use, so ``import distgmm`` stays light
+(no dask, pandas, pyarrow or pydantic until something needs them).
+"""
 
-from .estimator import GaussianMixture  # noqa: E402
-from .jobspec import JobSpec  # noqa: E402
-from .model import load_model, save_model  # noqa: E402
-from .numerics.params import GMMParams  # noqa: E402
-from .runner import predict_job, run_job  # noqa: E402
-from .selection import select_model  # noqa: E402
-from .sources import open_source  # noqa: E402
+from __future__ import annotations
 
-__all__ = ["GMMParams", "GaussianMixture", "JobSpec", "load_model", "open_source",
-           "predict_job", "run_job", "save_model", "select_model"]
+from importlib import import_module
+from importlib.metadata import version as _version
+from typing import TYPE_CHECKING
+
+__version__ = _version("distgmm")
+
+_EXPORTS = {
+    "GaussianMixture": "distgmm.estimator",
+    "load_model": "distgmm.estimator",
+    "save_model": "distgmm.io.model",
+    "GMMParams": "distgmm.numerics.params",
+    "select_model": "distgmm.selection",
+    "open_source": "distgmm.io.sources",
+    "JobSpec": "distgmm.jobs.spec",
+    "run_job": "distgmm.jobs.pipeline",
+    "predict_job": "distgmm.jobs.pipeline",
+}
+__all__ = ["GMMParams", "GaussianMixture", "JobSpec", "load_model", "open_source", "predict_job",
+           "run_job", "save_model", "select_model"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
+    from .estimator import GaussianMixture, load_model
+    from .io.model import save_model
+    from .io.sources import open_source
+    from .jobs.pipeline import predict_job, run_job
+    from .jobs.spec import JobSpec
+    from .numerics.params import GMMParams
+    from .selection import select_model
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'distgmm' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -40,7 +40,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def _message(exc: BaseException) -> str:
-    from .cluster import ClusterUnavailable
+    from .jobs.cluster import ClusterUnavailable
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, ImportError):
@@ -61,7 +61,7 @@ def _common(f):
     @click.option("--debug", is_flag=True, help="Show the traceback of errors.")
     @functools.wraps(f)
     def wrapper(*args, quiet, log_format, debug, **kwargs):
-        from .events import Reporter
+        from .jobs.events import Reporter
 
         reporter = Reporter(quiet=quiet, log_format=log_format)
         if not debug:  # failures are reported once, as one line, by us
@@ -213,8 +213,8 @@ def _em_options(f):
 
 def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
                    reporter) -> None:
-    from .jobspec import JobSpec
-    from .runner import run_job
+    from .jobs.pipeline import run_job
+    from .jobs.spec import JobSpec
 
     em = ("max_iter", "tol", "reg_covar", "n_init", "init_params", "random_state", "cache",
           "compute_dtype")
@@ -295,8 +295,8 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
     A run resumes from its checkpoint after a failure; rerunning a job whose output
     it already published does nothing and exits 0.
     """
-    from .jobspec import JobSpec
-    from .runner import run_job
+    from .jobs.pipeline import run_job
+    from .jobs.spec import JobSpec
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
@@ -316,7 +316,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 @_common
 def validate(job, settings, reporter):
     """Check the job spec JOB without running it (exit 0 if valid, 2 if not)."""
-    from .jobspec import JobSpec
+    from .jobs.spec import JobSpec
 
     spec = JobSpec.from_file(job, settings)
     if not reporter.quiet:
@@ -334,8 +334,8 @@ def validate(job, settings, reporter):
 @_common
 def predict(model_path, input_path, reporter, **kw):
     """Label INPUT with the saved MODEL (a model/ directory or a fit's output)."""
-    from .jobspec import InputSpec, OutputSpec, validate_section
-    from .runner import predict_job
+    from .jobs.pipeline import predict_job
+    from .jobs.spec import InputSpec, OutputSpec, validate_section
 
     where = "distgmm predict"
     source = validate_section(InputSpec, _input_section(input_path, kw), where)
@@ -351,7 +351,7 @@ def predict(model_path, input_path, reporter, **kw):
 @_common
 def info(model_path, reporter):
     """Describe the saved MODEL."""
-    from .model import read_model_metadata
+    from .io.model import read_model_metadata
 
     meta = read_model_metadata(model_path)
     meta.pop("_root", None)
@@ -384,7 +384,7 @@ def info(model_path, reporter):
 @_common
 def demo(reporter, **kw):
     """Generate a synthetic Zarr dataset and cluster it end to end (the quickstart)."""
-    from .demo import run_demo
+    from .jobs.demo import run_demo
 
     run_demo(reporter=reporter, **kw)
 

@@ -14,20 +14,25 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .checkpoint import FitState
-from .inputs import check_sample_weight, dask_input, dask_sample_weight, is_dask, numpy_input
+from .io.model import read_model, save_model
 from .numerics.gaussian import (
-    COVARIANCE_TYPES,
     CollapseError,
     precision_cholesky_from_precisions,
 )
 from .numerics.params import GMMParams, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
-from .numerics.suffstats import COMPUTE_DTYPES
+from .options import CACHES, COMPUTE_DTYPES, COVARIANCE_TYPES, INIT_PARAMS, covariance_shape
 from .parallel.blas import one_blas_thread
-from .parallel.blocks import CACHE_CHOICES, Blocks, dask_blocks, numpy_blocks
-from .parallel.em import EMResult, IterationInfo, run_em
-from .parallel.init import INIT_PARAMS, initial_params
+from .parallel.blocks import Blocks, dask_blocks, numpy_blocks
+from .parallel.em import EMResult, FitState, IterationInfo, run_em
+from .parallel.init import initial_params
+from .parallel.inputs import (
+    check_sample_weight,
+    dask_input,
+    dask_sample_weight,
+    is_dask,
+    numpy_input,
+)
 from .parallel.lockstep import run_lockstep
 from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
 
@@ -165,7 +170,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
              f"n_init={self.n_init!r}: give an integer >= 1.")
         need(self.init_params in INIT_PARAMS,
              f"init_params={self.init_params!r} is not one of {INIT_PARAMS}.")
-        need(self.cache in CACHE_CHOICES, f"cache={self.cache!r} is not one of {CACHE_CHOICES}.")
+        need(self.cache in CACHES, f"cache={self.cache!r} is not one of {CACHES}.")
         need(self.compute_dtype in COMPUTE_DTYPES,
              f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}.")
         k, d = self.n_components, n_features
@@ -179,8 +184,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             need(m.shape == (k, d), f"means_init has shape {m.shape}; expected {(k, d)}.")
         if self.precisions_init is not None:
             p = np.asarray(self.precisions_init, dtype=np.float64)
-            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-            expected = shape[self.covariance_type]
+            expected = covariance_shape(self.covariance_type, k, d)
             need(p.shape == expected,
                  f"precisions_init has shape {p.shape}; expected {expected} for "
                  f"covariance_type={self.covariance_type!r}.")
@@ -238,7 +242,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         callback : callable, optional
             Called with a :class:`distgmm.parallel.em.IterationInfo` (initialisation
             index, iteration, lower bound, change, seconds) after every EM iteration.
-        checkpoint : distgmm.checkpoint.Checkpoint, optional
+        checkpoint : distgmm.io.checkpoint.Checkpoint, optional
             Save the EM state after every iteration; if it already holds a state for
             the same settings and input, continue from there. The result equals an
             uninterrupted fit's.
@@ -461,10 +465,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
              storage_options: dict | None = None) -> str:
         """Save to a directory of ``model.json`` and ``.npy`` files (no pickle).
 
-        See :func:`distgmm.model.save_model`; load with :func:`distgmm.load_model`.
+        Written to a staging directory and moved into place: ``path`` holds a complete
+        model or nothing. Load with :func:`distgmm.load_model`.
         """
-        from .model import save_model
-
         return save_model(self, path, metrics=metrics, overwrite=overwrite,
                           storage_options=storage_options)
 
@@ -518,3 +521,35 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                      for m, c, s in zip(self.means_, self.covariances_, counts)]
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(counts)])
         return np.vstack(parts), y
+
+
+def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMixture:
+    """Load a model saved by :meth:`GaussianMixture.save` (or a run's ``model/``).
+
+    Parameters
+    ----------
+    path : str
+        The model directory (or a run output directory holding ``model/``).
+    storage_options : dict, optional
+        fsspec options for a URL.
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted, with the saved constructor parameters and fit summary; ``metrics_``
+        holds the stored metrics.
+    """
+    saved = read_model(path, storage_options=storage_options)
+    known = GaussianMixture().get_params()
+    model = GaussianMixture(**{k: v for k, v in saved.params.items() if k in known})
+    for name, arr in saved.arrays.items():
+        setattr(model, name + "_", arr)
+    model.converged_ = saved.fit["converged"]
+    model.n_iter_ = saved.fit["n_iter"]
+    model.lower_bound_ = saved.fit["lower_bound"]
+    model.lower_bounds_ = saved.fit["lower_bounds"]
+    model.n_features_in_ = saved.n_features
+    if saved.feature_names:
+        model.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
+    model.metrics_ = saved.metrics
+    return model

@@ -19,10 +19,9 @@ from sklearn.exceptions import ConvergenceWarning
 from .estimator import GaussianMixture
 from .numerics.params import n_parameters
 from .numerics.suffstats import chunk_stats, merge
+from .options import CRITERIA
 from .parallel.blas import one_blas_thread
 from .parallel.lockstep import run_lockstep
-
-CRITERIA = ("bic", "aic")
 
 
 def _as_tuple(value) -> tuple:

@@ -8,8 +8,8 @@ import pytest
 from conftest import blobs
 
 from distgmm import GaussianMixture, JobSpec, load_model, run_job
-from distgmm.checkpoint import Checkpoint, CheckpointMismatch
-from distgmm.runner import checkpoint_url
+from distgmm.io.checkpoint import Checkpoint, CheckpointMismatch
+from distgmm.jobs.pipeline import checkpoint_url
 
 
 class Killed(Exception):
@@ -100,7 +100,7 @@ def test_a_torn_write_keeps_the_previous_checkpoint(tmp_path, X, monkeypatch):
 
 
 def test_killed_between_checkpoint_and_publish(client, tmp_path, X, monkeypatch):
-    import distgmm.runner as runner
+    import distgmm.jobs.pipeline as runner
 
     np.save(tmp_path / "x.npy", X)
     spec = JobSpec.from_mapping({

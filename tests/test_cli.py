@@ -16,7 +16,7 @@ from conftest import blobs, run_cli
 
 from distgmm import GaussianMixture, load_model
 from distgmm.cli import cli
-from distgmm.jobspec import JobSpec
+from distgmm.jobs.spec import JobSpec
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

@@ -17,6 +17,7 @@ from test_numerics import TYPES, random_params
 from distgmm.numerics import GMMParams
 from distgmm.numerics import suffstats as ss
 from distgmm.numerics.features import n_feature_rows, natural_params
+from distgmm.options import covariance_code
 
 
 def test_the_compiled_kernel_is_built():
@@ -39,6 +40,7 @@ with warnings.catch_warnings(record=True) as caught:
     from distgmm.numerics import suffstats
 import numpy as np
 from distgmm import GaussianMixture
+from distgmm.options import covariance_code
 assert not suffstats.HAVE_COMPILED
 assert any("not built" in str(w.message) for w in caught), caught
 X = np.random.default_rng(0).normal(size=(500, 2))
@@ -70,7 +72,7 @@ def test_the_avx2_build_agrees_with_the_generic_one(ct):
     for module in ([_estep, _estep_avx2] if _estep.cpu_has_avx2_fma() else [_estep]):
         acc = np.empty((7, n_feature_rows(ct, 6)))
         xx = np.empty((6, 6)) if ct == "tied" else None
-        sums = module.estep(X, w, p.center, nat.W, nat.tied_factor, ss._TYPE_CODES[ct], 64,
+        sums = module.estep(X, w, p.center, nat.W, nat.tied_factor, covariance_code(ct), 64,
                             acc, xx)
         out.append((sums, acc, xx))
     ref = ss.chunk_stats_numpy(X, w, 0, p)

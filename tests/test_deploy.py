@@ -15,7 +15,7 @@ import zarr
 from conftest import blobs, run_cli
 
 from distgmm.cli import cli
-from distgmm.jobspec import JobSpec
+from distgmm.jobs.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -3,7 +3,7 @@
 import pydantic
 import pytest
 
-from distgmm.jobspec import JobSpec
+from distgmm.jobs.spec import JobSpec
 
 BASE = {
     "input": {"path": "{root}/x.zarr"},

@@ -9,7 +9,7 @@ import pytest
 from conftest import blobs
 
 from distgmm import GaussianMixture, load_model
-from distgmm.model import SCHEMA_VERSION
+from distgmm.io.model import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_no_pickle_and_clear_errors(tmp_path, data):
 
 
 def test_failed_save_leaves_nothing(tmp_path, data, monkeypatch):
-    import distgmm.model as model
+    import distgmm.io.model as model
 
     gm = GaussianMixture(2, random_state=0).fit(data)
     calls = []

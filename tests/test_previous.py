@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from distgmm import JobSpec
-from distgmm.previous import previous_output
-from distgmm.report import principal_axes
+from distgmm.jobs.previous import previous_output
+from distgmm.jobs.report import principal_axes
 
 
 def publish(path, name="daily"):

@@ -6,7 +6,7 @@ import os
 import fsspec
 import pytest
 
-from distgmm.publish import Publication, is_published
+from distgmm.io.publish import Publication, is_published
 
 
 def test_success_publishes_everything_with_marker(tmp_path):

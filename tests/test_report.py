@@ -7,7 +7,7 @@ import numpy as np
 from conftest import blobs
 
 from distgmm import JobSpec, run_job
-from distgmm.report import principal_axes
+from distgmm.jobs.report import principal_axes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

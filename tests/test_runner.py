@@ -9,7 +9,7 @@ import zarr
 from conftest import blobs
 
 from distgmm import GaussianMixture, JobSpec, load_model, predict_job, run_job
-from distgmm.jobspec import OutputSpec
+from distgmm.jobs.spec import OutputSpec
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_predict_refuses_an_empty_input(client, tmp_path):
 def test_metrics_json_is_strict_json():
     import datetime
 
-    from distgmm.outputs import _json_safe
+    from distgmm.io.outputs import _json_safe
 
     assert _json_safe({"d": datetime.date(2026, 11, 22), "x": np.float64("nan"),
                        "v": np.arange(2), "b": b"k"}) == {

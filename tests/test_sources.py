@@ -13,7 +13,7 @@ import zarr
 from conftest import blobs, sklearn_start
 
 from distgmm import GaussianMixture
-from distgmm.sources import (
+from distgmm.io.sources import (
     ArraySource,
     NpySource,
     ParquetSource,

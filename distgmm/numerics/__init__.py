@@ -4,13 +4,12 @@ numpy, plus one compiled C kernel for the float64 E-step (``_estep.c``, built by
 setup.py). Nothing in this package imports dask; a test enforces it.
 """
 
-from .gaussian import COVARIANCE_TYPES, log_gaussian_prob, precision_cholesky
+from .gaussian import log_gaussian_prob, precision_cholesky
 from .mstep import estimate_gaussian_parameters, m_step
 from .params import GMMParams, n_parameters
 from .suffstats import SuffStats, chunk_stats, merge, merge_all, resp_stats
 
 __all__ = [
-    "COVARIANCE_TYPES",
     "GMMParams",
     "SuffStats",
     "chunk_stats",

@@ -20,8 +20,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
 COLLAPSE_HINT = (
     "Try fewer components (n_components), a larger reg_covar, or scaling the input data."
 )

@@ -30,6 +30,7 @@ from functools import reduce
 
 import numpy as np
 
+from ..options import covariance_code
 from . import scratch
 from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
 from .params import GMMParams
@@ -51,7 +52,6 @@ if _estep is not None and _estep.cpu_has_avx2_fma():
         pass
 
 HAVE_COMPILED = _estep is not None
-_TYPE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 
 TILE_ROWS = 4096
 TILE_BYTES = 8 << 20
@@ -205,7 +205,6 @@ def raise_nonfinite(X: np.ndarray, row_start: int) -> None:
     )
 
 
-COMPUTE_DTYPES = ("float64", "float32")
 _EXP_FLOOR = {"d": -700.0, "f": -80.0}
 
 
@@ -348,7 +347,7 @@ def chunk_stats_compiled(
     xx = np.empty((d, d)) if ct == "tied" else None
     loglik, wsum, bad = _estep.estep(
         X, w, np.ascontiguousarray(center, np.float64), nat.W, nat.tied_factor,
-        _TYPE_CODES[ct], tile, acc, xx,
+        covariance_code(ct), tile, acc, xx,
     )
     if bad >= 0:
         raise_nonfinite(X[bad : bad + tile], row_start + bad)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import CACHES
 from .reduction import SPLIT_EVERY, dask_map_reduce, numpy_map_reduce
 
 NUMPY_BLOCK_ROWS = 65536
-CACHE_CHOICES = ("auto", "memory", "none")
 
 
 @dataclass
@@ -111,8 +111,8 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
         source on every pass (out-of-core); ``"auto"`` persists when the data takes at
         most half the workers' memory.
     """
-    if cache not in CACHE_CHOICES:
-        raise ValueError(f"cache={cache!r} is not one of {CACHE_CHOICES}.")
+    if cache not in CACHES:
+        raise ValueError(f"cache={cache!r} is not one of {CACHES}.")
     if any(np.isnan(c) for c in X.chunks[0]):
         raise ValueError(
             "The dask array has unknown chunk sizes; call X.compute_chunk_sizes() or "

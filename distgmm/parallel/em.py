@@ -25,6 +25,18 @@ class EMResult:
     converged: bool = False
 
 
+@dataclass
+class FitState:
+    """Where a fit stands: the seed of every restart and each restart's EM state.
+
+    ``restarts[i]`` is ``None`` until restart ``i`` has finished its first iteration
+    (its initialisation is simply redone on resume: it is deterministic).
+    """
+
+    seeds: list
+    restarts: list
+
+
 @dataclass(frozen=True)
 class IterationInfo:
     """What a progress callback learns after each iteration."""

@@ -24,9 +24,8 @@ from ..numerics.kmeans import (
 from ..numerics.mstep import m_step
 from ..numerics.params import GMMParams
 from ..numerics.suffstats import merge, resp_stats
+from ..options import INIT_PARAMS
 from .blocks import Blocks
-
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def _add(a, b):

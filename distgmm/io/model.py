@@ -19,44 +19,53 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics.gaussian import COVARIANCE_TYPES
+from ..options import COVARIANCE_TYPES, covariance_shape
 from .publish import Publication
 
 FORMAT = "distgmm-model"
 SCHEMA_VERSION = 1
 MODEL_JSON = "model.json"
 ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "precisions")
-_SCALAR_PARAMS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                  "init_params", "random_state", "warm_start", "verbose", "verbose_interval",
-                  "cache")
+# constructor parameters that hold arrays: saved as nested lists, loaded as float64
+_ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 
 
 def library_versions() -> dict:
     """Versions of distgmm and the libraries its numbers depend on."""
+    from importlib.metadata import version
+
     import dask
     import scipy
     import sklearn
 
-    from . import __version__
-
-    return {"distgmm": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+    return {"distgmm": version("distgmm"), "numpy": np.__version__, "scipy": scipy.__version__,
             "dask": dask.__version__, "scikit-learn": sklearn.__version__}
 
 
 def _json_params(model) -> dict:
-    params = model.get_params(deep=False)
-    out = {k: params[k] for k in _SCALAR_PARAMS if k in params}
-    rs = out.get("random_state")
-    if not (rs is None or isinstance(rs, (int, np.integer))):
-        out["random_state"] = None
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
+    """Every constructor parameter (``get_params()``) as JSON.
+
+    A ``random_state`` given as a RandomState or Generator object cannot be saved: it
+    is stored as null (a loaded model's ``sample`` then draws fresh randomness).
+    """
+    out = {}
+    for key, value in model.get_params(deep=False).items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in _ARRAY_PARAMS and value is not None:
+            value = np.asarray(value, dtype=np.float64).tolist()
+        elif key == "random_state" and not (value is None or isinstance(value, int)):
+            value = None
+        out[key] = value
+    return out
 
 
 def _expected_shapes(ct: str, k: int, d: int) -> dict:
-    cov = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct]
+    cov = covariance_shape(ct, k, d)
     return {"weights": (k,), "means": (k, d), "covariances": cov,
             "precisions_cholesky": cov, "precisions": cov}
 
@@ -172,8 +181,33 @@ def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
     return meta
 
 
-def load_model(path: str, *, storage_options: dict | None = None):
-    """Load a model saved by :func:`save_model` (or a run's ``model/`` directory).
+@dataclass(frozen=True)
+class SavedModel:
+    """What a model directory holds, checked; the estimator layer builds the model.
+
+    Attributes
+    ----------
+    params : dict
+        Constructor parameters (``get_params()``), arrays as ndarrays.
+    arrays : dict
+        ``weights``, ``means``, ``covariances``, ``precisions_cholesky``, ``precisions``.
+    fit : dict
+        ``converged``, ``n_iter``, ``lower_bound``, ``lower_bounds``.
+    n_features : int
+    feature_names : list of str or None
+    metrics : dict
+    """
+
+    params: dict
+    arrays: dict
+    fit: dict
+    n_features: int
+    feature_names: list | None
+    metrics: dict
+
+
+def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
+    """Read and check a model saved by :func:`save_model` (or a run's ``model/``).
 
     Parameters
     ----------
@@ -183,23 +217,19 @@ def load_model(path: str, *, storage_options: dict | None = None):
 
     Returns
     -------
-    GaussianMixture
-        Fitted, with the saved parameters and fit summary; ``metrics_`` holds the
-        stored metrics.
+    SavedModel
     """
     import fsspec
 
     meta = read_model_metadata(path, storage_options)
     fs, root = fsspec.core.url_to_fs(meta["_root"], **(storage_options or {}))
     try:
-        return _model_from(meta, fs, root, path)
+        return _saved_from(meta, fs, root, path)
     except (KeyError, TypeError, AttributeError) as e:
         raise _bad(path, f"model.json lacks or garbles {e}") from None
 
 
-def _model_from(meta: dict, fs, root: str, path: str):
-    from .estimator import GaussianMixture
-
+def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
     arrays = {}
     for name, shape in _expected_shapes(ct, k, d).items():
@@ -214,17 +244,11 @@ def _model_from(meta: dict, fs, root: str, path: str):
             raise _bad(path, f"{name} has shape {arr.shape} {arr.dtype}, expected {shape} "
                        "float64")
         arrays[name] = arr
-    params = {k_: v for k_, v in meta["params"].items() if k_ in _SCALAR_PARAMS}
-    model = GaussianMixture(**params)
-    for name, arr in arrays.items():
-        setattr(model, name + "_", arr)
+    params = {key: np.asarray(v, dtype=np.float64) if key in _ARRAY_PARAMS and v is not None
+              else v for key, v in meta["params"].items()}
     fit = meta["fit"]
-    model.converged_ = bool(fit["converged"])
-    model.n_iter_ = int(fit["n_iter"])
-    model.lower_bound_ = float(fit["lower_bound"])
-    model.lower_bounds_ = [float(v) for v in fit["lower_bounds"]]
-    model.n_features_in_ = d
-    if meta.get("feature_names"):
-        model.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-    model.metrics_ = meta.get("metrics", {})
-    return model
+    fit = {"converged": bool(fit["converged"]), "n_iter": int(fit["n_iter"]),
+           "lower_bound": float(fit["lower_bound"]),
+           "lower_bounds": [float(v) for v in fit["lower_bounds"]]}
+    return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
+                      meta.get("metrics", {}))

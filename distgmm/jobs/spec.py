@@ -25,11 +25,16 @@ from pydantic import (
     model_validator,
 )
 
-from .numerics.gaussian import COVARIANCE_TYPES
-from .outputs import OUTPUT_FORMATS
-from .parallel.blocks import CACHE_CHOICES
-from .parallel.init import INIT_PARAMS
-from .sources import DEFAULT_CHUNK_BYTES, FORMATS, parse_filter
+from ..io.sources import DEFAULT_CHUNK_BYTES, parse_filter
+from ..options import (
+    CACHES,
+    COMPUTE_DTYPES,
+    COVARIANCE_TYPES,
+    CRITERIA,
+    INPUT_FORMATS,
+    JOB_INIT_PARAMS,
+    OUTPUT_FORMATS,
+)
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
 
@@ -51,7 +56,7 @@ class InputSpec(_Frozen):
     """Where the rows come from (see :func:`distgmm.open_source`)."""
 
     path: str
-    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    format: Literal[INPUT_FORMATS] = "auto"  # type: ignore[valid-type]
     array: str | None = None
     columns: tuple[str, ...] | None = None
     filters: tuple[Any, ...] = ()
@@ -116,16 +121,16 @@ class ModelSpec(_Frozen):
 
     n_components: PositiveInt | list[PositiveInt]
     covariance_type: CovarianceType | list[CovarianceType] = "full"
-    criterion: Literal["bic", "aic"] = "bic"
+    criterion: Literal[CRITERIA] = "bic"  # type: ignore[valid-type]
     tol: Annotated[float, Field(ge=0)] = 1e-3
     reg_covar: Annotated[float, Field(ge=0)] = 1e-6
     max_iter: Annotated[int, Field(ge=0)] = 100
     n_init: Annotated[int, Field(ge=1)] = 1
     # "previous": start from the last model this job published (scheduled runs)
-    init_params: Literal[(*INIT_PARAMS, "previous")] = "kmeans"  # type: ignore[valid-type]
+    init_params: Literal[JOB_INIT_PARAMS] = "kmeans"  # type: ignore[valid-type]
     random_state: int | None = 0
-    cache: Literal[CACHE_CHOICES] = "auto"  # type: ignore[valid-type]
-    compute_dtype: Literal["float64", "float32"] = "float64"
+    cache: Literal[CACHES] = "auto"  # type: ignore[valid-type]
+    compute_dtype: Literal[COMPUTE_DTYPES] = "float64"  # type: ignore[valid-type]
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod

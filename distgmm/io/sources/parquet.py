@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..inputs import check_columns
+from ...parallel.inputs import check_columns
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 
 _OPS = ("==", "!=", "<=", ">=", "<", ">", "not in", "in")

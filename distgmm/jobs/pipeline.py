@@ -18,16 +18,16 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from .checkpoint import Checkpoint
+from ..io.checkpoint import Checkpoint
+from ..io.model import library_versions, write_model_files
+from ..io.outputs import PredictionOptions, predictions, sizes_array, write_json
+from ..io.publish import Publication, is_published
+from ..io.sources import Dataset, open_source
+from ..numerics.params import n_parameters
 from .cluster import connect
 from .events import Reporter
-from .jobspec import JobSpec, OutputSpec
-from .model import library_versions, write_model_files
-from .numerics.params import n_parameters
-from .outputs import PredictionOptions, predictions, sizes_array, write_json
 from .previous import drift, previous_output, warm_start_params
-from .publish import Publication, is_published
-from .sources import Dataset, open_source
+from .spec import JobSpec, OutputSpec
 
 
 def _compute(client, collections: list, reporter: Reporter, label: str) -> list:
@@ -74,7 +74,7 @@ def _drain(client, collections: list, futures: list, timeout: float = 60.0) -> N
 
 
 def _persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset:
-    from .parallel.blocks import should_persist
+    from ..parallel.blocks import should_persist
 
     if not should_persist(dataset.X, cache):
         return dataset
@@ -107,7 +107,7 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
 
     ``previous`` (path, model) adds the drift section, scored in the same pass.
     """
-    from .parallel.predict import score_samples_dask
+    from ..parallel.predict import score_samples_dask
 
     t0 = time.perf_counter()
     params = model._params()
@@ -147,7 +147,7 @@ def _publish_results(client, model, dataset: Dataset, output: OutputSpec, pub: P
     if previous is not None:
         metrics["drift"] = drift(previous[0], previous[1], model, float(before[0]), total, n)
     if figures is not None:
-        from .numerics.predict import predict_block
+        from ..numerics.predict import predict_block
         from .report import write_report
 
         x_sum, x_cross, points = figures
@@ -216,7 +216,7 @@ def _fit_with_checkpoint(model, dataset: Dataset, ckpt: Checkpoint,
 
 def _previous_model(spec: JobSpec, dataset: Dataset, reporter: Reporter):
     """(path, model) of this job's previous published run, for warm start and drift."""
-    from .model import load_model
+    from ..estimator import load_model
 
     if spec.model.init_params == "previous" and spec.model.is_sweep:
         raise ValueError("init_params: previous starts one model from the last one; a "
@@ -244,7 +244,7 @@ def _previous_model(spec: JobSpec, dataset: Dataset, reporter: Reporter):
 
 def _select(dataset: Dataset, spec: JobSpec, reporter: Reporter):
     """Fit every candidate of a sweep in shared passes; the best by the criterion."""
-    from .selection import select_model
+    from ..selection import select_model
 
     ks, cts = spec.model.candidates
     params = spec.model.estimator_params()
@@ -287,7 +287,7 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
     dict
         The metrics written to ``metrics.json``.
     """
-    from .estimator import GaussianMixture
+    from ..estimator import GaussianMixture
 
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
@@ -372,7 +372,7 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     dict
         The metrics written to ``metrics.json`` (no ``model/`` is written).
     """
-    from .model import load_model
+    from ..estimator import load_model
 
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()

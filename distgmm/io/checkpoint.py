@@ -12,27 +12,14 @@ from __future__ import annotations
 import json
 import posixpath
 import uuid
-from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics.params import GMMParams
-from .parallel.em import EMResult
+from ..numerics.params import GMMParams
+from ..parallel.em import EMResult, FitState
 
 FORMAT = "distgmm-checkpoint"
 VERSION = 2
-
-
-@dataclass
-class FitState:
-    """Where a fit stands: the seed of every restart and each restart's EM state.
-
-    ``restarts[i]`` is ``None`` until restart ``i`` has finished its first iteration
-    (its initialisation is simply redone on resume: it is deterministic).
-    """
-
-    seeds: list
-    restarts: list
 
 
 class CheckpointMismatch(ValueError):

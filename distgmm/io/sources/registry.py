@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ...options import INPUT_FORMATS
 from .array import ArraySource, NpySource
 from .base import Source
 from .parquet import ParquetSource
 from .zarr import ZarrSource
 
 SOURCES = {"zarr": ZarrSource, "parquet": ParquetSource, "npy": NpySource}
-FORMATS = ("auto", *SOURCES)
 _SUFFIXES = {".zarr": "zarr", ".zip": "zarr", ".parquet": "parquet", ".pq": "parquet",
              ".parq": "parquet", ".npy": "npy"}
 
@@ -58,7 +58,7 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
     Returns
     -------
     Source
-        Call ``.load()`` for the :class:`~distgmm.sources.base.Dataset`.
+        Call ``.load()`` for the :class:`~distgmm.io.sources.base.Dataset`.
     """
     options = {k: v for k, v in options.items()
                if v is not None and not (isinstance(v, (tuple, list, dict)) and not v)}
@@ -66,8 +66,8 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
         cls, where = ArraySource, "an in-memory array"
     else:
         data = os.fspath(data)
-        if format not in FORMATS:
-            raise ValueError(f"format={format!r} is not one of {FORMATS}.")
+        if format not in INPUT_FORMATS:
+            raise ValueError(f"format={format!r} is not one of {INPUT_FORMATS}.")
         fmt = detect_format(data) if format == "auto" else format
         cls, where = SOURCES[fmt], f"{fmt} input"
     allowed = {f.name for f in dataclasses.fields(cls)} - {"path", "data"}

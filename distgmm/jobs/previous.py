@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from .publish import SUCCESS
+from ..io.publish import SUCCESS
 
 
 def _order(key: str):

@@ -2,7 +2,7 @@
 
 All writers return lazy tasks, so writing the results and the final statistics
 (total log-likelihood, cluster sizes) share one pass over the data. They write into a
-staging location given by :class:`distgmm.publish.Publication`.
+staging location given by :class:`distgmm.io.publish.Publication`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics.params import GMMParams
-from .numerics.predict import predict_all_block
+from ..numerics.params import GMMParams
+from ..numerics.predict import predict_all_block
+from ..options import OUTPUT_FORMATS
 
-OUTPUT_FORMATS = ("auto", "zarr", "parquet")
 PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet"}
 
 
@@ -62,7 +62,7 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
     import dask.array as da
     import zarr
 
-    from .parallel.predict import predict_all_dask
+    from ..parallel.predict import predict_all_dask
 
     labels, loglik, proba = predict_all_dask(dataset.X, params)
     wanted = {"label": (labels.astype(np.int32), opts.labels),
@@ -156,7 +156,7 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
 
     Parameters
     ----------
-    dataset : distgmm.sources.Dataset
+    dataset : distgmm.io.sources.Dataset
     params : GMMParams
     staging_url : str
         Directory the results go into (``predictions.zarr`` or ``predictions.parquet``).

@@ -34,7 +34,7 @@ def make_demo_data(url: str, n_samples: int, n_features: int, n_components: int,
     import dask.array as da
     import zarr
 
-    from .publish import Publication
+    from ..io.publish import Publication
 
     X, means = synthetic(n_samples, n_features, n_components, chunk_rows, seed)
     with Publication(url, overwrite=True, marker=False) as pub:
@@ -73,10 +73,10 @@ def run_demo(*, workdir: str, n_samples: int, n_features: int, n_components: int
     dict
         The run's metrics.
     """
+    from ..estimator import load_model
     from .cluster import connect
-    from .jobspec import JobSpec
-    from .model import load_model
-    from .runner import run_job
+    from .pipeline import run_job
+    from .spec import JobSpec
 
     reporter = reporter or Reporter()
     data = os.path.join(workdir, "data.zarr")

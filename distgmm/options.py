@@ -1,0 +1,54 @@
+"""The one list of distgmm's choices and of the shapes each covariance type gives.
+
+The estimator's parameter constraints, the job spec's validators, the CLI's choices, the
+model file and the compiled kernel's type codes all read these; nothing else spells
+them out. This module imports nothing of distgmm and nothing heavy.
+"""
+
+from __future__ import annotations
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+"""Covariance types, in the order of the compiled kernel's type codes (0..3)."""
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+"""Initialisations of :class:`distgmm.GaussianMixture`."""
+
+JOB_INIT_PARAMS = (*INIT_PARAMS, "previous")
+"""A job may also start from the model it published last time."""
+
+CACHES = ("auto", "memory", "none")
+"""Where dask input lives during a fit: persisted if it fits, persisted, re-read."""
+
+COMPUTE_DTYPES = ("float64", "float32")
+"""Precision of the E-step arithmetic on a tile of rows (statistics are float64)."""
+
+CRITERIA = ("bic", "aic")
+"""Model-selection criteria of a sweep (lower is better)."""
+
+INPUT_FORMATS = ("auto", "zarr", "parquet", "npy")
+"""Input formats; ``auto`` tells by the suffix and the directory's contents."""
+
+OUTPUT_FORMATS = ("auto", "zarr", "parquet")
+"""Formats of per-row results; ``auto`` is Parquet for Parquet input, Zarr otherwise."""
+
+
+def covariance_code(covariance_type: str) -> int:
+    """The compiled kernel's integer code of a covariance type."""
+    return COVARIANCE_TYPES.index(covariance_type)
+
+
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """Shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``.
+
+    ==============  ==========
+    type            shape
+    ==============  ==========
+    ``full``        (K, d, d)
+    ``tied``        (d, d)
+    ``diag``        (K, d)
+    ``spherical``   (K,)
+    ==============  ==========
+    """
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+            "spherical": (k,)}[covariance_type]
