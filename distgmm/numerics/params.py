@@ -84,3 +84,27 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     """Number of free parameters of the mixture (as scikit-learn counts them)."""
     cov = _COV_PARAMS[covariance_type](n_components, n_features)
     return int(cov + n_features * n_components + n_components - 1)
+
+
+def information_criteria(total_log_likelihood: float, n_samples: float,
+                         n_components: int, n_features: int,
+                         covariance_type: str) -> dict[str, float]:
+    """BIC and AIC of a mixture from its total log-likelihood, as scikit-learn's.
+
+    Parameters
+    ----------
+    total_log_likelihood : float
+        Sum of the per-row log-likelihoods (weighted, with sample weights).
+    n_samples : float
+        Rows (the total weight, with sample weights).
+    n_components, n_features : int
+    covariance_type : str
+
+    Returns
+    -------
+    dict
+        ``{"bic": -2 log L + p log n, "aic": -2 log L + 2 p}`` (lower is better).
+    """
+    p = n_parameters(n_components, n_features, covariance_type)
+    return {"bic": float(-2 * total_log_likelihood + p * np.log(n_samples)),
+            "aic": float(-2 * total_log_likelihood + 2 * p)}
