@@ -179,7 +179,7 @@ CASES = [
      r"checkpoint .* belongs to a different input and job: rerun with --restart"),
     ("not-a-model", ["predict", "{d}/notamodel", "{d}/good.zarr"], BAD, r"no model.json"),
     ("model-of-other-features", ["predict", "{d}/model2d", "{d}/good.zarr"], BAD,
-     r"3 features but the model was fitted on 2"),
+     r"X has 3 features, but GaussianMixture is expecting 2 .* other columns"),
     ("info-on-a-missing-model", ["info", "{d}/gone"], BAD, r"No model at"),
     # ------------------------------------------------------------------- the cluster
     ("unreachable-scheduler", ["fit", "{d}/good.zarr", "-k", 2, "--address",

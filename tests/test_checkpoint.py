@@ -100,7 +100,7 @@ def test_a_torn_write_keeps_the_previous_checkpoint(tmp_path, X, monkeypatch):
 
 
 def test_killed_between_checkpoint_and_publish(client, tmp_path, X, monkeypatch):
-    import distgmm.jobs.pipeline as runner
+    import distgmm.jobs.pipeline as runner  # the stage functions run_job calls
 
     np.save(tmp_path / "x.npy", X)
     spec = JobSpec.from_mapping({
@@ -108,16 +108,16 @@ def test_killed_between_checkpoint_and_publish(client, tmp_path, X, monkeypatch)
         "model": {"n_components": 4, "tol": 1e-8, "max_iter": 50},
         "output": {"path": str(tmp_path / "out")},
     })
-    real = runner._publish_results
+    real = runner.write_results
 
     def killed(*a, **k):
         raise Killed()
 
-    monkeypatch.setattr(runner, "_publish_results", killed)
+    monkeypatch.setattr(runner, "write_results", killed)
     with pytest.raises(Killed):
         run_job(spec, client=client)
     assert sorted(os.listdir(tmp_path)) == [".out.checkpoint.json", "x.npy"]
-    monkeypatch.setattr(runner, "_publish_results", real)
+    monkeypatch.setattr(runner, "write_results", real)
     events = []
 
     class Spy:

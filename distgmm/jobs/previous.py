@@ -1,15 +1,71 @@
-"""Scheduled runs: find the model a job published on its previous run, start from it,
-and measure how far today's data and model drifted from it."""
+"""Scheduled runs: find what a job published before (this very run, or an earlier
+one), start from it, and measure how far today's data and model drifted from it."""
 
 from __future__ import annotations
 
 import json
 import posixpath
 import re
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..io.publish import SUCCESS
+from ..estimator import load_model
+from ..io.publish import SUCCESS, is_published
+from .events import Reporter
+
+
+class PreviousRun(NamedTuple):
+    """The output an earlier run of the job published, and its model."""
+
+    path: str
+    model: Any
+
+
+def already_published(spec) -> dict | None:
+    """The metrics of an output this very job already published, else None."""
+    import fsspec
+
+    url, so = spec.output.path, spec.output.storage_options
+    if spec.output.overwrite or not is_published(url, so):
+        return None
+    fs, path = fsspec.core.url_to_fs(url, **so)
+    try:
+        metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+    same = metrics.get("job", {}).get("fingerprint") == spec.fingerprint()
+    return metrics if same else None
+
+
+def previous_run(spec, n_features: int, reporter: Reporter) -> PreviousRun | None:
+    """This job's previous published run, for a warm start and the drift section.
+
+    None when there is none, or (with a drift note) when it had other features.
+    """
+    warm = spec.model.init_params == "previous"
+    if warm and spec.model.is_sweep:
+        raise ValueError("init_params: previous starts one model from the last one; a "
+                         "sweep of several candidates cannot: use kmeans for sweeps.")
+    path = previous_output(spec)
+    if path is None:
+        if warm:
+            reporter.event("warm-start", "no previous run of this job is published: "
+                           "starting from k-means", previous=None)
+        return None
+    model = load_model(path, storage_options=spec.output.storage_options)
+    if model.n_features_in_ != n_features:
+        if warm:
+            raise ValueError(f"The previous run {path} has {model.n_features_in_} features; "
+                             f"this input has {n_features}: select the same columns.")
+        reporter.event("drift", f"no drift section: the previous run {path} used "
+                       f"{model.n_features_in_} features, this one {n_features}",
+                       previous=path)
+        return None
+    if warm:
+        reporter.event("warm-start", f"starting from the model published at {path}",
+                       previous=path)
+    return PreviousRun(path, model)
 
 
 def _order(key: str):
@@ -71,8 +127,8 @@ def warm_start_params(previous, n_components: int, covariance_type: str,
             "precisions_init": previous.precisions_, "n_init": 1}
 
 
-def drift(previous_path: str, previous, model, loglik_previous: float,
-          loglik_new: float, n: float) -> dict:
+def drift(previous: PreviousRun, model, loglik_previous: float, loglik_new: float,
+          n: float) -> dict:
     """How today's data and model differ from the previous run's.
 
     Components are matched by their means (Hungarian assignment), so the comparison
@@ -80,6 +136,7 @@ def drift(previous_path: str, previous, model, loglik_previous: float,
     """
     from scipy.optimize import linear_sum_assignment
 
+    previous_path, previous = previous
     cost = np.linalg.norm(model.means_[:, None, :] - previous.means_[None, :, :], axis=2)
     rows, cols = linear_sum_assignment(cost)
     return {

@@ -117,11 +117,12 @@ def dask_input(estimator, X, *, reset: bool, min_samples: int = 1):
         )
     if d < 1:
         raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}).")
-    _check_features(estimator, d, names, reset)
+    check_features(estimator, d, names, reset)
     return X
 
 
-def _check_features(estimator, n_features: int, names, reset: bool) -> None:
+def check_features(estimator, n_features: int, names, reset: bool) -> None:
+    """Record (``reset``) or check the feature count and names, as scikit-learn does."""
     if reset:
         estimator.n_features_in_ = n_features
         if names is not None:

@@ -1,0 +1,97 @@
+"""Stage 2 of a job: open the input, check it, and put it where the fit will read it.
+
+The input's fingerprint and the job's checkpoint are settled here, before any pass
+over the data, so a checkpoint of another job or input is refused at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import time
+import warnings
+from dataclasses import dataclass
+
+from ..io.checkpoint import Checkpoint
+from ..io.sources import Dataset, open_source
+from ..parallel.blocks import should_persist
+from ..parallel.inputs import check_features
+from .events import Reporter
+
+
+@dataclass(frozen=True)
+class LoadedInput:
+    """The opened input of a job, and the checkpoint its fit reads and writes."""
+
+    dataset: Dataset
+    checkpoint: Checkpoint | None
+    input_fingerprint: str
+    seconds: float
+
+
+def checkpoint_url(output_url: str) -> str:
+    """Where a job's checkpoint lives: a hidden file next to its output."""
+    parent, name = posixpath.split(output_url.rstrip("/"))
+    return posixpath.join(parent, f".{name}.checkpoint.json")
+
+
+def input_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of the input's description (location, shape, dtype, chunks, store facts)."""
+    text = json.dumps(dataset.description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def open_dataset(path: str, source_options: dict, reporter: Reporter) -> Dataset:
+    """The input as a lazy :class:`Dataset`, announced to the reporter."""
+    dataset = open_source(path, **source_options).load()
+    reporter.event("input", f"input {path}: {dataset.n_samples} rows x "
+                   f"{dataset.n_features} features in {dataset.X.numblocks[0]} chunks",
+                   **{k: dataset.description.get(k) for k in ("kind", "shape")})
+    return dataset
+
+
+def persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset:
+    """The dataset with its rows in cluster memory when ``cache`` says so."""
+    if not should_persist(dataset.X, cache):
+        return dataset
+    X = client.persist(dataset.X)
+    reporter.wait(X, "loading the data into cluster memory")
+    return Dataset(X, dataset.feature_names, dataset.frame, dataset.id_column,
+                   dataset.passthrough, dataset.description)
+
+
+def load_input(spec, client, reporter: Reporter, *, restart: bool = False) -> LoadedInput:
+    """Open a job's input, settle its checkpoint, and persist it if the job caches."""
+    t0 = time.perf_counter()
+    dataset = open_dataset(spec.input.path, spec.input.source_options(), reporter)
+    smallest = min(spec.model.candidates[0])
+    if dataset.n_samples < smallest:
+        raise ValueError(f"The input has {dataset.n_samples} rows but n_components="
+                         f"{smallest}: use fewer components or more data.")
+    fingerprint = input_fingerprint(dataset)
+    identity = {"job": spec.fingerprint(), "input": fingerprint}
+    ckpt = Checkpoint(checkpoint_url(spec.output.path), identity,
+                      spec.output.storage_options)
+    if restart:
+        ckpt.clear()
+    ckpt.restore()  # refuse a mismatching checkpoint before any work
+    dataset = persist(client, dataset, spec.model.cache, reporter)
+    return LoadedInput(dataset, ckpt, fingerprint, time.perf_counter() - t0)
+
+
+def check_model_input(model, dataset: Dataset, path: str) -> None:
+    """The input has rows, and the features the model was fitted on (the estimator's
+    own check)."""
+    if dataset.n_samples == 0:
+        raise ValueError(f"The input {path} has no rows: check the path and filters.")
+    names = list(dataset.feature_names) if dataset.feature_names else None
+    try:
+        with warnings.catch_warnings():
+            # unnamed inputs (Zarr, .npy) are matched by position, as in the fit
+            warnings.simplefilter("ignore", UserWarning)
+            check_features(model, dataset.n_features, names, reset=False)
+    except ValueError as e:
+        hint = (f"pass --columns {','.join(model.feature_names_in_)}"
+                if hasattr(model, "feature_names_in_") else "select the same columns")
+        raise ValueError(f"{e} The model was fitted on other columns: {hint}.") from None

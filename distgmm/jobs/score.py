@@ -1,0 +1,115 @@
+"""Stage 4 of a job: one pass scores every row and writes the per-row results; then
+metrics, the optional report and the model go into the staging directory.
+
+Published output directory::
+
+    OUTPUT/
+      model/                 loadable with distgmm.load_model
+      metrics.json
+      predictions.zarr/      or predictions.parquet/ (labels, probabilities, log-likelihood)
+      report.html            with --report
+      _SUCCESS               written last
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import numpy as np
+
+from ..io.model import write_model_files
+from ..io.outputs import PredictionOptions, predictions
+from ..io.publish import Publication
+from ..io.sources import Dataset
+from ..numerics.predict import predict_block
+from ..parallel.predict import score_samples_dask
+from .compute import compute
+from .events import Reporter
+from .metrics import fit_metrics, scoring_metrics
+from .previous import PreviousRun, drift
+
+REPORT_POINTS = 4000
+
+
+def prediction_options(output) -> PredictionOptions:
+    """The per-row results an output section asks for."""
+    return PredictionOptions(output.labels, output.probabilities, output.log_likelihood,
+                             output.format)
+
+
+def _report_terms(dataset: Dataset, center: np.ndarray) -> list:
+    """Lazy sum and cross-product of ``X - center`` (principal axes without
+    cancellation far from the origin) and a row sample, for the report."""
+    from .report import _pyplot
+
+    _pyplot()  # fail before the pass if matplotlib is missing
+    X = dataset.X.astype(np.float64)
+    Xc = X - center
+    n = dataset.n_samples
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(n, min(n, REPORT_POINTS), replace=False))
+    return [Xc.sum(axis=0), Xc.T @ Xc, X[idx]]
+
+
+def write_results(client, model, dataset: Dataset, output, pub: Publication,
+                  reporter: Reporter, run: dict, previous: PreviousRun | None = None) -> dict:
+    """The scoring pass, the report and ``model/`` into the staging directory.
+
+    ``run`` (the job's identity, a sweep's selection) goes into the metrics and the
+    report; ``previous`` adds the drift section, scored in the same pass.
+
+    Returns
+    -------
+    dict
+        The metrics (without timings).
+    """
+    params = model._params()
+    pending = predictions(dataset, params, pub.staging_url, prediction_options(output),
+                          output.storage_options)
+    reporter.event("predict", "scoring every row under the final model"
+                   + (" and writing the results" if pending.path else ""))
+    scored = [pending.total_log_likelihood, pending.cluster_sizes]
+    if previous is not None:
+        scored.append(score_samples_dask(dataset.X, previous.model._params()).sum())
+    figures = _report_terms(dataset, params.center) if output.report else []
+    results = compute(client, [*pending.writes, *scored, *figures], reporter,
+                      "writing results")[len(pending.writes):]
+    total, sizes, *before = results[:len(scored)]
+    metrics = {**fit_metrics(model, dataset, float(total), sizes, pending.path), **run}
+    if previous is not None:
+        metrics["drift"] = drift(previous, model, float(before[0]), float(total),
+                                 dataset.n_samples)
+    if figures:
+        metrics["report"] = _write_report(model, dataset, metrics, results[len(scored):],
+                                          pub, output)
+    write_model_files(model, posixpath.join(pub.staging_url, "model"),
+                      {k: metrics[k] for k in ("n_samples", "bic", "aic", "cluster_sizes")},
+                      output.storage_options)
+    return metrics
+
+
+def _write_report(model, dataset: Dataset, metrics: dict, figures: list,
+                  pub: Publication, output) -> dict:
+    from .report import write_report
+
+    params = model._params()
+    x_sum, x_cross, points = figures
+    return write_report(
+        pub.staging_url, metrics, model,
+        {"total": x_sum, "cross": x_cross, "n": dataset.n_samples, "center": params.center,
+         "points": points, "labels": predict_block(points, params)},
+        output.storage_options)
+
+
+def score_rows(client, model, dataset: Dataset, output, pub: Publication,
+               reporter: Reporter, model_path: str) -> dict:
+    """Score an input with a saved model into the staging directory (no ``model/``)."""
+    pending = predictions(dataset, model._params(), pub.staging_url,
+                          prediction_options(output), output.storage_options)
+    *_, total, sizes = compute(
+        client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
+        reporter, "scoring")
+    metrics = scoring_metrics(dataset, model.n_components, float(total), sizes,
+                              pending.path)
+    return {**metrics, "model": model_path}
+
