@@ -1,0 +1,101 @@
+"""The shape of the package: layers, light imports, short functions, one home for
+Dask's private APIs. ARCHITECTURE.md describes what these tests hold."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "distgmm"
+ROOT = PACKAGE.parent
+MAX_LINES = 60  # lines of code in a function, docstring and comments aside
+
+
+def test_import_linter_contracts_hold():
+    # the contracts live in pyproject.toml: layers cli > jobs > selection > estimator
+    # > io > parallel > numerics > options, numerics without dask or I/O libraries
+    linter = Path(sys.executable).with_name("lint-imports")
+    run = subprocess.run([str(linter)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 broken" in run.stdout and "Contracts: 3 kept" in run.stdout, run.stdout
+
+
+def test_import_distgmm_is_light():
+    code = ("import sys, distgmm; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'pydantic', 'dask', 'sklearn', "
+            "'zarr', 'click') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_names_resolve_lazily():
+    import distgmm
+
+    for name in distgmm.__all__:
+        assert getattr(distgmm, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        distgmm.nope  # noqa: B018
+
+
+def test_top_level_holds_only_the_facade_options_cli_and_stage_packages():
+    modules = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py"}
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert modules == {"__init__.py", "__main__.py", "options.py", "estimator.py",
+                       "selection.py", "cli.py"}
+    assert packages == {"numerics", "parallel", "io", "jobs"}
+
+
+def _code_lines(node, lines) -> int:
+    body = node.body
+    first = body[0]
+    is_doc = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+              and isinstance(first.value.value, str))
+    start = first.end_lineno + 1 if is_doc else first.lineno
+    if is_doc and len(body) == 1:
+        return 0
+    return sum(1 for line in lines[start - 1:node.end_lineno]
+               if line.strip() and not line.strip().startswith("#"))
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(node, lines)
+                if n > MAX_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n})")
+    assert not long, "functions over 60 lines of code: " + ", ".join(long)
+
+
+PRIVATE_DASK = re.compile(
+    r"dask\._[a-z]|_task_spec|get_scheduler|\.state\.tasks|HighLevelGraph|highlevelgraph"
+    r"|dask\.optimization|distributed\.[a-z_.]*\._[a-z]")
+
+
+def test_private_dask_apis_live_in_one_module():
+    users = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+                   if PRIVATE_DASK.search(p.read_text()))
+    assert users == ["distgmm/parallel/_dask.py"]
+
+
+def test_choices_are_spelled_once():
+    # a tuple/list/set literal of the covariance types anywhere but options.py is a
+    # copy that can drift (docstrings and per-type dispatch dicts are fine)
+    names = {"full", "tied", "diag", "spherical"}
+    copies = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "options.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                values = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+                if len(values & names) >= 3:
+                    copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == []
