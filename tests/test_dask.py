@@ -195,7 +195,7 @@ def test_out_of_core_chunks_are_read_inside_the_pass_task(client, tmp_path):
 def test_fold_inputs_copies_small_literals_and_keeps_shared_work():
     from dask._task_spec import Task, TaskRef
 
-    from distgmm.parallel.fuse import fold_inputs
+    from distgmm.parallel._dask import fold_inputs
 
     def add(a, b):
         return a + b

@@ -1,6 +1,7 @@
 """Candidates sharing passes: the same results as separate runs, far fewer passes."""
 
 import warnings
+from functools import partial
 
 import dask
 import dask.array as da
@@ -9,7 +10,7 @@ import pytest
 from conftest import blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from distgmm import GaussianMixture
+from distgmm import GaussianMixture, estimator
 from distgmm.parallel.blocks import Blocks, numpy_blocks
 from distgmm.parallel.em import run_em
 from distgmm.parallel.init import initial_params
@@ -71,7 +72,7 @@ def test_a_failing_candidate_is_recorded_or_raised():
         run_lockstep(blocks, tasks)
 
 
-def test_restarts_share_passes_on_dask():
+def test_restarts_share_passes_on_dask(monkeypatch):
     X = blobs(n=1200, d=3, k=3, seed=4)[0]
     Xd = da.from_array(X, chunks=300)
     calls = []
@@ -90,9 +91,16 @@ def test_restarts_share_passes_on_dask():
         four = GaussianMixture(n_init=4, **kw).fit(Xd)
     assert len(calls) == n_one  # four restarts, the passes of one
     assert four.lower_bound_ >= one.lower_bound_
-    # the same restarts in process on numpy pick the same best
-    np.testing.assert_allclose(GaussianMixture(n_init=4, **kw).fit(X).means_, four.means_,
-                               rtol=1e-9)
+    # The same restarts in process on numpy, over the same 300-row blocks, give the
+    # same bits and so pick the same best. With the numpy engine's default blocks (one
+    # block of 1200 rows) the sums round differently: restarts 0, 1 and 3 reach the same
+    # mixture (components permuted) with lower bounds a few ulps apart, and which of
+    # them wins depends on those ulps.
+    monkeypatch.setattr(estimator, "numpy_blocks", partial(numpy_blocks, block_rows=300))
+    same_blocks = GaussianMixture(n_init=4, **kw).fit(X)
+    np.testing.assert_array_equal(same_blocks.means_, four.means_)
+    np.testing.assert_array_equal(same_blocks.covariances_, four.covariances_)
+    assert same_blocks.lower_bounds_ == four.lower_bounds_
 
 
 def test_a_chunk_error_fails_only_its_candidate():

@@ -29,12 +29,23 @@ def compute(client, collections: list, reporter: Reporter, label: str) -> list:
         raise
 
 
-_ACTIVE = ("executing", "long-running", "ready", "constrained", "waiting", "fetch", "flight")
+def _running(dask_worker) -> list:
+    """Keys running in a worker's threads now.
+
+    ``Worker.active_threads`` (documented: "the keys currently running on active
+    threads") holds a task until its function returns, whatever the worker's state
+    machine calls it: a cancelled task keeps running to the end, in state
+    ``cancelled``, which a list of state names easily misses.
+    """
+    try:
+        return [str(key) for key in tuple(dask_worker.active_threads.values())]
+    except RuntimeError:  # changed while copied: ask again on the next poll
+        return ["<busy>"]
 
 
-def _executing(dask_worker) -> list:
-    """Keys a worker is running or about to run (cancelled tasks run to the end)."""
-    return [str(key) for key, ts in dask_worker.state.tasks.items() if ts.state in _ACTIVE]
+def _pending(client) -> set:
+    """Keys the scheduler still has assigned to workers (queued or running)."""
+    return {str(key) for keys in client.processing().values() for key in keys}
 
 
 def _drain(client, collections: list, futures: list, timeout: float = 60.0) -> None:
@@ -44,8 +55,9 @@ def _drain(client, collections: list, futures: list, timeout: float = 60.0) -> N
     deadline, quiet = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and quiet < 5:  # idle on 5 polls in a row
         try:
-            running = {k for ks in client.run(_executing).values() for k in ks}
+            running = {k for ks in client.run(_running).values() for k in ks}
+            running |= _pending(client)
         except OSError:
             return
-        quiet = 0 if running & keys else quiet + 1
+        quiet = 0 if running & (keys | {"<busy>"}) else quiet + 1
         time.sleep(0.05)

@@ -55,7 +55,6 @@ def colocated_groups(graph: Mapping, keys: list, also: list = ()) -> list[list[i
         scheduler is active): then every chunk keeps its own task.
     """
     try:
-        from dask.base import get_scheduler
         from distributed import Future
     except ImportError:  # pragma: no cover - dask without distributed
         return None
@@ -64,7 +63,7 @@ def colocated_groups(graph: Mapping, keys: list, also: list = ()) -> list[list[i
     if not futures or not all(isinstance(f, Future) for f in futures + others):
         return None
     client = futures[0].client
-    if get_scheduler() != client.get or any(
+    if not client_is_active(client) or any(
         f.status != "finished" or f.client is not client for f in futures + others
     ):
         return None
@@ -79,6 +78,37 @@ def colocated_groups(graph: Mapping, keys: list, also: list = ()) -> list[list[i
             _placements.clear()
         _placements[cache_key] = (now, [list(g) for g in groups])
     return groups
+
+
+def client_is_active(client) -> bool:
+    """Whether ``dask.compute`` would run on ``client`` now.
+
+    Public APIs only, in the order dask itself decides: a scheduler
+    set in ``dask.config`` (a name, a function, a client) wins; otherwise, as with
+    ``"dask.distributed"``, the default client of this process (or of this task).
+
+    Parameters
+    ----------
+    client : distributed.Client
+
+    Returns
+    -------
+    bool
+    """
+    import dask
+    from distributed import get_client
+
+    chosen = dask.config.get("scheduler", None)
+    if chosen is client:
+        return True
+    if callable(chosen):
+        return chosen == client.get
+    if chosen is not None and str(chosen).lower() not in ("dask.distributed", "distributed"):
+        return False  # "threads", "sync", "processes", an executor
+    try:
+        return get_client() is client
+    except ValueError:  # no client at all
+        return False
 
 
 def _groups_by_holder(client, futures: list) -> list[list[int]] | None:

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import reduce
+from functools import partial, reduce
 from typing import Any
 
 import numpy as np
@@ -125,14 +125,13 @@ def dask_map_reduce(
 
     Notes
     -----
-    Each chunk's loading tasks that nothing else uses (reading a Zarr chunk or a
-    Parquet row group) run inside the chunk's task (:mod:`distgmm.parallel.fuse`):
-    one task per chunk, and no loaded chunk waits in memory for its consumer.
-    Persisted chunks are instead visited by one task per worker thread, over the
-    chunks that worker holds (:mod:`distgmm.parallel.colocate`), submitted straight to
-    the client: no graph to build, optimise and order (4-5 ms less per pass here,
-    where a client round trip takes 6-11 ms). Either way the tree
-    and the bits are those of the numpy engine, and tasks run with one BLAS thread
+    Persisted chunks are visited by one task per worker thread, over the chunks that
+    worker holds (:mod:`distgmm.parallel.colocate`), submitted straight to the client:
+    no graph to build, optimise and order (4-5 ms less per pass here, where a client
+    round trip takes 6-11 ms). Otherwise each chunk gets a task, into which its loading
+    tasks that nothing else uses (reading a Zarr chunk or a Parquet row group) are
+    folded (:func:`distgmm.parallel._dask.fold_inputs`). Either way the tree and the
+    bits are those of the numpy engine, and tasks run with one BLAS thread
     (:mod:`distgmm.parallel.blas`).
 
     Returns
@@ -140,58 +139,96 @@ def dask_map_reduce(
     The combined result, computed with the active scheduler (a ``distributed.Client``
     if one is active, threads otherwise).
     """
-    import dask
-    from dask.delayed import Delayed
-    from dask.highlevelgraph import HighLevelGraph
-    from dask.optimization import cull
-
+    from . import _dask
     from .colocate import colocated_groups
-    from .fuse import fold_inputs
 
-    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
-    deps = [X] if w is None else [X, w]
-    inputs = dict(HighLevelGraph.merge(*[d.__dask_graph__() for d in deps]))  # once
+    inputs = _input_graph(X, w)  # materialised once: grouping and folding both read it
     xkeys = [(X.name, i, 0) for i, _ in blocks]
     wkeys = [None if w is None else (w.name, i) for i, _ in blocks]
     groups = colocated_groups(inputs, xkeys, also=[] if w is None else wkeys)
     if groups is not None:  # every input is a future of the active client
-        client = inputs[xkeys[0]].client
-        tasks = [
-            client.submit(
-                in_one_blas_thread, tree_nodes, fn, combine, split_every, len(blocks),
-                positions, [inputs[xkeys[j]] for j in positions],
-                [None if w is None else inputs[wkeys[j]] for j in positions],
-                [blocks[j][1] for j in positions], *args, key=f"{name}-group-{g}", pure=False)
-            for g, positions in enumerate(groups)
-        ]
-        nodes: dict = {}
-        for part in client.gather(tasks):
-            nodes.update(part)
-        (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
-        return total
-    read = xkeys + ([] if w is None else wkeys)
-    folded = fold_inputs(inputs, read)  # each chunk read inside its own task
+        return _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args,
+                             split_every)
+    if _dask.enabled("graph"):
+        partials = _graph_pass(inputs, xkeys, wkeys, blocks, fn, combine, args, split_every)
+    else:
+        partials = _delayed_pass(X, w, blocks, fn, combine, args, split_every)
+    # the last level runs here, on partials fetched straight from the workers: one
+    # round trip through the scheduler less per pass
+    return reduce_list(combine, list(partials))
+
+
+def _input_graph(X, w) -> dict:
+    """The low-level graph of the pass's inputs, as one dict."""
+    graph = dict(X.__dask_graph__())
+    if w is not None:
+        graph.update(w.__dask_graph__())
+    return graph
+
+
+def _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args, split_every):
+    """One task per group of persisted chunks; the driver completes the tree."""
+    client = inputs[xkeys[0]].client
+    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    tasks = [
+        client.submit(
+            in_one_blas_thread, tree_nodes, fn, combine, split_every, len(blocks),
+            positions, [inputs[xkeys[j]] for j in positions],
+            [None if wkeys[j] is None else inputs[wkeys[j]] for j in positions],
+            [blocks[j][1] for j in positions], *args, key=f"{name}-group-{g}", pure=False)
+        for g, positions in enumerate(groups)
+    ]
+    nodes: dict = {}
+    for part in client.gather(tasks):
+        nodes.update(part)
+    (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
+    return total
+
+
+def _graph_pass(inputs, xkeys, wkeys, blocks, fn, combine, args, split_every) -> tuple:
+    """All but the last tree level as one hand-built graph, chunk reads folded in."""
+    from . import _dask
+
+    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    folded = _dask.fold_inputs(inputs, xkeys + [k for k in wkeys if k is not None])
     layer: dict = {}
     keys = []
     for j, (xkey, wkey, (_, row_start)) in enumerate(zip(xkeys, wkeys, blocks)):
-        key = (name, 0, j)
-        layer[key] = (in_one_blas_thread, fn, folded.get(xkey, xkey), folded.get(wkey, wkey),
-                      row_start, *args)
-        keys.append(key)
+        layer[(name, 0, j)] = (in_one_blas_thread, fn, folded.get(xkey, xkey),
+                               folded.get(wkey, wkey), row_start, *args)
+        keys.append((name, 0, j))
     level = 0
     while len(keys) > split_every:
         level += 1
-        nxt = []
-        for j, group in enumerate(_groups(keys, split_every)):
-            key = (name, level, j)
-            layer[key] = (reduce_list, combine, list(group))
-            nxt.append(key)
-        keys = nxt
-    # the last level runs here, on partials fetched straight from the workers: one
-    # round trip through the scheduler less per pass
-    graph, _ = cull({**inputs, **layer}, keys)  # drops the folded tasks' own keys
-    partials = dask.compute(*[Delayed(key, graph) for key in keys])
-    return reduce_list(combine, list(partials))
+        groups = _groups(keys, split_every)
+        keys = [(name, level, j) for j in range(len(groups))]
+        layer.update({k: (reduce_list, combine, list(g)) for k, g in zip(keys, groups)})
+    return _dask.compute_graph({**inputs, **layer}, keys)
+
+
+def _chunk_task(fn, row_start, args, x, w):
+    """``fn`` on one chunk with one BLAS thread (the public route's chunk task)."""
+    return in_one_blas_thread(fn, x, w, row_start, *args)
+
+
+def _delayed_pass(X, w, blocks, fn, combine, args, split_every) -> tuple:
+    """The graph pass's tree through public APIs only (no input folding)."""
+    import dask
+
+    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    xs = X.to_delayed(optimize_graph=True)[:, 0]
+    ws = [None] * len(xs) if w is None else w.to_delayed(optimize_graph=True)
+    nodes = [
+        dask.delayed(partial(_chunk_task, fn, row_start, args), name=f"{name}-fn",
+                     pure=False)(xs[i], ws[i], dask_key_name=(name, 0, j))
+        for j, (i, row_start) in enumerate(blocks)
+    ]
+    level = 0
+    while len(nodes) > split_every:
+        level += 1
+        nodes = [dask.delayed(reduce_list, pure=False)(combine, g, dask_key_name=(name, level, j))
+                 for j, g in enumerate(_groups(nodes, split_every))]
+    return dask.compute(*nodes)
 
 
 def numpy_map_reduce(
