@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    make_constraint,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from .io.model import read_model, save_model
@@ -19,8 +28,9 @@ from .numerics.gaussian import (
     CollapseError,
     precision_cholesky_from_precisions,
 )
-from .numerics.params import GMMParams, n_parameters
+from .numerics.params import GMMParams, information_criteria, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
+from .numerics.suffstats import chunk_stats, merge
 from .options import CACHES, COMPUTE_DTYPES, COVARIANCE_TYPES, INIT_PARAMS, covariance_shape
 from .parallel.blas import one_blas_thread
 from .parallel.blocks import Blocks, dask_blocks, numpy_blocks
@@ -35,6 +45,104 @@ from .parallel.inputs import (
 )
 from .parallel.lockstep import run_lockstep
 from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
+
+_CHOICES = {
+    "covariance_type": COVARIANCE_TYPES,
+    "init_params": INIT_PARAMS,
+    "cache": CACHES,
+    "compute_dtype": COMPUTE_DTYPES,
+}
+"""The string parameters and their choices, from :mod:`distgmm.options`."""
+
+_TO_DO = {
+    "n_components": "give an integer >= 1",
+    "tol": "give a number >= 0",
+    "reg_covar": "give a number >= 0",
+    "max_iter": "give an integer >= 0",
+    "n_init": "give an integer >= 1",
+    "verbose_interval": "give an integer >= 1",
+    "verbose": "give an integer >= 0",
+    "warm_start": "give True or False",
+    "random_state": "give an int, a numpy RandomState or None",
+    "weights_init": "give an array or None",
+    "means_init": "give an array or None",
+    "precisions_init": "give an array or None",
+}
+"""What to do about a bad value of each other parameter (after scikit-learn's message)."""
+
+
+def _parameter_hint(name: str, value) -> str:
+    """distgmm's one-sentence advice about a bad parameter value."""
+    if name in _CHOICES:
+        choices = _CHOICES[name]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else "."
+        return f"{name}={value!r} is not one of {choices}{guess}"
+    return f"{name}={value!r}: {_TO_DO[name]}."
+
+
+# The checks of the initial parameters give scikit-learn's messages word for word (code
+# matching scikit-learn's errors keeps working), then distgmm's advice.
+_SHAPE_NAMES = {
+    "full": "(n_components, n_features, n_features)",
+    "tied": "(n_features, n_features)",
+    "diag": "(n_components, n_features)",
+    "spherical": "(n_components,)",
+}
+
+
+def _check_weights(weights, n_components: int) -> None:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_components,):
+        raise ValueError(
+            f"The parameter 'weights' should have the shape of {(n_components,)}, but got "
+            f"{w.shape}: give weights_init one weight per component.")
+    if not (np.all(w >= 0) and np.all(w <= 1)):
+        # scikit-learn's sentence labels the smallest value "max" and the largest "min";
+        # kept as it is, and the advice says which is which
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{np.min(w):.5f}, min value {np.max(w):.5f}: weights_init must lie in [0, 1] "
+            f"(its smallest is {np.min(w):.5g}, its largest {np.max(w):.5g}) and sum to 1.")
+    if not np.isclose(w.sum(), 1.0):
+        raise ValueError(
+            "The parameter 'weights' should be normalized, but got sum(weights) = "
+            f"{w.sum():.5f}: divide weights_init by its sum.")
+
+
+def _check_means(means, n_components: int, n_features: int) -> None:
+    m = np.asarray(means, dtype=np.float64)
+    expected = (n_components, n_features)
+    if m.shape != expected:
+        raise ValueError(
+            f"The parameter 'means' should have the shape of {expected}, but got "
+            f"{m.shape}: means_init has shape {m.shape}; expected {expected}, one row per "
+            "component and one column per feature.")
+
+
+def _check_precisions(precisions, covariance_type: str, n_components: int,
+                      n_features: int) -> None:
+    ct = covariance_type
+    p = np.asarray(precisions, dtype=np.float64)
+    expected = covariance_shape(ct, n_components, n_features)
+    if p.shape != expected:
+        raise ValueError(
+            f"The parameter '{ct} precision' should have the shape of {expected}, but got "
+            f"{p.shape}: precisions_init for covariance_type={ct!r} is shaped "
+            f"{_SHAPE_NAMES[ct]}.")
+    if ct in ("diag", "spherical"):
+        if not np.all(p > 0):
+            raise ValueError(
+                f"'{ct} precision' should be positive: precisions_init for "
+                f"covariance_type={ct!r} holds inverse variances, each > 0.")
+        return
+    mats = p.reshape(-1, n_features, n_features)
+    if not (np.allclose(mats, mats.transpose(0, 2, 1))
+            and all(np.linalg.eigvalsh(m).min() > 0 for m in mats)):
+        raise ValueError(
+            f"'{ct} precision' should be symmetric, positive-definite: precisions_init for "
+            f"covariance_type={ct!r} must be symmetric and positive-definite (the inverse "
+            "of a covariance matrix).")
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -111,6 +219,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     (1000,)
     """
 
+    # scikit-learn's developer API for third-party estimators: BaseEstimator's
+    # _validate_params() checks these at the start of every fit and raises scikit-learn's
+    # InvalidParameterError (a ValueError) with scikit-learn's wording; the choices are
+    # distgmm.options'.
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(INIT_PARAMS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "cache": [StrOptions(set(CACHES))],
+        "compute_dtype": [StrOptions(set(COMPUTE_DTYPES))],
+    }
+
     def __init__(
         self,
         n_components: int = 1,
@@ -149,53 +280,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.compute_dtype = compute_dtype
 
     # ------------------------------------------------------------------ checks
+    def _validate_params(self) -> None:
+        """scikit-learn's checks of the constructor parameters, then distgmm's advice."""
+        try:
+            super()._validate_params()
+        except InvalidParameterError as e:
+            params, constraints = self.get_params(deep=False), self._parameter_constraints
+            bad = next(name for name, value in params.items()  # scikit-learn's order
+                       if name in constraints and not any(
+                           make_constraint(c).is_satisfied_by(value) for c in constraints[name]))
+            raise InvalidParameterError(f"{e} {_parameter_hint(bad, params[bad])}") from None
+
     def _check_parameters(self, n_features: int) -> None:
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-
-        def is_int(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        need(is_int(self.n_components) and self.n_components >= 1,
-             f"n_components={self.n_components!r}: give an integer >= 1.")
-        need(self.covariance_type in COVARIANCE_TYPES,
-             f"covariance_type={self.covariance_type!r} is not one of {COVARIANCE_TYPES}.")
-        need(np.isscalar(self.tol) and self.tol >= 0, f"tol={self.tol!r}: give a number >= 0.")
-        need(np.isscalar(self.reg_covar) and self.reg_covar >= 0,
-             f"reg_covar={self.reg_covar!r}: give a number >= 0.")
-        need(is_int(self.max_iter) and self.max_iter >= 0,
-             f"max_iter={self.max_iter!r}: give an integer >= 0.")
-        need(is_int(self.n_init) and self.n_init >= 1,
-             f"n_init={self.n_init!r}: give an integer >= 1.")
-        need(self.init_params in INIT_PARAMS,
-             f"init_params={self.init_params!r} is not one of {INIT_PARAMS}.")
-        need(self.cache in CACHES, f"cache={self.cache!r} is not one of {CACHES}.")
-        need(self.compute_dtype in COMPUTE_DTYPES,
-             f"compute_dtype={self.compute_dtype!r} is not one of {COMPUTE_DTYPES}.")
-        k, d = self.n_components, n_features
+        """The initial parameters' shapes and values (the rest is ``_validate_params``)."""
+        k = self.n_components
         if self.weights_init is not None:
-            w = np.asarray(self.weights_init, dtype=np.float64)
-            need(w.shape == (k,), f"weights_init has shape {w.shape}; expected {(k,)}.")
-            need(np.all(w >= 0) and np.all(w <= 1) and np.isclose(w.sum(), 1.0),
-                 "weights_init must be in [0, 1] and sum to 1.")
+            _check_weights(self.weights_init, k)
         if self.means_init is not None:
-            m = np.asarray(self.means_init, dtype=np.float64)
-            need(m.shape == (k, d), f"means_init has shape {m.shape}; expected {(k, d)}.")
+            _check_means(self.means_init, k, n_features)
         if self.precisions_init is not None:
-            p = np.asarray(self.precisions_init, dtype=np.float64)
-            expected = covariance_shape(self.covariance_type, k, d)
-            need(p.shape == expected,
-                 f"precisions_init has shape {p.shape}; expected {expected} for "
-                 f"covariance_type={self.covariance_type!r}.")
-            if self.covariance_type in ("diag", "spherical"):
-                need(np.all(p > 0), "precisions_init must be positive.")
-            else:
-                mats = p.reshape(-1, d, d)
-                need(np.allclose(mats, mats.transpose(0, 2, 1))
-                     and all(np.linalg.eigvalsh(m).min() > 0 for m in mats),
-                     f"precisions_init for covariance_type={self.covariance_type!r} must be "
-                     "symmetric and positive-definite.")
+            _check_precisions(self.precisions_init, self.covariance_type, k, n_features)
 
     def _blocks(self, X, sample_weight, *, reset: bool) -> Blocks:
         min_samples = 2 if reset else 1
@@ -266,15 +370,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
     def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
+        self._validate_params()
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         self._check_data(blocks)
-        tasks = self._restart_tasks(blocks, callback, checkpoint)
+        restarts = _Restarts(self, callback, checkpoint)
+        tasks = restarts.tasks()
         if len(tasks) == 1:
             results = [tasks[0](blocks)]
         else:  # all restarts share every pass over the data
             outcomes, _ = run_lockstep(blocks, tasks)
             results = [o.value for o in outcomes]
-        self._finish(results)
+        restarts.finish(results)
         return blocks
 
     def _check_data(self, blocks: Blocks) -> None:
@@ -287,71 +393,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         self._check_parameters(blocks.n_features)
 
-    def _restart_tasks(self, blocks: Blocks, callback=None, checkpoint=None) -> list:
-        """One task per restart: ``task(data) -> EMResult`` (initialise, then EM)."""
-        warm = self._warm()
-        n_init = 1 if warm else self.n_init
-        rng = check_random_state(self.random_state)
-        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
-        state = checkpoint.restore() if checkpoint is not None else None
-        if state is None:
-            state = FitState(seeds, [None] * n_init)
-        self.timings_ = {"init": 0.0, "iterations": []}
-        self._iteration_seconds = [[] for _ in range(n_init)]
-        lock = threading.Lock()
-
-        def restart(init: int, data: Blocks) -> EMResult:
-            t0 = time.perf_counter()
-            resume, params, lb0 = state.restarts[init], None, -np.inf
-            if resume is not None:  # run_em mutates it; the saved state holds snapshots
-                resume = replace(resume, lower_bounds=list(resume.lower_bounds))
-            if resume is None and warm:
-                params, lb0 = self._params(), self.lower_bound_
-            elif resume is None:
-                params = self._initial(data, state.seeds[init])
-            with lock:
-                self.timings_["init"] += time.perf_counter() - t0
-
-            def on_result(result) -> None:
-                # a snapshot: run_em goes on mutating ``result`` while other restarts'
-                # threads save the shared state
-                snapshot = replace(result, lower_bounds=list(result.lower_bounds))
-                with lock:
-                    state.restarts[init] = snapshot
-                    checkpoint.save(state)
-
-            def on_iteration(info: IterationInfo) -> None:
-                info = replace(info, init=init)
-                self._iteration_seconds[init].append(info.seconds)
-                self._progress(info)
-                if callback is not None:
-                    callback(info)
-
-            try:
-                result = run_em(
-                    data, params, tol=self.tol, max_iter=self.max_iter,
-                    reg_covar=self.reg_covar, compute_dtype=self.compute_dtype,
-                    lower_bound=lb0, callback=on_iteration,
-                    resume=resume, on_result=None if checkpoint is None else on_result,
-                )
-            except CollapseError as e:
-                if self.compute_dtype == "float32":
-                    raise CollapseError(
-                        f"{e} With compute_dtype='float32' covariances lose digits for "
-                        "components far from the data's centre; retry with "
-                        "compute_dtype='float64'.") from None
-                raise
-            if self.verbose:
-                status = "converged" if result.converged else "did not converge"
-                print(f"Initialization {init} {status}. time lapse "
-                      f"{time.perf_counter() - t0:.5f}s\t lower bound {result.lower_bound:.5f}")
-            return result
-
-        return [partial(restart, i) for i in range(n_init)]
-
-    def _finish(self, results: list) -> None:
+    def _keep_best(self, results: list[EMResult]) -> None:
         """Keep the best restart (scikit-learn's rule: the first of the best bounds)."""
-        self.timings_["iterations"] = [t for ts in self._iteration_seconds for t in ts]
         best = None
         for result in results:
             if best is None or best.lower_bound == -np.inf or result.lower_bound > best.lower_bound:
@@ -447,18 +490,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         total, n = self._total_log_likelihood(X)
         return total / n
 
-    def _n_parameters(self) -> int:
+    def _n_parameters(self) -> int:  # scikit-learn's private name, kept for its tests
         return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def _criteria(self, X) -> dict[str, float]:
+        total, n = self._total_log_likelihood(X)
+        return information_criteria(total, n, self.n_components, self.means_.shape[1],
+                                    self.covariance_type)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        total, n = self._total_log_likelihood(X)
-        return -2 * total + self._n_parameters() * np.log(n)
+        return self._criteria(X)["bic"]
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        total, _ = self._total_log_likelihood(X)
-        return -2 * total + 2 * self._n_parameters()
+        return self._criteria(X)["aic"]
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str, *, metrics: dict | None = None, overwrite: bool = False,
@@ -521,6 +567,217 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                      for m, c, s in zip(self.means_, self.covariances_, counts)]
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(counts)])
         return np.vstack(parts), y
+
+
+class _Restarts:
+    """The restarts of one estimator's fit, each a task ``run(init, data) -> EMResult``.
+
+    A restart initialises (or resumes from ``checkpoint``, or continues a warm start),
+    then runs EM. The tasks may run in threads side by side (in lockstep); the shared
+    state -- timings, the checkpoint -- is updated under a lock.
+    """
+
+    def __init__(self, model: GaussianMixture, callback=None, checkpoint=None):
+        self.model, self.callback, self.checkpoint = model, callback, checkpoint
+        self.warm = model._warm()
+        n_init = 1 if self.warm else model.n_init
+        rng = check_random_state(model.random_state)
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
+        state = checkpoint.restore() if checkpoint is not None else None
+        self.state = FitState(seeds, [None] * n_init) if state is None else state
+        self.init_seconds = 0.0
+        self.iteration_seconds: list[list[float]] = [[] for _ in range(n_init)]
+        self.lock = threading.Lock()
+
+    def tasks(self) -> list[Callable[[Blocks], EMResult]]:
+        """One ``task(data) -> EMResult`` per restart."""
+        return [partial(self.run, init) for init in range(len(self.state.seeds))]
+
+    def run(self, init: int, data: Blocks) -> EMResult:
+        """Restart ``init``: its start, then EM to convergence or ``max_iter``."""
+        m = self.model
+        t0 = time.perf_counter()
+        params, lower_bound, resume = self._start(init, data)
+        with self.lock:
+            self.init_seconds += time.perf_counter() - t0
+        save = None if self.checkpoint is None else partial(self._save, init)
+        try:
+            result = run_em(
+                data, params, tol=m.tol, max_iter=m.max_iter, reg_covar=m.reg_covar,
+                compute_dtype=m.compute_dtype, lower_bound=lower_bound,
+                callback=partial(self._iterated, init), resume=resume, on_result=save,
+            )
+        except CollapseError as e:
+            if m.compute_dtype == "float32":
+                raise CollapseError(
+                    f"{e} With compute_dtype='float32' covariances lose digits for "
+                    "components far from the data's centre; retry with "
+                    "compute_dtype='float64'.") from None
+            raise
+        if m.verbose:
+            status = "converged" if result.converged else "did not converge"
+            print(f"Initialization {init} {status}. time lapse "
+                  f"{time.perf_counter() - t0:.5f}s\t lower bound {result.lower_bound:.5f}")
+        return result
+
+    def _start(self, init: int, data: Blocks) -> tuple:
+        """``(params, lower_bound, resume)``: where restart ``init`` begins."""
+        resume = self.state.restarts[init]
+        if resume is not None:  # run_em mutates it; the saved state holds snapshots
+            return None, -np.inf, replace(resume, lower_bounds=list(resume.lower_bounds))
+        if self.warm:
+            return self.model._params(), self.model.lower_bound_, None
+        return self.model._initial(data, self.state.seeds[init]), -np.inf, None
+
+    def _iterated(self, init: int, info: IterationInfo) -> None:
+        info = replace(info, init=init)
+        self.iteration_seconds[init].append(info.seconds)
+        self.model._progress(info)
+        if self.callback is not None:
+            self.callback(info)
+
+    def _save(self, init: int, result: EMResult) -> None:
+        # a snapshot: run_em goes on mutating ``result`` while other restarts' threads
+        # save the shared state
+        snapshot = replace(result, lower_bounds=list(result.lower_bounds))
+        with self.lock:
+            self.state.restarts[init] = snapshot
+            self.checkpoint.save(self.state)
+
+    def finish(self, results: list[EMResult]) -> None:
+        """Set the model's timings and keep its best restart."""
+        self.model.timings_ = {
+            "init": self.init_seconds,
+            "iterations": [t for ts in self.iteration_seconds for t in ts],
+        }
+        self.model._keep_best(results)
+
+
+def _total_log_likelihood_task(params: GMMParams):
+    def task(data: Blocks) -> float:
+        return data.map_reduce(chunk_stats, merge, params).loglik
+    return task
+
+
+class SharedPasses:
+    """Several estimators fitted and scored in shared passes over the same data.
+
+    The data is validated once. :meth:`fit` runs every restart of every model together
+    (:func:`distgmm.parallel.lockstep.run_lockstep`): each EM round is ONE pass over the
+    data serving all of them; :meth:`total_log_likelihood` scores fitted models in one
+    pass. Each model ends up exactly as its own :meth:`GaussianMixture.fit` would leave it.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame, dask array or dask DataFrame of shape (n_samples, n_features)
+    sample_weight : array-like of shape (n_samples,), default=None
+    cache : {"auto", "memory", "none"}, default="auto"
+        Where dask input lives meanwhile (as :class:`GaussianMixture`'s ``cache``).
+
+    Attributes
+    ----------
+    passes : int
+        Passes over the data made so far, for all models together.
+    n_features : int
+    n_samples : float
+        Total sample weight (the number of rows without ``sample_weight``): the ``n`` of
+        BIC.
+
+    Examples
+    --------
+    >>> shared = SharedPasses(X)  # doctest: +SKIP
+    >>> models = [GaussianMixture(k, random_state=0) for k in (2, 3, 4)]  # doctest: +SKIP
+    >>> errors = shared.fit(models)  # doctest: +SKIP
+    >>> logliks = shared.total_log_likelihood(models)  # doctest: +SKIP
+    """
+
+    def __init__(self, X, sample_weight=None, *, cache: str = "auto"):
+        self._template = GaussianMixture(cache=cache)
+        self._template._validate_params()
+        self._data = self._template._blocks(X, sample_weight, reset=True)
+        self.passes = 0
+        self.n_features = self._data.n_features
+        self.n_samples = self._data.total_weight()
+
+    @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
+    def fit(self, models: Sequence[GaussianMixture], *,
+            callback: Callable[[IterationInfo], None] | None = None,
+            labels: Sequence[str] | None = None) -> list[Exception | None]:
+        """Fit every model (all their restarts) in shared passes.
+
+        Parameters
+        ----------
+        models : sequence of GaussianMixture
+            Their parameters are checked first (an invalid one raises before any pass).
+        callback : callable, optional
+            Called after every EM iteration of every model, from that model's thread,
+            with an :class:`~distgmm.parallel.em.IterationInfo` whose ``candidate`` is
+            the model's label.
+        labels : sequence of str, optional
+            The models' labels for ``callback``; default ``"k=<n_components>
+            <covariance_type>"``.
+
+        Returns
+        -------
+        errors : list
+            Per model, ``None`` if it was fitted, else the exception that stopped it (a
+            collapsed component, fewer rows with positive weight than components); a
+            failed model is left unfitted, the others go on.
+        """
+        if labels is None:
+            labels = [f"k={m.n_components} {m.covariance_type}" for m in models]
+        n_rows = self._data.n_positive_weight_rows()
+        errors: list[Exception | None] = [None] * len(models)
+        restarts: dict[int, _Restarts] = {}
+        tasks, owners = [], []
+        for i, m in enumerate(models):
+            m._validate_params()
+            m.n_features_in_ = self._template.n_features_in_
+            if hasattr(self._template, "feature_names_in_"):
+                m.feature_names_in_ = self._template.feature_names_in_
+            m._check_parameters(self.n_features)
+            if n_rows < m.n_components:
+                errors[i] = ValueError(f"only {n_rows} rows with positive weight")
+                continue
+            report = None
+            if callback is not None:
+                def report(info, label=labels[i]):
+                    callback(replace(info, candidate=label))
+            restarts[i] = _Restarts(m, report)
+            own = restarts[i].tasks()
+            tasks += own
+            owners += [i] * len(own)
+        outcomes, passes = run_lockstep(self._data, tasks, fail_fast=False)
+        self.passes += passes
+        results: dict[int, list[EMResult]] = {i: [] for i in restarts}
+        for owner, outcome in zip(owners, outcomes):
+            if outcome.error is not None:
+                errors[owner] = errors[owner] or outcome.error
+            else:
+                results[owner].append(outcome.value)
+        for i, r in restarts.items():
+            if errors[i] is None:
+                r.finish(results[i])
+        return errors
+
+    @one_blas_thread()
+    def total_log_likelihood(self, models: Sequence[GaussianMixture]) -> list[float]:
+        """Each fitted model's total (weighted) log-likelihood of the data, in one pass.
+
+        Parameters
+        ----------
+        models : sequence of fitted GaussianMixture
+
+        Returns
+        -------
+        list of float
+            ``sum_i w_i log p(x_i)`` per model; with :attr:`n_samples`, the input of
+            :func:`distgmm.numerics.params.information_criteria`.
+        """
+        tasks = [_total_log_likelihood_task(m._params()) for m in models]
+        outcomes, passes = run_lockstep(self._data, tasks)
+        self.passes += passes
+        return [o.value for o in outcomes]
 
 
 def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMixture:

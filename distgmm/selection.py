@@ -11,17 +11,13 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable
-from dataclasses import replace
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from .estimator import GaussianMixture
-from .numerics.params import n_parameters
-from .numerics.suffstats import chunk_stats, merge
+from .estimator import GaussianMixture, SharedPasses
+from .numerics.params import information_criteria, n_parameters
 from .options import CRITERIA
-from .parallel.blas import one_blas_thread
-from .parallel.lockstep import run_lockstep
 
 
 def _as_tuple(value) -> tuple:
@@ -30,13 +26,43 @@ def _as_tuple(value) -> tuple:
     return tuple(value)
 
 
-def _loglik(params):
-    def task(blocks):
-        return blocks.map_reduce(chunk_stats, merge, params).loglik
-    return task
+def _row(model: GaussianMixture, n_features: int, error: Exception | None) -> dict:
+    """A candidate's row of the table, before its criteria."""
+    k, ct = model.n_components, model.covariance_type
+    row = {"n_components": k, "covariance_type": ct, "lower_bound": np.nan,
+           "bic": np.nan, "aic": np.nan, "n_iter": 0, "converged": False,
+           "n_parameters": n_parameters(k, n_features, ct),
+           "error": None if error is None else " ".join(str(error).split()),
+           "lower_bounds": []}
+    if error is None:
+        row.update(lower_bound=model.lower_bound_, n_iter=model.n_iter_,
+                   converged=model.converged_, lower_bounds=list(model.lower_bounds_))
+    return row
 
 
-@one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
+def _table(models: list, errors: list, shared: SharedPasses):
+    """One row per candidate; the fitted ones scored in one shared pass."""
+    import pandas as pd
+
+    rows = [_row(m, shared.n_features, e) for m, e in zip(models, errors)]
+    fitted = [i for i, e in enumerate(errors) if e is None]
+    logliks = shared.total_log_likelihood([models[i] for i in fitted])
+    for i, loglik in zip(fitted, logliks):
+        rows[i].update(information_criteria(loglik, shared.n_samples, models[i].n_components,
+                                            shared.n_features, models[i].covariance_type))
+    table = pd.DataFrame(rows)
+    table.attrs["passes"] = shared.passes
+    return table
+
+
+def _best(table, criterion: str) -> int:
+    """Row of the lowest criterion (the first of equals); raises if every candidate failed."""
+    if table["error"].notna().all():
+        raise ValueError("Every candidate failed (see the errors): " + "; ".join(
+            f"k={r.n_components} {r.covariance_type}: {r.error}" for r in table.itertuples()))
+    return int(table[criterion].idxmin())
+
+
 def select_model(X, n_components: Iterable[int] | int = range(1, 11),
                  covariance_type: Iterable[str] | str = ("full",), *,
                  criterion: str = "bic", n_init: int = 1, sample_weight=None,
@@ -83,8 +109,6 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
     >>> best, table = select_model(X, n_components=range(1, 7), criterion="bic")
     ... # doctest: +SKIP
     """
-    import pandas as pd
-
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not one of {CRITERIA}.")
     grid = list(itertools.product(_as_tuple(covariance_type), _as_tuple(n_components)))
@@ -92,59 +116,9 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
         raise ValueError("No candidates: give at least one n_components and covariance_type.")
     models = [GaussianMixture(int(k), covariance_type=ct, n_init=n_init, **params)
               for ct, k in grid]
-    template = models[0]
-    blocks = template._blocks(X, sample_weight, reset=True)
-    n_rows = blocks.n_positive_weight_rows()
-    tasks, owners = [], []
-    for i, m in enumerate(models):
-        m.n_features_in_ = template.n_features_in_
-        if hasattr(template, "feature_names_in_"):
-            m.feature_names_in_ = template.feature_names_in_
-        m._check_parameters(blocks.n_features)
-        if n_rows < m.n_components:
-            continue
-        report = None
-        if callback is not None:
-            def report(info, label=f"k={m.n_components} {m.covariance_type}"):
-                callback(replace(info, candidate=label))
-        restart = m._restart_tasks(blocks, report)
-        tasks += restart
-        owners += [i] * len(restart)
-    outcomes, passes = run_lockstep(blocks, tasks, fail_fast=False)
-    errors: dict[int, str] = {i: f"only {n_rows} rows with positive weight"
-                              for i, m in enumerate(models) if n_rows < m.n_components}
-    per_model: dict[int, list] = {}
-    for owner, outcome in zip(owners, outcomes):
-        if outcome.error is not None:
-            errors.setdefault(owner, " ".join(str(outcome.error).split()))
-        else:
-            per_model.setdefault(owner, []).append(outcome.value)
-    fitted = [i for i in range(len(models)) if i not in errors]
-    for i in fitted:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            models[i]._finish(per_model[i])
-    scores, more = run_lockstep(blocks, [_loglik(models[i]._params()) for i in fitted])
-    passes += more
-    loglik = {i: o.value for i, o in zip(fitted, scores)}
-    total_w = blocks.total_weight()
-    rows = []
-    for i, ((ct, k), m) in enumerate(zip(grid, models)):
-        p = n_parameters(int(k), blocks.n_features, ct)
-        row = {"n_components": int(k), "covariance_type": ct, "lower_bound": np.nan,
-               "bic": np.nan, "aic": np.nan, "n_iter": 0, "converged": False,
-               "n_parameters": p, "error": errors.get(i)}
-        row["lower_bounds"] = []
-        if i in loglik:
-            row.update(lower_bound=m.lower_bound_, n_iter=m.n_iter_, converged=m.converged_,
-                       lower_bounds=list(m.lower_bounds_),
-                       bic=-2 * loglik[i] + p * np.log(total_w),
-                       aic=-2 * loglik[i] + 2 * p)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs["passes"] = passes
-    if not fitted:
-        raise ValueError("Every candidate failed (see the errors): " + "; ".join(
-            f"k={grid[i][1]} {grid[i][0]}: {e}" for i, e in sorted(errors.items())))
-    best = int(table[criterion].idxmin())
-    return models[best], table
+    shared = SharedPasses(X, sample_weight, cache=models[0].cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the table says "converged"
+        errors = shared.fit(models, callback=callback)
+    table = _table(models, errors, shared)
+    return models[_best(table, criterion)], table

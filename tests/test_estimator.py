@@ -1,5 +1,6 @@
 """The estimator on numpy input against scikit-learn, the oracle."""
 
+import re
 import warnings
 
 import numpy as np
@@ -198,3 +199,82 @@ def test_bic_aic_on_dask_input_are_floats():
             got = getattr(gm, crit)(Xd[Xd[:, 0] > -1e9])  # unknown chunk sizes
             assert isinstance(got, float)
             assert got == pytest.approx(getattr(gm, crit)(X), rel=1e-12)
+
+
+SETTING_BEST_PARAMS = dict(  # scikit-learn's test_gaussian_mixture_setting_best_params
+    covariance_type="spherical", n_components=6, max_iter=1,
+    means_init=np.array([
+        [0.670637869618158, 0.21038256107384043, 0.12892629765485303],
+        [0.09394051075844147, 0.5759464955561779, 0.929296197576212],
+        [0.5033230372781258, 0.9569852381759425, 0.08654043447295741],
+        [0.18578301420435747, 0.5531158970919143, 0.19388943970532435],
+        [0.4548589928173794, 0.35182513658825276, 0.568146063202464],
+        [0.609279894978321, 0.7929063819678847, 0.9620097270828052]]),
+    precisions_init=np.array([999999.999604483, 999999.9990869573, 553.7603944542167,
+                              204.78596008931834, 15.867423501783637, 85.4595728389735]),
+    weights_init=[0.03333333333333341, 0.03333333333333341, 0.06666666666666674,
+                  0.06666666666666674, 0.7000000000000001, 0.10000000000000007],
+)
+SKLEARN_COLLAPSE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+    "the number of components, increase reg_covar, or scale the input data."
+)
+
+
+def test_singleton_components_with_reg_covar_zero_raise():
+    # Decision (see tests/test_sklearn_parity.py EXCLUDED): components 0 and 1 each hold
+    # one sample; with reg_covar=0 their variance is rounding noise (scikit-learn: +4e-16,
+    # and it carries on with a degenerate model; distgmm: -2e-17), so distgmm raises.
+    X = np.random.RandomState(0).uniform(size=(30, 3))
+    with pytest.raises(ValueError, match=re.escape(SKLEARN_COLLAPSE) + ".*fewer components"):
+        GaussianMixture(reg_covar=0, **SETTING_BEST_PARAMS).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(**SETTING_BEST_PARAMS).fit(X)  # the default reg_covar fits
+    assert not gm.converged_ and gm.n_iter_ == 1 and np.isfinite(gm.lower_bound_)
+    assert np.all(gm.covariances_ > 0)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_reg_covar_zero_on_two_points_raises_sklearns_message(ct):
+    X = np.vstack((np.ones((5, 5)), np.zeros((5, 5))))
+    with pytest.raises(ValueError, match=re.escape(SKLEARN_COLLAPSE)):
+        GaussianMixture(10, reg_covar=0, covariance_type=ct, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("params, sklearn_says, distgmm_says", [
+    (dict(n_components=0), "The 'n_components' parameter of GaussianMixture must be an int",
+     "n_components=0: give an integer >= 1."),
+    (dict(covariance_type="ful"), "must be a str among", "did you mean 'full'?"),
+    (dict(tol=-1.0), "The 'tol' parameter", "tol=-1.0: give a number >= 0."),
+    (dict(cache="disk"), "The 'cache' parameter", "cache='disk' is not one of"),
+    (dict(warm_start="yes"), "The 'warm_start' parameter", "give True or False"),
+])
+def test_parameters_are_checked_with_sklearns_words_then_ours(params, sklearn_says,
+                                                              distgmm_says):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=re.escape(sklearn_says)) as info:
+        GaussianMixture(**params).fit(np.zeros((4, 2)))  # checked before the data
+    assert distgmm_says in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(weights_init=[0.5, 0.6]), "The parameter 'weights' should be normalized, but got "
+     "sum(weights) = 1.10000: divide weights_init by its sum."),
+    (dict(weights_init=[1.5, -0.5]), "The parameter 'weights' should be in the range [0, 1], "
+     "but got max value -0.50000, min value 1.50000: weights_init must lie in [0, 1] (its "
+     "smallest is -0.5, its largest 1.5)"),
+    (dict(means_init=np.zeros((3, 2))), "The parameter 'means' should have the shape of "
+     "(2, 2), but got (3, 2)"),
+    (dict(covariance_type="diag", precisions_init=np.zeros((2, 2))),
+     "'diag precision' should be positive: precisions_init"),
+    (dict(covariance_type="tied", precisions_init=np.zeros((3, 3))),
+     "The parameter 'tied precision' should have the shape of (2, 2), but got (3, 3): "
+     "precisions_init for covariance_type='tied' is shaped (n_features, n_features)."),
+])
+def test_initial_parameters_keep_sklearns_wording(params, message):
+    X, _, _ = blobs(n=100, d=2, k=2, seed=17)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GaussianMixture(2, **params).fit(X)

@@ -10,6 +10,7 @@ from conftest import blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from distgmm import GaussianMixture, select_model
+from distgmm.estimator import SharedPasses
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
@@ -60,3 +61,37 @@ def test_failed_candidates_are_reported_not_fatal():
     assert table.set_index("n_components").loc[3, "error"]  # a collapsed component
     with pytest.raises(ValueError, match="criterion="):
         select_model(X, criterion="likelihood")
+
+
+def test_shared_passes_fit_and_score_each_model_as_its_own_fit():
+    X = blobs(n=900, d=2, k=3, seed=7)[0]
+    grid = [(2, "full"), (3, "diag"), (901, "full")]
+    kw = dict(n_init=2, random_state=1, max_iter=30)
+    models = [GaussianMixture(k, covariance_type=ct, **kw) for k, ct in grid]
+    infos = []
+    shared = SharedPasses(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        errors = shared.fit(models, callback=infos.append, labels=["a", "b", "c"])
+        alone = [GaussianMixture(k, covariance_type=ct, **kw).fit(X) for k, ct in grid[:2]]
+    assert errors[:2] == [None, None] and "only 900 rows" in str(errors[2])
+    assert not hasattr(models[2], "means_")
+    assert {i.candidate for i in infos} == {"a", "b"}
+    fit_passes = shared.passes
+    assert fit_passes > max(m.n_iter_ for m in models[:2])  # the starts' passes, then EM
+    logliks = shared.total_log_likelihood(models[:2])
+    assert shared.passes == fit_passes + 1  # one pass scores them all
+    for m, ref, loglik in zip(models, alone, logliks):
+        np.testing.assert_array_equal(m.means_, ref.means_)
+        np.testing.assert_array_equal(m.covariances_, ref.covariances_)
+        assert m.lower_bounds_ == ref.lower_bounds_
+        assert ref.bic(X) == pytest.approx(
+            -2 * loglik + m._n_parameters() * np.log(shared.n_samples), rel=1e-12)
+
+
+def test_shared_passes_check_parameters_before_any_pass():
+    X = blobs(n=100, d=2, k=2, seed=8)[0]
+    with pytest.raises(ValueError, match="n_components=0: give an integer"):
+        SharedPasses(X).fit([GaussianMixture(2), GaussianMixture(0)])
+    with pytest.raises(ValueError, match="The parameter 'means' should have the shape"):
+        SharedPasses(X).fit([GaussianMixture(2, means_init=np.zeros((2, 3)))])

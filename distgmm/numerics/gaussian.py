@@ -20,13 +20,23 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-COLLAPSE_HINT = (
-    "Try fewer components (n_components), a larger reg_covar, or scaling the input data."
-)
-ILL_DEFINED_COVARIANCE = (
+SKLEARN_ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined "
-    "empirical covariance (a component collapsed onto a single point or a "
-    "lower-dimensional set). " + COLLAPSE_HINT
+    "empirical covariance (for instance caused by singleton or collapsed samples). "
+    "Try to decrease the number of components, increase reg_covar, or scale the input "
+    "data."
+)
+"""scikit-learn's sentence for a collapsed component, word for word (code that matches
+scikit-learn's error keeps working); distgmm's messages start with it."""
+COLLAPSE_HINT = (
+    "Try fewer components (n_components) first; reg_covar is added to each variance in "
+    "the data's own units, so scale features of very different sizes (e.g. with "
+    "StandardScaler) before raising it."
+)
+"""distgmm's own advice, after scikit-learn's sentence."""
+ILL_DEFINED_COVARIANCE = (
+    f"{SKLEARN_ILL_DEFINED} A component's covariance is not positive definite: it "
+    f"collapsed onto a single point or a lower-dimensional set. {COLLAPSE_HINT}"
 )
 
 

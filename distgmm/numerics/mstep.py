@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gaussian import COLLAPSE_HINT, CollapseError
+from .gaussian import COLLAPSE_HINT, SKLEARN_ILL_DEFINED, CollapseError
 from .params import GMMParams
 from .suffstats import SuffStats
 
@@ -77,8 +77,8 @@ def check_collapse(nk_raw: np.ndarray, total: float) -> None:
     empty = np.flatnonzero(nk_raw <= EMPTY_SHARE * total)
     if empty.size:
         raise CollapseError(
-            f"Component(s) {empty.tolist()} collapsed: no sample has any responsibility "
-            f"for them. {COLLAPSE_HINT}"
+            f"{SKLEARN_ILL_DEFINED} Component(s) {empty.tolist()} collapsed: no sample has "
+            f"any responsibility for them. {COLLAPSE_HINT}"
         )
 
 
