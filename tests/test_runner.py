@@ -48,7 +48,8 @@ def test_predict_job_checks_features(client, npy_input, tmp_path):
     gm = GaussianMixture(2, random_state=0).fit(X[:, :2])
     gm.save(str(tmp_path / "m"))
     out = OutputSpec(path=str(tmp_path / "p"))
-    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2 features as input. The model was fitted on other columns"):
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2 "
+                       "features as input. The model was fitted on other columns"):
         predict_job(str(tmp_path / "m"), path, out, client=client)
     assert not (tmp_path / "p").exists()
     np.save(tmp_path / "two.npy", X[:, :2])
