@@ -429,7 +429,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.covariances_ = params.full_covariances()
         self.precisions_ = params.precisions()
 
-    def _params(self) -> GMMParams:
+    def fitted_params(self) -> GMMParams:
+        """The fitted mixture as the frozen value the numerical kernels take.
+
+        Returns
+        -------
+        GMMParams
+            Weights, means, precision Cholesky factors and covariances.
+        """
         check_is_fitted(self, "precisions_cholesky_")
         return GMMParams(
             self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type,
@@ -438,13 +445,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- predict
     def _predict_blocks(self, blocks: Blocks, numpy_fn, dask_fn):
-        params = self._params()
+        params = self.fitted_params()
         if blocks.is_dask:
             return dask_fn(blocks.X, params)
         return numpy_fn(blocks.X, params)
 
     def _apply(self, X, numpy_fn, dask_fn):
-        params = self._params()
+        params = self.fitted_params()
         if is_dask(X):
             return dask_fn(dask_input(self, X, reset=False), params)
         return numpy_fn(numpy_input(self, X, reset=False), params)
@@ -626,7 +633,7 @@ class _Restarts:
         if resume is not None:  # run_em mutates it; the saved state holds snapshots
             return None, -np.inf, replace(resume, lower_bounds=list(resume.lower_bounds))
         if self.warm:
-            return self.model._params(), self.model.lower_bound_, None
+            return self.model.fitted_params(), self.model.lower_bound_, None
         return self.model._initial(data, self.state.seeds[init]), -np.inf, None
 
     def _iterated(self, init: int, info: IterationInfo) -> None:
@@ -774,7 +781,7 @@ class SharedPasses:
             ``sum_i w_i log p(x_i)`` per model; with :attr:`n_samples`, the input of
             :func:`distgmm.numerics.params.information_criteria`.
         """
-        tasks = [_total_log_likelihood_task(m._params()) for m in models]
+        tasks = [_total_log_likelihood_task(m.fitted_params()) for m in models]
         outcomes, passes = run_lockstep(self._data, tasks)
         self.passes += passes
         return [o.value for o in outcomes]

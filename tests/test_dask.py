@@ -166,7 +166,7 @@ def test_out_of_core_chunks_are_read_inside_the_pass_task(client, tmp_path):
     for i in range(4):
         pd.DataFrame(X[i * 1000:(i + 1) * 1000], columns=list("abc")).to_parquet(
             tmp_path / "pq" / f"part{i}.parquet")
-    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X)._params()
+    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X).fitted_params()
     ref = chunk_stats(X, None, 0, params)
     graphs = []
 

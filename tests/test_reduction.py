@@ -77,7 +77,7 @@ def test_persisted_chunks_one_task_per_worker_thread_same_bits(client):
     held = Counter(sorted(a)[0] for a in client.who_has(Xd).values())
     assert len(ts.data) == sum(1 + max(0, n - 4) for n in held.values())
 
-    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X)._params()
+    params = GaussianMixture(3, max_iter=2, random_state=0).fit(X).fitted_params()
     for split_every in (2, 3, 8):
         got = dask_map_reduce(Xd, None, blocks, chunk_stats, merge, (params,), split_every)
         ref = numpy_map_reduce(X, None, blocks, chunk_stats, merge, (params,), split_every)

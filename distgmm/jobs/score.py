@@ -63,14 +63,14 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     dict
         The metrics (without timings).
     """
-    params = model._params()
+    params = model.fitted_params()
     pending = predictions(dataset, params, pub.staging_url, prediction_options(output),
                           output.storage_options)
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
     if previous is not None:
-        scored.append(score_samples_dask(dataset.X, previous.model._params()).sum())
+        scored.append(score_samples_dask(dataset.X, previous.model.fitted_params()).sum())
     figures = _report_terms(dataset, params.center) if output.report else []
     results = compute(client, [*pending.writes, *scored, *figures], reporter,
                       "writing results")[len(pending.writes):]
@@ -92,7 +92,7 @@ def _write_report(model, dataset: Dataset, metrics: dict, figures: list,
                   pub: Publication, output) -> dict:
     from .report import write_report
 
-    params = model._params()
+    params = model.fitted_params()
     x_sum, x_cross, points = figures
     return write_report(
         pub.staging_url, metrics, model,
@@ -104,7 +104,7 @@ def _write_report(model, dataset: Dataset, metrics: dict, figures: list,
 def score_rows(client, model, dataset: Dataset, output, pub: Publication,
                reporter: Reporter, model_path: str) -> dict:
     """Score an input with a saved model into the staging directory (no ``model/``)."""
-    pending = predictions(dataset, model._params(), pub.staging_url,
+    pending = predictions(dataset, model.fitted_params(), pub.staging_url,
                           prediction_options(output), output.storage_options)
     *_, total, sizes = compute(
         client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
