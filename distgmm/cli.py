@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from . import options
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_TRANSIENT = 0, 2, 75
 
 
@@ -34,6 +36,8 @@ def exit_code_for(exc: BaseException) -> int:
     """2 for bad input, 75 for transient infrastructure failures, 1 for anything else."""
     if isinstance(exc, _transient_errors()):
         return EXIT_TRANSIENT
+    if isinstance(exc, ImportError) and (exc.name or "").startswith("distgmm"):
+        return 1  # a broken install (a kernel built from other sources), not bad input
     if isinstance(exc, _BAD_INPUT):
         return EXIT_BAD_INPUT
     return 1
@@ -89,7 +93,7 @@ def _split(value: str | None):
 def _input_options(f):
     for opt in reversed([
         click.option("--format", "input_format", type=click.Choice(
-            ["auto", "zarr", "parquet", "npy"]), default="auto", show_default=True,
+            options.INPUT_FORMATS), default="auto", show_default=True,
             help="Input format; auto looks at the suffix and directory contents."),
         click.option("--array", help="Path of the array inside a Zarr group."),
         click.option("--columns", help="Comma-separated feature columns (Parquet)."),
@@ -116,7 +120,7 @@ def _output_options(f):
         click.option("--log-likelihood", is_flag=True, help="Write per-row log-likelihood."),
         click.option("--report", is_flag=True, help="Write report.html and PNG figures "
                      "(needs the plot extra: matplotlib)."),
-        click.option("--output-format", type=click.Choice(["auto", "zarr", "parquet"]),
+        click.option("--output-format", type=click.Choice(options.OUTPUT_FORMATS),
                      default="auto", show_default=True,
                      help="auto: Parquet for Parquet input, Zarr otherwise."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output."),
@@ -196,13 +200,13 @@ def _em_options(f):
         click.option("--n-init", type=int, default=1, show_default=True,
                      help="Restarts (sharing every pass over the data); the best is kept."),
         click.option("--init", "init_params", type=click.Choice(
-            ["kmeans", "k-means++", "random", "random_from_data"]), default="kmeans",
+            options.INIT_PARAMS), default="kmeans",
             show_default=True),
         click.option("--random-state", type=int, default=0, show_default=True),
-        click.option("--cache", type=click.Choice(["auto", "memory", "none"]),
+        click.option("--cache", type=click.Choice(options.CACHES),
                      default="auto", show_default=True,
                      help="Keep the data in cluster memory (auto: if it fits)."),
-        click.option("--compute-dtype", type=click.Choice(["float64", "float32"]),
+        click.option("--compute-dtype", type=click.Choice(options.COMPUTE_DTYPES),
                      default="float64", show_default=True,
                      help="Precision of the E-step arithmetic (float32: numpy tiles, "
                           "results to ~1e-5; faster only without the compiled kernel)."),
@@ -232,7 +236,7 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
 @cli.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
-@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
+@click.option("--covariance-type", type=click.Choice(options.COVARIANCE_TYPES),
               default="full", show_default=True)
 @_em_options
 @_input_options
@@ -258,7 +262,7 @@ def fit(input_path, n_components, covariance_type, restart, reporter, **kw):
               help="Candidates: a range 1..10 or a list 2,4,8.")
 @click.option("--covariance-type", default="full", show_default=True, metavar="TYPES",
               help="Comma-separated covariance types to try, e.g. full,diag.")
-@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic",
+@click.option("--criterion", type=click.Choice(options.CRITERIA), default="bic",
               show_default=True, help="Keep the candidate with the lowest value.")
 @_em_options
 @_input_options
@@ -346,11 +350,78 @@ def predict(model_path, input_path, reporter, **kw):
     _print_result(reporter, metrics, output.path)
 
 
+SYSTEM_PACKAGES = ("distgmm", "numpy", "scipy", "dask", "distributed", "scikit-learn",
+                   "zarr", "pyarrow")
+_KERNEL_NAMES = {"compiled-avx2": "compiled, AVX2 + FMA build",
+                 "compiled": "compiled, generic build",
+                 "numpy": "numpy (no compiled kernel: about half the speed)"}
+
+
+def system_info() -> dict:
+    """Which E-step kernel runs here and why, the CPU, Python and the library versions.
+
+    Returns
+    -------
+    dict
+        ``kernel`` (see :func:`distgmm.numerics.kernel_info`; ``"error"`` with the
+        reason where the installed kernel does not match distgmm), ``python``,
+        ``platform`` and ``versions`` (None for a package that is not installed).
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        from .numerics import kernel_info
+
+        kernel = kernel_info()
+    except ImportError as e:  # a kernel built from other sources: suffstats refuses it
+        kernel = {"kernel": "error", "module": getattr(e, "name", None), "reason": str(e),
+                  "cpu": {"machine": platform.machine(), "features": None}}
+    versions = {}
+    for name in SYSTEM_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {"kernel": kernel, "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def _print_system(reporter) -> None:
+    info = system_info()
+    if reporter.log_format == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    kernel, cpu = info["kernel"], info["kernel"]["cpu"]
+    name = _KERNEL_NAMES.get(kernel["kernel"], kernel["kernel"])
+    click.echo(f"kernel: {name}; {kernel['reason']}")
+    if kernel["module"]:
+        click.echo(f"kernel module: {kernel['module']}")
+    features = "unknown" if cpu["features"] is None else " ".join(cpu["features"]) or "none"
+    click.echo(f"cpu: {cpu['machine']}, features {features}")
+    click.echo(f"python: {info['python']} on {info['platform']}")
+    click.echo("versions: " + ", ".join(f"{k} {v or 'not installed'}"
+                                        for k, v in info["versions"].items()))
+
+
 @cli.command()
-@click.argument("model_path", metavar="MODEL")
+@click.argument("model_path", metavar="MODEL", required=False)
+@click.option("--system", is_flag=True, help="Describe this installation instead: which "
+              "E-step kernel runs (compiled AVX2, compiled generic or numpy) and why, the "
+              "CPU features and the library versions.")
 @_common
-def info(model_path, reporter):
-    """Describe the saved MODEL."""
+def info(model_path, system, reporter):
+    """Describe the saved MODEL, or with --system this installation.
+
+    --log-format json prints either as one JSON document.
+    """
+    if system:
+        if model_path is not None:
+            raise click.UsageError("give either MODEL or --system, not both")
+        _print_system(reporter)
+        return
+    if model_path is None:
+        raise click.UsageError("missing MODEL (or --system for this installation)")
     from .io.model import read_model_metadata
 
     meta = read_model_metadata(model_path)
@@ -377,7 +448,7 @@ def info(model_path, reporter):
 @click.option("--n-samples", type=int, default=1_000_000, show_default=True)
 @click.option("--n-features", type=int, default=8, show_default=True)
 @click.option("--n-components", "-k", type=int, default=5, show_default=True)
-@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
+@click.option("--covariance-type", type=click.Choice(options.COVARIANCE_TYPES),
               default="full", show_default=True)
 @click.option("--random-state", type=int, default=0, show_default=True)
 @_cluster_options

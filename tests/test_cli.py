@@ -5,6 +5,7 @@ import os
 import re
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -14,7 +15,7 @@ import zarr
 from click.testing import CliRunner
 from conftest import blobs, run_cli
 
-from distgmm import GaussianMixture, load_model
+from distgmm import GaussianMixture, load_model, options
 from distgmm.cli import cli
 from distgmm.jobs.spec import JobSpec
 
@@ -69,6 +70,86 @@ def test_help_documents_commands():
     for option in ("--n-components", "--output", "--covariance-type", "--columns", "--array",
                    "--filter", "--id-column", "--address", "--overwrite", "--log-format"):
         assert option in fit_help
+
+
+def _choices(command) -> dict:
+    return {p.name: tuple(p.type.choices) for p in command.params
+            if isinstance(p.type, click.Choice)}
+
+
+def test_cli_choices_are_the_options_lists():
+    """Every choice list of the CLI is distgmm.options' (none spelled by hand), and every
+    default is a valid choice equal to the job spec's default."""
+    from distgmm.jobs.spec import ModelSpec, OutputSpec
+
+    expected = {"covariance_type": options.COVARIANCE_TYPES, "init_params": options.INIT_PARAMS,
+                "cache": options.CACHES, "compute_dtype": options.COMPUTE_DTYPES,
+                "criterion": options.CRITERIA, "input_format": options.INPUT_FORMATS,
+                "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json")}
+    commands = cli.commands
+    fit, sweep, demo = commands["fit"], commands["sweep"], commands["demo"]
+    for command, names in ((fit, ["covariance_type", "init_params", "cache", "compute_dtype",
+                                  "input_format", "output_format", "log_format"]),
+                           (sweep, ["criterion", "init_params", "cache", "compute_dtype",
+                                    "input_format", "output_format", "log_format"]),
+                           (demo, ["covariance_type", "log_format"]),
+                           (commands["predict"], ["input_format", "output_format",
+                                                  "log_format"])):
+        got = _choices(command)
+        assert sorted(got) == sorted(names), command.name
+        for name in names:
+            assert got[name] == tuple(expected[name]), (command.name, name)
+    spec_defaults = {**{k: f.default for k, f in ModelSpec.model_fields.items()},
+                     "output_format": OutputSpec.model_fields["format"].default}
+    for command in (fit, sweep):
+        for p in command.params:
+            if isinstance(p.type, click.Choice) and p.name in spec_defaults:
+                assert p.default == spec_defaults[p.name], (command.name, p.name)
+
+
+def test_info_system_says_which_kernel_runs():
+    from distgmm.numerics import kernel_info
+
+    kernel = kernel_info()
+    r = CliRunner().invoke(cli, ["info", "--system"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    names = {"compiled-avx2": "compiled, AVX2 + FMA build",
+             "compiled": "compiled, generic build", "numpy": "numpy (no compiled kernel"}
+    assert lines[0].startswith(f"kernel: {names[kernel['kernel']]}")
+    assert kernel["reason"] in lines[0]
+    assert any(line.startswith("cpu: ") for line in lines)
+    versions = next(line for line in lines if line.startswith("versions: "))
+    for package in ("distgmm", "numpy", "scipy", "dask", "distributed", "scikit-learn",
+                    "zarr", "pyarrow"):
+        assert f" {package} " in versions
+    assert f"numpy {np.__version__}" in versions
+
+    r = CliRunner().invoke(cli, ["info", "--system", "--log-format", "json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["kernel"] == kernel and info["versions"]["numpy"] == np.__version__
+    assert set(info["versions"]) == {"distgmm", "numpy", "scipy", "dask", "distributed",
+                                     "scikit-learn", "zarr", "pyarrow"}
+
+
+def test_info_system_without_the_kernel(monkeypatch):
+    from distgmm.numerics import suffstats
+
+    monkeypatch.setattr(suffstats, "HAVE_COMPILED", False)
+    monkeypatch.setattr(suffstats, "_NO_KERNEL_REASON", "ImportError: no _estep")
+    r = CliRunner().invoke(cli, ["info", "--system"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == (
+        "kernel: numpy (no compiled kernel: about half the speed); the compiled kernel is "
+        "not built (installed with DISTGMM_NO_COMPILED_KERNEL=1?): ImportError: no _estep")
+
+
+def test_info_needs_a_model_or_system(tmp_path):
+    r = CliRunner().invoke(cli, ["info"])
+    assert r.exit_code == 2 and "missing MODEL (or --system" in r.output
+    r = CliRunner().invoke(cli, ["info", str(tmp_path), "--system"])
+    assert r.exit_code == 2 and "either MODEL or --system" in r.output
 
 
 def test_fit_zarr_publishes_model_labels_metrics(scheduler_address, zarr_input, tmp_path):

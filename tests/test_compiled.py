@@ -28,6 +28,8 @@ def test_the_compiled_kernel_is_built():
 
 
 def test_without_the_compiled_kernel_fits_run_on_numpy_with_a_warning():
+    """Importing warns of nothing; the first float64 fit warns once, later fits do not,
+    and the results are the numpy kernel's (the same to rounding)."""
     code = """
 import importlib.abc, sys, warnings
 class NoKernel(importlib.abc.MetaPathFinder):
@@ -35,16 +37,21 @@ class NoKernel(importlib.abc.MetaPathFinder):
         if name.startswith("distgmm.numerics._estep"):
             raise ImportError("no compiler")
 sys.meta_path.insert(0, NoKernel())
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    from distgmm.numerics import suffstats
+warnings.simplefilter("error")
+from distgmm.numerics import suffstats, kernel_info
 import numpy as np
 from distgmm import GaussianMixture
-from distgmm.options import covariance_code
 assert not suffstats.HAVE_COMPILED
-assert any("not built" in str(w.message) for w in caught), caught
+assert kernel_info()["kernel"] == "numpy" and "no compiler" in kernel_info()["reason"]
 X = np.random.default_rng(0).normal(size=(500, 2))
-print(GaussianMixture(2, random_state=0).fit(X).lower_bound_)
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    lb = GaussianMixture(2, random_state=0).fit(X).lower_bound_
+    GaussianMixture(2, random_state=0).fit(X)
+assert [str(w.message)[:60] for w in caught] == [
+    "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not"], caught
+assert caught[0].category is RuntimeWarning and "no compiler" in str(caught[0].message)
+print(lb)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -53,6 +60,72 @@ print(GaussianMixture(2, random_state=0).fit(X).lower_bound_)
     X = np.random.default_rng(0).normal(size=(500, 2))
     assert float(r.stdout) == pytest.approx(
         GaussianMixture(2, random_state=0).fit(X).lower_bound_, rel=1e-12)
+
+
+def test_the_missing_kernel_warns_once_at_the_first_float64_fit(monkeypatch):
+    import warnings
+
+    from distgmm import GaussianMixture
+
+    monkeypatch.setattr(ss, "HAVE_COMPILED", False)
+    monkeypatch.setattr(ss, "_warned", False)
+    monkeypatch.setattr(ss, "_NO_KERNEL_REASON", "ImportError: test")
+    X = np.random.default_rng(1).normal(size=(300, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GaussianMixture(2, random_state=0, compute_dtype="float32").fit(X)
+        assert not caught  # float32 fits run on numpy whatever is installed
+        GaussianMixture(2, random_state=0).fit(X)
+        GaussianMixture(2, random_state=1, n_init=3).fit(X)  # restarts in threads
+    assert len(caught) == 1 and caught[0].category is RuntimeWarning
+    assert "not built, so fits run on the numpy kernel" in str(caught[0].message)
+    assert "(ImportError: test)" in str(caught[0].message)
+    assert "distgmm info --system" in str(caught[0].message)
+
+
+def test_a_built_kernel_never_warns(monkeypatch):
+    monkeypatch.setattr(ss, "_warned", False)
+    assert ss.HAVE_COMPILED and not ss.warn_if_no_kernel("float64")
+    assert ss.kernel_info()["kernel"] in ("compiled", "compiled-avx2")
+
+
+def test_the_kernel_defines_the_type_codes_python_checks():
+    """_estep.c's table of covariance types and its count of feature rows are the ones of
+    options.COVARIANCE_TYPES and features.n_feature_rows (checked at import)."""
+    from distgmm.numerics import _estep
+    from distgmm.options import COVARIANCE_TYPES
+
+    modules = [_estep, ss._estep]
+    for module in modules:
+        assert module.COVARIANCE_TYPES == COVARIANCE_TYPES
+        for ct in COVARIANCE_TYPES:
+            for d in range(0, 40):
+                assert module.n_feature_rows(covariance_code(ct), d) == n_feature_rows(ct, d)
+        for bad in ((4, 3), (-1, 3), (0, -1)):
+            with pytest.raises(ValueError, match="unknown covariance type code"):
+                module.n_feature_rows(*bad)
+    assert _estep.TARGET == "generic"
+    assert ss.kernel_info()["kernel"] == (
+        "compiled-avx2" if ss._estep.TARGET == "avx2-fma" else "compiled")
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({}, r"its covariance types by code are None"),
+    ({"COVARIANCE_TYPES": ("full", "diag", "tied", "spherical")},
+     r"its covariance types by code are \('full', 'diag', 'tied', 'spherical'\)"),
+    ({"COVARIANCE_TYPES": ("full", "tied", "diag", "spherical"),
+      "n_feature_rows": lambda code, d: d + 2 if code == 2 else d + 1},
+     r"it counts 2 feature rows for full with 1 features, features.n_feature_rows 3"),
+])
+def test_a_kernel_from_other_sources_is_refused_at_import(attrs, message):
+    import types
+
+    fake = types.SimpleNamespace(__name__="distgmm.numerics._estep", __file__="x.so", **attrs)
+    with pytest.raises(ImportError, match=message + r".*built from other sources: "
+                                                     r"reinstall distgmm") as info:
+        ss._check_kernel(fake)
+    assert info.value.name == "distgmm.numerics._estep"
+    ss._check_kernel(ss._estep)  # the installed one passes
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),

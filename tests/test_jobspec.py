@@ -1,8 +1,11 @@
 """Job specs: strict validation, one-line errors, templates and overrides."""
 
+import re
+
 import pydantic
 import pytest
 
+from distgmm import options
 from distgmm.jobs.spec import JobSpec
 
 BASE = {
@@ -111,3 +114,22 @@ def test_compute_dtype_reaches_the_estimator():
     with pytest.raises(ValueError, match="model.compute_dtype") as err:
         JobSpec.from_mapping(BASE, ["root=/r", "date=1", "model.compute_dtype=float16"])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("section, key, values", [
+    ("model", "covariance_type", options.COVARIANCE_TYPES),
+    ("model", "criterion", options.CRITERIA),
+    ("model", "init_params", options.JOB_INIT_PARAMS),
+    ("model", "cache", options.CACHES),
+    ("model", "compute_dtype", options.COMPUTE_DTYPES),
+    ("input", "format", options.INPUT_FORMATS),
+    ("output", "format", options.OUTPUT_FORMATS),
+])
+def test_spec_choices_are_the_options_lists(section, key, values):
+    """The spec accepts every value distgmm.options lists, and nothing else."""
+    for value in values:
+        spec = JobSpec.from_mapping(BASE, ["root=/r", "date=1", f"{section}.{key}={value}"])
+        assert getattr(getattr(spec, section), key) == value
+    quoted = ", ".join(f"'{v}'" for v in values[:-1]) + f" or '{values[-1]}'"
+    with pytest.raises(ValueError, match=f"{section}.{key}: Input should be {re.escape(quoted)}"):
+        JobSpec.from_mapping(BASE, ["root=/r", "date=1", f"{section}.{key}=bogus"])

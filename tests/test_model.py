@@ -106,3 +106,69 @@ def test_save_to_fsspec_memory(data):
     gm.save("memory://models/m1")
     back = load_model("memory://models/m1")
     np.testing.assert_array_equal(back.means_, gm.means_)
+
+
+def _assert_same_params(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if isinstance(value, np.ndarray):
+            assert isinstance(got[key], np.ndarray) and got[key].dtype == np.float64, key
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+        else:
+            assert got[key] == value and type(got[key]) is type(value), key
+
+
+def test_every_constructor_parameter_round_trips(tmp_path, data, capsys):
+    k, d = 3, data.shape[1]
+    rng = np.random.default_rng(4)
+    params = dict(
+        n_components=k, covariance_type="diag", tol=1e-4, reg_covar=1e-5, max_iter=50,
+        n_init=2, init_params="random", weights_init=np.array([0.2, 0.3, 0.5]),
+        means_init=data[rng.choice(len(data), k, replace=False)],
+        precisions_init=np.full((k, d), 0.5), random_state=7, warm_start=True, verbose=1,
+        verbose_interval=3, cache="none", compute_dtype="float32",
+    )
+    defaults = GaussianMixture().get_params()
+    assert params.keys() == defaults.keys(), "a new constructor parameter: set it here"
+    for key, value in params.items():
+        assert value is not defaults[key] and (
+            isinstance(value, np.ndarray) or value != defaults[key]), key
+    gm = GaussianMixture(**params).fit(data)
+    capsys.readouterr()  # verbose output
+    back = load_model(gm.save(str(tmp_path / "m")))
+    _assert_same_params(back.get_params(), gm.get_params())
+    _assert_same_params(back.get_params(), params)
+    stored = json.loads((tmp_path / "m" / "model.json").read_text())["params"]
+    assert stored["compute_dtype"] == "float32" and stored["means_init"] == params[
+        "means_init"].tolist()
+
+
+def test_a_random_state_object_is_saved_as_null_with_a_warning(tmp_path, data):
+    gm = GaussianMixture(2, random_state=np.random.RandomState(3)).fit(data)
+    with pytest.warns(UserWarning, match="random_state is a RandomState object.*saved as "
+                                         "null.*Pass an int random_state"):
+        gm.save(str(tmp_path / "m"))
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["params"][
+        "random_state"] is None
+    back = load_model(str(tmp_path / "m"))
+    assert back.random_state is None
+    expected = {**gm.get_params(), "random_state": None}
+    _assert_same_params(back.get_params(), expected)
+    np.testing.assert_array_equal(back.predict_proba(data), gm.predict_proba(data))
+
+
+def test_a_model_saved_before_compute_dtype_existed_loads(tmp_path, data):
+    """Schema 1 files from before compute_dtype (and cache) were constructor parameters:
+    the missing parameters take their defaults."""
+    gm = GaussianMixture(2, covariance_type="tied", random_state=0).fit(data)
+    path = tmp_path / "m"
+    gm.save(str(path))
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["schema_version"] == 1
+    for key in ("compute_dtype", "cache"):
+        del meta["params"][key]
+    (path / "model.json").write_text(json.dumps(meta))
+    back = load_model(str(path))
+    assert back.compute_dtype == "float64" and back.cache == "auto"
+    assert back.get_params() == gm.get_params()
+    np.testing.assert_array_equal(back.predict_proba(data), gm.predict_proba(data))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,8 @@ def _json_params(model) -> dict:
     """Every constructor parameter (``get_params()``) as JSON.
 
     A ``random_state`` given as a RandomState or Generator object cannot be saved: it
-    is stored as null (a loaded model's ``sample`` then draws fresh randomness).
+    is stored as null, with a ``UserWarning`` (a loaded model's ``sample`` and refits
+    then draw fresh randomness; pass an int to keep them reproducible).
     """
     out = {}
     for key, value in model.get_params(deep=False).items():
@@ -59,6 +61,11 @@ def _json_params(model) -> dict:
         if key in _ARRAY_PARAMS and value is not None:
             value = np.asarray(value, dtype=np.float64).tolist()
         elif key == "random_state" and not (value is None or isinstance(value, int)):
+            warnings.warn(
+                f"random_state is a {type(value).__name__} object, which a model file "
+                "cannot hold: it is saved as null, so the loaded model's sample() and "
+                "refits draw fresh randomness. Pass an int random_state to keep them "
+                "reproducible.", UserWarning, stacklevel=6)
             value = None
         out[key] = value
     return out

@@ -22,7 +22,8 @@
  * beyond floating-point summation order.
  *
  * Python API: estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx)
- *   -> (loglik, wsum, bad_row)
+ *   -> (loglik, wsum, bad_row); n_feature_rows(covariance_type, d); COVARIANCE_TYPES
+ * (the type names in code order); TARGET ("avx2-fma" or "generic"); cpu_has_avx2_fma().
  * X: float64 or float32, C-contiguous (n, d); w: float64 (n,) or None; center (d,);
  * W (K, nf); tied_factor (d, d) or None; acc (K, nf) and xx (d, d) or None are
  * float64 outputs (overwritten). bad_row is -1, or the first row of a sub-tile whose
@@ -253,7 +254,23 @@ AI void moments_pairs(const double *L, long k, long ldl, const double *X, long l
 #undef PAIRS
 }
 
-enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
+/* The covariance types by code: the order of distgmm.options.COVARIANCE_TYPES. The
+ * module exports type_names as COVARIANCE_TYPES and feature_rows as n_feature_rows, and
+ * suffstats.py refuses to import a build whose table differs from options.py and
+ * features.n_feature_rows (a stale or foreign build would score the wrong type). */
+enum { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3, N_TYPES = 4 };
+static const char *const type_names[N_TYPES] = {"full", "tied", "diag", "spherical"};
+
+/* Rows of F: d linear, one of ones, then the quadratic ones; -1 for an unknown code */
+static long feature_rows(int ct, long d) {
+    switch (ct) {
+    case FULL: return d + 1 + d * (d + 1) / 2;
+    case TIED: return d + 1;
+    case DIAG: return 2 * d + 1;
+    case SPHERICAL: return d + 2;
+    default: return -1;
+    }
+}
 
 /* F's linear rows (x - c, zero-padded to t8 columns), row of ones, quadratic rows (not
  * for full: score_pairs and moments_pairs make those in registers) */
@@ -475,8 +492,7 @@ static PyObject *py_estep(PyObject *self, PyObject *args) {
     }
     long n = (long)bx.shape[0], d = (long)bx.shape[1];
     if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
-    long nf = ct == FULL ? d + 1 + d * (d + 1) / 2 : ct == DIAG ? 2 * d + 1
-              : ct == SPHERICAL ? d + 2 : d + 1;
+    long nf = feature_rows(ct, d);
     if (PyObject_GetBuffer(oW, &bW, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
         goto done;
     long k = bW.ndim == 2 ? (long)bW.shape[0] : 0;
@@ -526,9 +542,23 @@ static PyObject *py_cpu_has_avx2_fma(PyObject *self, PyObject *args) {
 #endif
 }
 
+static PyObject *py_n_feature_rows(PyObject *self, PyObject *args) {
+    int ct;
+    long d;
+    if (!PyArg_ParseTuple(args, "il", &ct, &d)) return NULL;
+    if (ct < 0 || ct >= N_TYPES || d < 0) {
+        PyErr_Format(PyExc_ValueError, "unknown covariance type code %d or n_features %ld",
+                     ct, d);
+        return NULL;
+    }
+    return PyLong_FromLong(feature_rows(ct, d));
+}
+
 static PyMethodDef methods[] = {
     {"cpu_has_avx2_fma", py_cpu_has_avx2_fma, METH_NOARGS,
      "Whether this CPU runs the _estep_avx2 build (AVX2 and FMA)."},
+    {"n_feature_rows", py_n_feature_rows, METH_VARARGS,
+     "n_feature_rows(covariance_type_code, n_features) -> rows of F (width of W)."},
     {"estep", py_estep, METH_VARARGS,
      "estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx) -> "
      "(loglik, wsum, bad_row): the fused E-step over one chunk (see _estep.c)."},
@@ -545,4 +575,29 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STR(ESTEP_MODULE),
                                     "Compiled fused E-step of distgmm.", -1, methods};
 
-PyMODINIT_FUNC INIT(ESTEP_MODULE)(void) { return PyModule_Create(&module); }
+/* What this build was compiled for: the AVX2 + FMA build, or any CPU of its kind */
+#if defined(__AVX2__) && defined(__FMA__)
+#define TARGET "avx2-fma"
+#else
+#define TARGET "generic"
+#endif
+
+PyMODINIT_FUNC INIT(ESTEP_MODULE)(void) {
+    PyObject *m = PyModule_Create(&module);
+    PyObject *types = m ? PyTuple_New(N_TYPES) : NULL;
+    if (!types) goto fail;
+    for (int i = 0; i < N_TYPES; i++) {
+        PyObject *name = PyUnicode_FromString(type_names[i]);
+        if (!name) goto fail;
+        PyTuple_SET_ITEM(types, i, name);
+    }
+    if (PyModule_AddObjectRef(m, "COVARIANCE_TYPES", types) < 0 ||
+        PyModule_AddStringConstant(m, "TARGET", TARGET) < 0)
+        goto fail;
+    Py_DECREF(types);
+    return m;
+fail:
+    Py_XDECREF(types);
+    Py_XDECREF(m);
+    return NULL;
+}

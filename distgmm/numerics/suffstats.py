@@ -24,34 +24,153 @@ spherical   sum_i r_ik w_i |x_i - c|**2                  (K,)
 
 from __future__ import annotations
 
+import platform
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
 
-from ..options import covariance_code
+from ..options import COVARIANCE_TYPES, covariance_code
 from . import scratch
 from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
 from .params import GMMParams
 
+NO_KERNEL_MESSAGE = (
+    "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not built, so fits run on "
+    "the numpy kernel at about half the speed ({reason}). Reinstall distgmm with a C "
+    "compiler (gcc or clang) and the Python headers present; `distgmm info --system` "
+    "says which kernel runs."
+)
+
+_NO_KERNEL_REASON = "built without it"
 try:
     from . import _estep
-except ImportError:  # installed without a C compiler: the numpy tiles do the work
+except ImportError as e:  # DISTGMM_NO_COMPILED_KERNEL=1 (setup.py): numpy does the work
     _estep = None
-    warnings.warn(
-        "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not built, so fits "
-        "run on the numpy kernel at about half the speed; reinstall distgmm with a C "
-        "compiler (gcc or clang) and the Python headers present.",
-        RuntimeWarning, stacklevel=2,
-    )
+    _NO_KERNEL_REASON = f"{type(e).__name__}: {e}"
+_AVX2_REASON = "not an x86-64 CPU"
 if _estep is not None and _estep.cpu_has_avx2_fma():
     try:  # the AVX2 + FMA build of the same kernel (see setup.py)
         from . import _estep_avx2 as _estep
-    except ImportError:  # built where the compiler could not target AVX2
-        pass
+    except ImportError as e:  # built where the compiler could not target AVX2
+        _AVX2_REASON = f"the AVX2 build is not installed ({e})"
+elif _estep is not None and platform.machine().lower() in ("x86_64", "amd64"):
+    _AVX2_REASON = "this CPU lacks AVX2 or FMA"
+
+
+def _check_kernel(module) -> None:
+    """Refuse a kernel whose type codes or feature rows are not this package's.
+
+    ``_estep.c`` exports its covariance types in code order and its count of feature
+    rows; they must be :data:`distgmm.options.COVARIANCE_TYPES` and
+    :func:`~distgmm.numerics.features.n_feature_rows`, or the kernel would score rows
+    under the wrong type (a build from other sources, left in place by an upgrade).
+    """
+    types = getattr(module, "COVARIANCE_TYPES", None)
+    problem = None
+    if types != COVARIANCE_TYPES:
+        problem = (f"its covariance types by code are {types!r}, distgmm.options says "
+                   f"{COVARIANCE_TYPES!r}")
+    else:
+        for ct in COVARIANCE_TYPES:
+            for d in (1, 2, 3, 7, 64):
+                got = module.n_feature_rows(covariance_code(ct), d)
+                if got != n_feature_rows(ct, d):
+                    problem = (f"it counts {got} feature rows for {ct} with {d} features, "
+                               f"features.n_feature_rows {n_feature_rows(ct, d)}")
+                    break
+            if problem:
+                break
+    if problem:
+        raise ImportError(
+            f"{module.__name__} ({getattr(module, '__file__', '?')}) does not match "
+            f"distgmm's Python code: {problem}. It was built from other sources: "
+            "reinstall distgmm (pip install --force-reinstall distgmm, or "
+            "`python setup.py build_ext --inplace` in a checkout).",
+            name=module.__name__,
+        )
+
+
+if _estep is not None:
+    _check_kernel(_estep)
 
 HAVE_COMPILED = _estep is not None
+
+
+def kernel_info() -> dict:
+    """Which E-step kernel float64 fits run in this process, and why.
+
+    Returns
+    -------
+    dict
+        ``kernel``: ``"compiled-avx2"`` (the AVX2 + FMA build), ``"compiled"`` (the
+        generic build) or ``"numpy"`` (no compiled kernel); ``module``: the kernel's
+        module and file, or None; ``reason``: why this one; ``cpu``: the machine and
+        the vector features that matter (AVX2, FMA, ...; None where unknown).
+    """
+    if not HAVE_COMPILED:
+        kernel, module = "numpy", None
+        reason = ("the compiled kernel is not built (installed with "
+                  f"DISTGMM_NO_COMPILED_KERNEL=1?): {_NO_KERNEL_REASON}")
+    else:
+        module = f"{_estep.__name__} ({getattr(_estep, '__file__', '?')})"
+        if _estep.TARGET == "avx2-fma":
+            kernel, reason = "compiled-avx2", "the CPU has AVX2 and FMA"
+        else:
+            kernel, reason = "compiled", f"generic build: {_AVX2_REASON}"
+    return {"kernel": kernel, "module": module, "reason": reason, "cpu": _cpu()}
+
+
+_CPU_FLAGS = ("sse2", "sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd")
+
+
+def _cpu() -> dict:
+    features = None
+    try:  # Linux
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    features = [flag for flag in _CPU_FLAGS if flag in have]
+                    break
+    except OSError:
+        pass
+    if features is None and _estep is not None and _estep.cpu_has_avx2_fma():
+        features = ["avx2", "fma"]
+    return {"machine": platform.machine(), "processor": platform.processor() or None,
+            "features": features}
+
+
+_warned = False
+_warn_lock = threading.Lock()
+
+
+def warn_if_no_kernel(compute_dtype: str = "float64") -> bool:
+    """Warn once per process, at the first float64 fit, when the compiled kernel is missing.
+
+    Parameters
+    ----------
+    compute_dtype : {"float64", "float32"}
+        The fit's; float32 fits run on numpy whatever is installed, so they do not warn.
+
+    Returns
+    -------
+    bool
+        Whether this call warned (a ``RuntimeWarning``).
+    """
+    global _warned
+    if HAVE_COMPILED or compute_dtype != "float64":
+        return False
+    with _warn_lock:
+        if _warned:
+            return False
+        _warned = True
+    warnings.warn(NO_KERNEL_MESSAGE.format(reason=_NO_KERNEL_REASON), RuntimeWarning,
+                  stacklevel=3)
+    return True
+
 
 TILE_ROWS = 4096
 TILE_BYTES = 8 << 20

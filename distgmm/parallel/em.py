@@ -10,7 +10,7 @@ import numpy as np
 
 from ..numerics.mstep import m_step
 from ..numerics.params import GMMParams
-from ..numerics.suffstats import chunk_stats, merge
+from ..numerics.suffstats import chunk_stats, merge, warn_if_no_kernel
 from .blocks import Blocks
 
 
@@ -97,6 +97,7 @@ def run_em(
     -------
     EMResult
     """
+    warn_if_no_kernel(compute_dtype)  # once per process: a build without _estep.c
     result = EMResult(params, lower_bound) if resume is None else resume
     if result.converged:
         return result
