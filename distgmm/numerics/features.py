@@ -40,7 +40,23 @@ _LOG_2PI = np.log(2.0 * np.pi)
 
 
 def n_feature_rows(covariance_type: str, n_features: int) -> int:
-    """Rows of ``F``: ``d`` linear, one of ones, then the quadratic ones."""
+    """Rows of ``F``: ``d`` linear, one of ones, then the quadratic ones.
+
+    The compiled kernel counts them too (``feature_rows`` in ``_estep.c``, exported as
+    ``_estep.n_feature_rows``); :mod:`distgmm.numerics.suffstats` refuses, at import, a
+    build whose count differs from this one.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_features : int
+
+    Returns
+    -------
+    int
+        ``d + 1 + d(d+1)/2`` (full), ``d + 1`` (tied), ``2d + 1`` (diag), ``d + 2``
+        (spherical).
+    """
     d = n_features
     quad = {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[covariance_type]
     return d + 1 + quad
