@@ -38,8 +38,8 @@ from .features import fill_quadratic, n_feature_rows, natural_params, unpack_mom
 from .params import GMMParams
 
 NO_KERNEL_MESSAGE = (
-    "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not built, so fits run on "
-    "the numpy kernel at about half the speed ({reason}). Reinstall distgmm with a C "
+    "distgmm's compiled E-step (distgmm/numerics/_estep.c) is not available ({reason}), "
+    "so fits run on the numpy kernel at about half the speed. Reinstall distgmm with a C "
     "compiler (gcc or clang) and the Python headers present; `distgmm info --system` "
     "says which kernel runs."
 )
@@ -49,7 +49,10 @@ try:
     from . import _estep
 except ImportError as e:  # DISTGMM_NO_COMPILED_KERNEL=1 (setup.py): numpy does the work
     _estep = None
-    _NO_KERNEL_REASON = f"{type(e).__name__}: {e}"
+    # "cannot import name": no extension file at all; else one that does not load
+    _NO_KERNEL_REASON = ("no distgmm.numerics._estep extension is installed"
+                         if str(e).startswith("cannot import name")
+                         else f"distgmm.numerics._estep does not load: {e}")
 _AVX2_REASON = "not an x86-64 CPU"
 if _estep is not None and _estep.cpu_has_avx2_fma():
     try:  # the AVX2 + FMA build of the same kernel (see setup.py)
@@ -112,7 +115,7 @@ def kernel_info() -> dict:
     """
     if not HAVE_COMPILED:
         kernel, module = "numpy", None
-        reason = ("the compiled kernel is not built (installed with "
+        reason = ("the compiled kernel is unavailable (built with "
                   f"DISTGMM_NO_COMPILED_KERNEL=1?): {_NO_KERNEL_REASON}")
     else:
         module = f"{_estep.__name__} ({getattr(_estep, '__file__', '?')})"
