@@ -30,7 +30,7 @@ from .numerics.gaussian import (
 )
 from .numerics.params import GMMParams, information_criteria, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
-from .numerics.suffstats import chunk_stats, merge
+from .numerics.suffstats import chunk_stats, merge, warn_if_no_kernel
 from .options import CACHES, COMPUTE_DTYPES, COVARIANCE_TYPES, INIT_PARAMS, covariance_shape
 from .parallel.blas import one_blas_thread
 from .parallel.blocks import Blocks, dask_blocks, numpy_blocks
@@ -371,6 +371,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
     def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
         self._validate_params()
+        # before any restart's thread starts: a thread's catch_warnings would hide it
+        warn_if_no_kernel(self.compute_dtype)
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         self._check_data(blocks)
         restarts = _Restarts(self, callback, checkpoint)

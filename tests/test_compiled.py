@@ -100,6 +100,27 @@ def test_the_missing_kernel_warns_once_at_the_first_float64_fit(monkeypatch):
     assert "distgmm info --system" in str(caught[0].message)
 
 
+def test_the_missing_kernel_warning_survives_restarts_in_threads(monkeypatch):
+    # the first fit runs restarts (and their k-means starts) in threads: the warning
+    # must come before them, and no restart may leave warnings switched off
+    import warnings
+
+    from distgmm import GaussianMixture
+
+    monkeypatch.setattr(ss, "HAVE_COMPILED", False)
+    monkeypatch.setattr(ss, "_warned", False)
+    monkeypatch.setattr(ss, "_NO_KERNEL_REASON", "ImportError: test")
+    X = np.random.default_rng(1).normal(size=(300, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in range(3):
+            GaussianMixture(3, random_state=seed, n_init=4).fit(X)
+        warnings.warn("still heard", UserWarning)
+    messages = [str(w.message) for w in caught]
+    assert sum("numpy kernel" in m for m in messages) == 1
+    assert "still heard" in messages
+
+
 def test_a_built_kernel_never_warns(monkeypatch):
     monkeypatch.setattr(ss, "_warned", False)
     assert ss.HAVE_COMPILED and not ss.warn_if_no_kernel("float64")

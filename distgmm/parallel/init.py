@@ -7,6 +7,7 @@ so a rerun gives the same initial parameters.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -27,6 +28,10 @@ from ..numerics.suffstats import merge, resp_stats
 from ..options import INIT_PARAMS
 from .blocks import Blocks
 
+# catch_warnings swaps the process-wide filter list: two restarts' threads entering and
+# leaving it interleaved would leave "ignore" installed for good, so one at a time
+_QUIET_KMEANS = threading.Lock()
+
 
 def _add(a, b):
     return a + b
@@ -43,7 +48,7 @@ def _local_kmeans(candidates: np.ndarray, weights: np.ndarray, k: int, seed: int
     unique = _unique_rows(candidates)
     if len(unique) <= k:
         return unique
-    with warnings.catch_warnings():
+    with _QUIET_KMEANS, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         km = KMeans(n_clusters=k, n_init=3, random_state=seed % (2**31))
         return km.fit(candidates, sample_weight=np.maximum(weights, 1e-12)).cluster_centers_
