@@ -32,6 +32,14 @@ def test_import_distgmm_is_light():
     assert out.strip() == "[]"
 
 
+def test_opening_sources_does_not_load_the_compiled_kernel():
+    code = ("import sys, distgmm.io.sources; "
+            "print(sorted(m for m in sys.modules if 'suffstats' in m or '_estep' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_public_names_resolve_lazily():
     import distgmm
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .finite import raise_nonfinite
 from .gaussian import log_gaussian_prob, logsumexp_rows
 from .params import GMMParams
-from .suffstats import TILE_ROWS, raise_nonfinite
+from .suffstats import TILE_ROWS
 
 
 def weighted_log_prob(xc: np.ndarray, params: GMMParams, center: np.ndarray) -> np.ndarray:

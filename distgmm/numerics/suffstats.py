@@ -35,6 +35,7 @@ import numpy as np
 from ..options import COVARIANCE_TYPES, covariance_code
 from . import scratch
 from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
+from .finite import raise_nonfinite
 from .params import GMMParams
 
 NO_KERNEL_MESSAGE = (
@@ -307,24 +308,6 @@ def shifted_tiles(X: np.ndarray, origin, row_start: int, tile_rows: int = TILE_R
 
 def _weights_tile(w, a, b):
     return None if w is None else np.asarray(w[a:b], dtype=np.float64)
-
-
-def raise_nonfinite(X: np.ndarray, row_start: int) -> None:
-    """Raise a ValueError saying how many non-finite values a block holds, and where."""
-    bad = ~np.isfinite(X)
-    last = row_start + X.shape[0] - 1
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise ValueError(
-            f"Input contains NaN or infinity: {int(bad.sum())} non-finite value(s) in "
-            f"{len(np.unique(rows))} row(s) between rows {row_start} and {last}, first at "
-            f"row {row_start + int(rows[0])}, column {int(cols[0])}. Drop or impute those "
-            "rows before fitting."
-        )
-    raise ValueError(
-        f"The log-likelihood of rows {row_start}..{last} is not finite (values too large "
-        "for float64 arithmetic). Scale the input data."
-    )
 
 
 _EXP_FLOOR = {"d": -700.0, "f": -80.0}

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from ..numerics.suffstats import raise_nonfinite
+from ..numerics.finite import raise_nonfinite
 
 
 def is_dask(X) -> bool:
