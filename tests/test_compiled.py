@@ -8,6 +8,7 @@ through ``chunk_stats``.
 import platform
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -79,15 +80,19 @@ print(kernel_info()["reason"])
         "distgmm.numerics._estep extension is installed")
 
 
-def test_the_missing_kernel_warns_once_at_the_first_float64_fit(monkeypatch):
-    import warnings
-
-    from distgmm import GaussianMixture
-
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """As if distgmm were installed without the compiled kernel (never warned yet)."""
     monkeypatch.setattr(ss, "HAVE_COMPILED", False)
     monkeypatch.setattr(ss, "_warned", False)
     monkeypatch.setattr(ss, "_NO_KERNEL_REASON", "ImportError: test")
-    X = np.random.default_rng(1).normal(size=(300, 2))
+    return np.random.default_rng(1).normal(size=(300, 2))
+
+
+def test_the_missing_kernel_warns_once_at_the_first_float64_fit(no_kernel):
+    from distgmm import GaussianMixture
+
+    X = no_kernel
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         GaussianMixture(2, random_state=0, compute_dtype="float32").fit(X)
@@ -100,17 +105,12 @@ def test_the_missing_kernel_warns_once_at_the_first_float64_fit(monkeypatch):
     assert "distgmm info --system" in str(caught[0].message)
 
 
-def test_the_missing_kernel_warning_survives_restarts_in_threads(monkeypatch):
+def test_the_missing_kernel_warning_survives_restarts_in_threads(no_kernel):
     # the first fit runs restarts (and their k-means starts) in threads: the warning
     # must come before them, and no restart may leave warnings switched off
-    import warnings
-
     from distgmm import GaussianMixture
 
-    monkeypatch.setattr(ss, "HAVE_COMPILED", False)
-    monkeypatch.setattr(ss, "_warned", False)
-    monkeypatch.setattr(ss, "_NO_KERNEL_REASON", "ImportError: test")
-    X = np.random.default_rng(1).normal(size=(300, 2))
+    X = no_kernel
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for seed in range(3):
