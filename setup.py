@@ -46,7 +46,7 @@ def kernel_build_error(why: str) -> str:
 
 
 def _opted_out() -> bool:
-    return os.environ.get(OPT_OUT, "").strip().lower() not in ("", "0", "false", "no")
+    return os.environ.get(OPT_OUT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class BuildExt(build_ext):

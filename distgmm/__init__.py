@@ -7,10 +7,14 @@ The public API. Names are imported on first use, so ``import distgmm`` stays lig
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import version as _version
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = _version("distgmm")
+try:  # pyproject.toml is the one place the version is written
+    __version__ = version("distgmm")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
+del PackageNotFoundError, version
 
 _EXPORTS = {
     "GaussianMixture": "distgmm.estimator",

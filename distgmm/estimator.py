@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from .io.model import read_model, save_model
+from .io.model import read_model, save_model, unreadable
 from .numerics.gaussian import (
     CollapseError,
     precision_cholesky_from_precisions,
@@ -597,6 +597,7 @@ class _Restarts:
         self.init_seconds = 0.0
         self.iteration_seconds: list[list[float]] = [[] for _ in range(n_init)]
         self.lock = threading.Lock()
+        model.timings_ = {"init": 0.0, "iterations": []}  # a failed fit leaves no stale ones
 
     def tasks(self) -> list[Callable[[Blocks], EMResult]]:
         """One ``task(data) -> EMResult`` per restart."""
@@ -745,6 +746,7 @@ class SharedPasses:
             if hasattr(self._template, "feature_names_in_"):
                 m.feature_names_in_ = self._template.feature_names_in_
             m._check_parameters(self.n_features)
+            warn_if_no_kernel(m.compute_dtype)  # before the threads: see GaussianMixture._fit
             if n_rows < m.n_components:
                 errors[i] = ValueError(f"only {n_rows} rows with positive weight")
                 continue
@@ -806,8 +808,13 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
         holds the stored metrics.
     """
     saved = read_model(path, storage_options=storage_options)
-    known = GaussianMixture().get_params()
+    known = GaussianMixture().get_params()  # keys a newer distgmm added are left out
     model = GaussianMixture(**{k: v for k, v in saved.params.items() if k in known})
+    try:  # the same checks a fit makes: a hand-edited model.json is refused here
+        model._validate_params()
+        model._check_parameters(saved.n_features)
+    except ValueError as e:
+        raise unreadable(path, f"its parameters: {' '.join(str(e).split())}") from None
     for name, arr in saved.arrays.items():
         setattr(model, name + "_", arr)
     model.converged_ = saved.fit["converged"]

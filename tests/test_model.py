@@ -138,9 +138,42 @@ def test_every_constructor_parameter_round_trips(tmp_path, data, capsys):
     back = load_model(gm.save(str(tmp_path / "m")))
     _assert_same_params(back.get_params(), gm.get_params())
     _assert_same_params(back.get_params(), params)
-    stored = json.loads((tmp_path / "m" / "model.json").read_text())["params"]
-    assert stored["compute_dtype"] == "float32" and stored["means_init"] == params[
-        "means_init"].tolist()
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["params"]["compute_dtype"] == "float32"
+    # initial arrays are .npy files beside the fitted ones, not numbers in the JSON
+    assert meta["params"]["means_init"] is None
+    assert meta["arrays"]["means_init"] == "means_init.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / "m" / "means_init.npy"),
+                                  params["means_init"])
+
+
+def _edit_params(root, **changes):
+    meta = json.loads((root / "model.json").read_text())
+    meta["params"].update(changes)
+    (root / "model.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"covariance_type": "tied"}, "params say covariance_type='tied' but the model is 'diag'"),
+    ({"n_components": 5}, "params say n_components=5 but the model is 3"),
+    ({"compute_dtype": "float16"}, "compute_dtype"),
+    ({"n_components": "3"}, "n_components"),
+    ({"cache": 7}, "cache"),
+])
+def test_tampered_parameters_are_refused(tmp_path, data, changes, why):
+    GaussianMixture(3, covariance_type="diag", random_state=0).fit(data).save(
+        str(tmp_path / "m"))
+    _edit_params(tmp_path / "m", **changes)
+    with pytest.raises(ValueError, match="is not a readable distgmm model") as err:
+        load_model(str(tmp_path / "m"))
+    assert why in str(err.value)
+
+
+def test_initial_arrays_of_the_wrong_shape_are_refused(tmp_path, data):
+    GaussianMixture(3, random_state=0, means_init=data[:3]).fit(data).save(str(tmp_path / "m"))
+    np.save(tmp_path / "m" / "means_init.npy", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="is not a readable distgmm model .*means"):
+        load_model(str(tmp_path / "m"))
 
 
 def test_a_random_state_object_is_saved_as_null_with_a_warning(tmp_path, data):

@@ -110,3 +110,48 @@ def test_metrics_json_is_strict_json():
     assert _json_safe({"d": datetime.date(2026, 11, 22), "x": np.float64("nan"),
                        "v": np.arange(2), "b": b"k"}) == {
         "d": "2026-11-22", "x": None, "v": [0, 1], "b": "b'k'"}
+
+
+@pytest.mark.parametrize("job", ["run", "predict"])
+def test_bad_input_is_reported_before_any_cluster_is_reached(tmp_path, job):
+    # an unreachable scheduler would turn bad input (exit 2) into a transient failure
+    # (exit 75) that orchestrators retry: the input is opened first
+    import time
+
+    cluster = {"address": "tcp://127.0.0.1:1"}
+    t0 = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        if job == "run":
+            run_job(JobSpec.from_mapping({
+                "input": {"path": str(tmp_path / "nowhere")},
+                "model": {"n_components": 2}, "output": {"path": str(tmp_path / "out")},
+                "cluster": cluster}))
+        else:
+            X = np.random.default_rng(0).normal(size=(50, 2))
+            GaussianMixture(2, random_state=0).fit(X).save(str(tmp_path / "m"))
+            predict_job(str(tmp_path / "m"), str(tmp_path / "nowhere"),
+                        OutputSpec(path=str(tmp_path / "p")), cluster=cluster)
+    assert time.perf_counter() - t0 < 10  # no connection attempt (its timeout is 30 s)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "p").exists()
+
+
+def test_metrics_keep_their_key_order(client, npy_input, tmp_path):
+    # people diff metrics.json between runs: the keys stay where earlier releases put them
+    path, X = npy_input
+    spec = JobSpec.from_mapping({"name": "order", "input": {"path": path},
+                                 "model": {"n_components": 2, "max_iter": 5},
+                                 "output": {"path": str(tmp_path / "out")}})
+    metrics = run_job(spec, client=client)
+    assert list(metrics) == [
+        "n_samples", "n_features", "n_components", "covariance_type", "n_iter", "converged",
+        "lower_bound", "lower_bounds", "mean_log_likelihood", "bic", "aic", "weights",
+        "cluster_sizes", "feature_names", "input", "outputs", "versions", "job", "timings"]
+    assert list(metrics["timings"]) == ["load", "init", "iterations", "fit", "predict",
+                                        "total"]
+    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert list(on_disk) == list(metrics)
+    scored = predict_job(str(tmp_path / "out"), path, OutputSpec(path=str(tmp_path / "p")),
+                         client=client)
+    assert list(scored) == ["n_samples", "n_features", "n_components", "model",
+                            "mean_log_likelihood", "cluster_sizes", "input", "outputs",
+                            "versions", "timings"]

@@ -10,6 +10,9 @@ A model directory::
       covariances.npy         shaped by covariance type
       precisions_cholesky.npy
       precisions.npy
+      weights_init.npy        the constructor's initial arrays, where given
+      means_init.npy          (a warm-started job's run sets all three)
+      precisions_init.npy
 
 Arrays are read with ``allow_pickle=False``; the round trip is exact.
 """
@@ -31,24 +34,29 @@ FORMAT = "distgmm-model"
 SCHEMA_VERSION = 1
 MODEL_JSON = "model.json"
 ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "precisions")
-# constructor parameters that hold arrays: saved as nested lists, loaded as float64
+# constructor parameters that hold arrays: saved as .npy files beside the fitted ones
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 
 
 def library_versions() -> dict:
     """Versions of distgmm and the libraries its numbers depend on."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import dask
     import scipy
     import sklearn
 
-    return {"distgmm": version("distgmm"), "numpy": np.__version__, "scipy": scipy.__version__,
+    try:
+        ours = version("distgmm")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        ours = "0+unknown"
+    return {"distgmm": ours, "numpy": np.__version__, "scipy": scipy.__version__,
             "dask": dask.__version__, "scikit-learn": sklearn.__version__}
 
 
 def _json_params(model) -> dict:
-    """Every constructor parameter (``get_params()``) as JSON.
+    """Every constructor parameter (``get_params()``) as JSON; the initial arrays are
+    null here and saved as ``.npy`` files (:func:`_init_arrays`).
 
     A ``random_state`` given as a RandomState or Generator object cannot be saved: it
     is stored as null, with a ``UserWarning`` (a loaded model's ``sample`` and refits
@@ -58,8 +66,8 @@ def _json_params(model) -> dict:
     for key, value in model.get_params(deep=False).items():
         if isinstance(value, np.generic):
             value = value.item()
-        if key in _ARRAY_PARAMS and value is not None:
-            value = np.asarray(value, dtype=np.float64).tolist()
+        if key in _ARRAY_PARAMS:
+            value = None
         elif key == "random_state" and not (value is None or isinstance(value, int)):
             warnings.warn(
                 f"random_state is a {type(value).__name__} object, which a model file "
@@ -69,6 +77,13 @@ def _json_params(model) -> dict:
             value = None
         out[key] = value
     return out
+
+
+def _init_arrays(model) -> dict:
+    """The constructor's initial arrays that are set, as float64."""
+    params = model.get_params(deep=False)
+    return {key: np.asarray(params[key], dtype=np.float64) for key in _ARRAY_PARAMS
+            if params.get(key) is not None}
 
 
 def _expected_shapes(ct: str, k: int, d: int) -> dict:
@@ -96,7 +111,7 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
             "lower_bound": float(model.lower_bound_),
             "lower_bounds": [float(v) for v in getattr(model, "lower_bounds_", [])],
         },
-        "arrays": {name: f"{name}.npy" for name in ARRAYS},
+        "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model))},
         "versions": library_versions(),
         "metrics": metrics or {},
     }
@@ -110,10 +125,10 @@ def write_model_files(model, url: str, metrics: dict | None = None,
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     fs.makedirs(path, exist_ok=True)
     meta = model_metadata(model, metrics)
-    for name in ARRAYS:
+    arrays = {name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+    for name, value in arrays.items():
         buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(getattr(model, name + "_"), dtype=np.float64),
-                allow_pickle=False)
+        np.save(buf, np.ascontiguousarray(value, dtype=np.float64), allow_pickle=False)
         fs.pipe_file(posixpath.join(path, meta["arrays"][name]), buf.getvalue())
     fs.pipe_file(posixpath.join(path, MODEL_JSON),
                  json.dumps(meta, indent=2, allow_nan=True).encode())
@@ -151,7 +166,8 @@ def save_model(model, path: str, *, metrics: dict | None = None, overwrite: bool
     return path
 
 
-def _bad(path: str, why: str) -> ValueError:
+def unreadable(path: str, why: str) -> ValueError:
+    """The error for a model directory that cannot be loaded, saying why."""
     return ValueError(
         f"{path} is not a readable distgmm model ({why}): point at the model/ directory "
         "written by `distgmm fit` or GaussianMixture.save."
@@ -169,13 +185,13 @@ def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
             raise FileNotFoundError(f"No model at {path}: check the path.")
         if fs.exists(posixpath.join(root, "model", MODEL_JSON)):
             return read_model_metadata(posixpath.join(path, "model"), storage_options)
-        raise _bad(path, f"no {MODEL_JSON}")
+        raise unreadable(path, f"no {MODEL_JSON}")
     try:
         meta = json.loads(fs.cat_file(target))
     except ValueError as e:
-        raise _bad(path, f"{MODEL_JSON} is not JSON: {e}") from None
+        raise unreadable(path, f"{MODEL_JSON} is not JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _bad(path, f"{MODEL_JSON} does not say format {FORMAT!r}")
+        raise unreadable(path, f"{MODEL_JSON} does not say format {FORMAT!r}")
     version = meta.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(
@@ -183,7 +199,7 @@ def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
             f"{SCHEMA_VERSION}: upgrade distgmm to load it."
         )
     if meta.get("covariance_type") not in COVARIANCE_TYPES:
-        raise _bad(path, f"unknown covariance_type {meta.get('covariance_type')!r}")
+        raise unreadable(path, f"unknown covariance_type {meta.get('covariance_type')!r}")
     meta["_root"] = fs.unstrip_protocol(root)
     return meta
 
@@ -233,26 +249,36 @@ def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
     try:
         return _saved_from(meta, fs, root, path)
     except (KeyError, TypeError, AttributeError) as e:
-        raise _bad(path, f"model.json lacks or garbles {e}") from None
+        raise unreadable(path, f"model.json lacks or garbles {e}") from None
+
+
+def _load_array(fs, root: str, meta: dict, name: str, path: str) -> np.ndarray:
+    file = posixpath.join(root, meta["arrays"][name])
+    try:
+        arr = np.load(io.BytesIO(fs.cat_file(file)), allow_pickle=False)
+    except FileNotFoundError:
+        raise unreadable(path, f"{meta['arrays'][name]} is missing") from None
+    except ValueError as e:
+        raise unreadable(path, f"{meta['arrays'][name]}: {e}") from None
+    if arr.dtype != np.float64:
+        raise unreadable(path, f"{name} is {arr.dtype}, expected float64")
+    return arr
 
 
 def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
     arrays = {}
     for name, shape in _expected_shapes(ct, k, d).items():
-        file = posixpath.join(root, meta["arrays"][name])
-        try:
-            arr = np.load(io.BytesIO(fs.cat_file(file)), allow_pickle=False)
-        except FileNotFoundError:
-            raise _bad(path, f"{meta['arrays'][name]} is missing") from None
-        except ValueError as e:
-            raise _bad(path, f"{meta['arrays'][name]}: {e}") from None
-        if arr.shape != shape or arr.dtype != np.float64:
-            raise _bad(path, f"{name} has shape {arr.shape} {arr.dtype}, expected {shape} "
-                       "float64")
-        arrays[name] = arr
-    params = {key: np.asarray(v, dtype=np.float64) if key in _ARRAY_PARAMS and v is not None
-              else v for key, v in meta["params"].items()}
+        arrays[name] = _load_array(fs, root, meta, name, path)
+        if arrays[name].shape != shape:
+            raise unreadable(path, f"{name} has shape {arrays[name].shape}, expected {shape}")
+    params = dict(meta["params"])
+    for key, header in (("covariance_type", ct), ("n_components", k)):
+        if params.setdefault(key, header) != header:  # the arrays were checked by the header
+            raise unreadable(path, f"params say {key}={params[key]!r} but the model is {header!r}")
+    for key in _ARRAY_PARAMS:  # checked against the parameters by the estimator
+        params[key] = (_load_array(fs, root, meta, key, path)
+                       if key in meta["arrays"] else None)
     fit = meta["fit"]
     fit = {"converged": bool(fit["converged"]), "n_iter": int(fit["n_iter"]),
            "lower_bound": float(fit["lower_bound"]),

@@ -119,6 +119,7 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
 def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionOptions,
                          storage_options: dict | None) -> PendingPredictions:
     import dask.dataframe as dd
+    from dask.dataframe.utils import make_meta
 
     features = list(dataset.feature_names or [f"x{j}" for j in range(dataset.n_features)])
     if dataset.frame is not None:
@@ -134,7 +135,7 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
     if clash:
         raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
                          "id/passthrough columns.")
-    meta = prediction_frame(frame._meta, params, features, keep, opts)
+    meta = prediction_frame(make_meta(frame), params, features, keep, opts)
     offsets = np.concatenate([[0], np.cumsum(dataset.X.chunks[0])[:-1]]).astype(np.int64)
     pred = frame.map_partitions(prediction_frame, params, features, keep, opts, offsets,
                                 meta=meta)

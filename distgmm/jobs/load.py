@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 from ..io.checkpoint import Checkpoint
-from ..io.sources import Dataset, open_source
+from ..io.sources import Dataset, Source, open_source
 from ..parallel.blocks import should_persist
 from ..parallel.inputs import check_features
 from .events import Reporter
@@ -42,9 +42,15 @@ def input_fingerprint(dataset: Dataset) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def open_dataset(path: str, source_options: dict, reporter: Reporter) -> Dataset:
-    """The input as a lazy :class:`Dataset`, announced to the reporter."""
-    dataset = open_source(path, **source_options).load()
+def open_input(path: str, source_options: dict) -> Source:
+    """The input's source, checked without touching the cluster (bad input exits 2
+    before a cluster is started or reached)."""
+    return open_source(path, **source_options)
+
+
+def open_dataset(source: Source, path: str, reporter: Reporter) -> Dataset:
+    """The source as a lazy :class:`Dataset`, announced to the reporter."""
+    dataset = source.load()
     reporter.event("input", f"input {path}: {dataset.n_samples} rows x "
                    f"{dataset.n_features} features in {dataset.X.numblocks[0]} chunks",
                    **{k: dataset.description.get(k) for k in ("kind", "shape")})
@@ -61,10 +67,11 @@ def persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset
                    dataset.passthrough, dataset.description)
 
 
-def load_input(spec, client, reporter: Reporter, *, restart: bool = False) -> LoadedInput:
-    """Open a job's input, settle its checkpoint, and persist it if the job caches."""
+def load_input(spec, source: Source, client, reporter: Reporter, *,
+               restart: bool = False) -> LoadedInput:
+    """Load a job's input, settle its checkpoint, and persist it if the job caches."""
     t0 = time.perf_counter()
-    dataset = open_dataset(spec.input.path, spec.input.source_options(), reporter)
+    dataset = open_dataset(source, spec.input.path, reporter)
     smallest = min(spec.model.candidates[0])
     if dataset.n_samples < smallest:
         raise ValueError(f"The input has {dataset.n_samples} rows but n_components="

@@ -1,4 +1,7 @@
-"""The one builder of ``metrics.json``: what a scoring pass found, and what a fit did."""
+"""The one builder of ``metrics.json``: what a scoring pass found, and what a fit did.
+
+Keys keep the order earlier releases wrote (diff-friendly for people who compare runs).
+"""
 
 from __future__ import annotations
 
@@ -10,33 +13,40 @@ from ..io.sources import Dataset
 from ..numerics.params import information_criteria
 
 
-def scoring_metrics(dataset: Dataset, n_components: int, total: float, sizes,
-                    predictions_path: str | None) -> dict:
-    """What every run's ``metrics.json`` says: the rows scored and where they went."""
-    return {
-        "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-        "n_components": n_components,
-        "mean_log_likelihood": total / dataset.n_samples,
-        "cluster_sizes": sizes_array(sizes, n_components),
-        "input": dataset.description,
-        "outputs": {"predictions": posixpath.basename(predictions_path)
-                    if predictions_path else None},
-        "versions": library_versions(),
-    }
+def _scored(dataset: Dataset, n_components: int, total: float, sizes) -> dict:
+    return {"mean_log_likelihood": total / dataset.n_samples,
+            "cluster_sizes": sizes_array(sizes, n_components)}
+
+
+def _where(dataset: Dataset, predictions_path: str | None, **more) -> dict:
+    name = posixpath.basename(predictions_path) if predictions_path else None
+    return {"input": dataset.description, "outputs": {"predictions": name, **more},
+            "versions": library_versions()}
+
+
+def scoring_metrics(dataset: Dataset, model_path: str, n_components: int, total: float,
+                    sizes, predictions_path: str | None) -> dict:
+    """What ``distgmm predict`` reports: the rows scored under a saved model."""
+    return {"n_samples": dataset.n_samples, "n_features": dataset.n_features,
+            "n_components": n_components, "model": model_path,
+            **_scored(dataset, n_components, total, sizes),
+            **_where(dataset, predictions_path)}
 
 
 def fit_metrics(model, dataset: Dataset, total: float, sizes,
                 predictions_path: str | None) -> dict:
-    """:func:`scoring_metrics` plus the fit's summary and information criteria."""
+    """What a fit reports: its summary, the scored rows and the information criteria."""
     k, ct = model.n_components, model.covariance_type
-    metrics = scoring_metrics(dataset, k, total, sizes, predictions_path)
-    metrics["outputs"]["model"] = "model"
+    scored = _scored(dataset, k, total, sizes)
     return {
-        **metrics, "covariance_type": ct,
+        "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+        "n_components": k, "covariance_type": ct,
         "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
         "lower_bound": float(model.lower_bound_),
         "lower_bounds": [float(v) for v in model.lower_bounds_],
+        "mean_log_likelihood": scored["mean_log_likelihood"],
         **information_criteria(total, dataset.n_samples, k, dataset.n_features, ct),
-        "weights": model.weights_.tolist(),
+        "weights": model.weights_.tolist(), "cluster_sizes": scored["cluster_sizes"],
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
+        **_where(dataset, predictions_path, model="model"),
     }

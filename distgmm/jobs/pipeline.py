@@ -17,7 +17,7 @@ from ..io.publish import Publication
 from .cluster import connect
 from .events import Reporter
 from .fit import fit_job_model
-from .load import check_model_input, checkpoint_url, load_input, open_dataset
+from .load import check_model_input, checkpoint_url, load_input, open_dataset, open_input
 from .previous import already_published, previous_run
 from .score import score_rows, write_results
 from .spec import JobSpec, OutputSpec
@@ -69,22 +69,24 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
                        "nothing to do", path=out.path, already=True)
         return published
     pub = _publication(out)
+    source = open_input(spec.input.path, spec.input.source_options())
     with _cluster(spec.cluster.model_dump(), client, reporter) as client:
-        loaded = load_input(spec, client, reporter, restart=restart)
+        loaded = load_input(spec, source, client, reporter, restart=restart)
         previous = previous_run(spec, loaded.dataset.n_features, reporter)
         fitted = fit_job_model(spec, loaded, previous, reporter)
         run = {"job": {"name": spec.name, "fingerprint": spec.fingerprint(),
-                       "input_fingerprint": loaded.input_fingerprint}}
+                       "input_fingerprint": loaded.input_fingerprint},
+               "timings": {"load": loaded.seconds, "init": fitted.model.timings_["init"],
+                           "iterations": fitted.model.timings_["iterations"],
+                           "fit": fitted.seconds}}
         if fitted.selection is not None:
             run["selection"] = fitted.selection
         with pub:
             t0 = time.perf_counter()
             metrics = write_results(client, fitted.model, loaded.dataset, out, pub,
                                     reporter, run, previous)
-            metrics["timings"] = {
-                "load": loaded.seconds, "init": fitted.model.timings_["init"],
-                "iterations": fitted.model.timings_["iterations"], "fit": fitted.seconds,
-                "predict": time.perf_counter() - t0, "total": time.perf_counter() - t_start}
+            metrics["timings"].update(predict=time.perf_counter() - t0,
+                                      total=time.perf_counter() - t_start)
             write_json(pub.staging_url, "metrics.json", metrics, out.storage_options)
         loaded.checkpoint.clear()
     reporter.event("published", f"published {out.path}", path=out.path)
@@ -120,8 +122,9 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     t_start = time.perf_counter()
     model = load_model(model_path)
     pub = _publication(output)
+    source = open_input(input_path, source_options or {})
     with _cluster(cluster or {}, client, reporter) as client:
-        dataset = open_dataset(input_path, source_options or {}, reporter)
+        dataset = open_dataset(source, input_path, reporter)
         check_model_input(model, dataset, input_path)
         with pub:
             metrics = score_rows(client, model, dataset, output, pub, reporter, model_path)

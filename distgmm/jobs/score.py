@@ -109,7 +109,6 @@ def score_rows(client, model, dataset: Dataset, output, pub: Publication,
     *_, total, sizes = compute(
         client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
         reporter, "scoring")
-    metrics = scoring_metrics(dataset, model.n_components, float(total), sizes,
-                              pending.path)
-    return {**metrics, "model": model_path}
+    return scoring_metrics(dataset, model_path, model.n_components, float(total), sizes,
+                           pending.path)
 

@@ -41,8 +41,12 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'distgmm.numerics' has no attribute {name!r}")
+    if name not in _EXPORTS:  # a submodule, as ``distgmm.numerics.suffstats``
+        try:
+            return import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(
+                f"module 'distgmm.numerics' has no attribute {name!r}") from None
     value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value

@@ -143,6 +143,8 @@ class ParquetSource:
         return wanted
 
     def load(self) -> Dataset:
+        from dask.dataframe.utils import make_meta
+
         features = self._features(list(self._read().columns))
         df = self._read(_dedupe(features + [self.id_column, *self.passthrough]))
         check_columns(features, [df.dtypes[c] for c in features])
@@ -150,7 +152,7 @@ class ParquetSource:
         # optimisation depending on the columns projected, so X (features only) and
         # the frame the outputs are computed from (ids too) must share one optimised
         # expression behind opaque map_partitions calls.
-        df = df.map_partitions(_identity, meta=df._meta).optimize()
+        df = df.map_partitions(_identity, meta=make_meta(df)).optimize()
         numeric = df.map_partitions(_float_features, features,
                                     meta=pd.DataFrame({c: [] for c in features}, dtype=float))
         try:
