@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,16 @@ def test_compare_start_is_the_same_every_run():
     a, _ = compare.start(X, means, "full")
     b, _ = compare.start(X, means, "full")
     np.testing.assert_array_equal(a["precisions_init"], b["precisions_init"])
+
+
+def test_ab_iteration_smoke():
+    # the same tree twice: both rows measured, the ratio column against the first
+    root = str(Path(__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, str(BENCH / "ab_iteration.py"), root, root,
+                          "--type", "diag", "--rounds", "1", "--rows", "16000"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith(f"| {root} |")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.000 |")
+    median = float(rows[1].split("|")[4])
+    assert median > 0
