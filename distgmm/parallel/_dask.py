@@ -1,9 +1,9 @@
 """Every private Dask API distgmm uses, each version-gated and failing loudly.
 
-No other module of distgmm touches Dask's or distributed's private parts (a grep in
-the review checklist enforces it). Each private route has a public fallback that gives
-the same bits, only slower or with more worker memory; when an assumption about Dask
-breaks, the route is switched off with one ``RuntimeWarning`` that names the API, the
+No other module of distgmm touches Dask's or distributed's private parts
+(tests/test_architecture.py greps for them). Each private route has a public fallback
+that gives the same bits, only slower or with more worker memory; when an assumption
+about Dask breaks, the route is switched off with one ``RuntimeWarning`` that names the API, the
 installed version and the consequence. Nothing falls back silently.
 
 Private routes
