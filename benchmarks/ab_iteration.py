@@ -28,14 +28,17 @@ D, K = 16, 8
 ITERS = (2, 22)
 
 
-def worker(covariance_type: str, n: int = 1_000_000) -> list[float]:
-    """Per-iteration seconds of three fits in this process's distgmm."""
+def worker(covariance_type: str, n: int = 1_000_000) -> dict:
+    """Per-iteration seconds of three fits in this process's distgmm, and which
+    distgmm and kernel ran them."""
     import dask.array as da
     import numpy as np
     from distributed import Client, LocalCluster
     from sklearn.exceptions import ConvergenceWarning
 
+    import distgmm
     from distgmm import GaussianMixture
+    from distgmm.numerics import suffstats
 
     warnings.simplefilter("ignore", ConvergenceWarning)
     rng = np.random.default_rng(0)
@@ -57,7 +60,8 @@ def worker(covariance_type: str, n: int = 1_000_000) -> list[float]:
                 GaussianMixture(K, max_iter=m, **kw).fit(Xd)
                 t[m] = time.perf_counter() - t0
             out.append((t[ITERS[1]] - t[ITERS[0]]) / (ITERS[1] - ITERS[0]))
-    return out
+    return {"file": distgmm.__file__, "compiled": bool(suffstats.HAVE_COMPILED),
+            "seconds": out}
 
 
 def main() -> None:
@@ -79,7 +83,15 @@ def main() -> None:
                    "--rows", str(args.rows), "--worker"]
             run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
                                  cwd=os.path.abspath(tree))
-            times[i] += json.loads(run.stdout.strip().splitlines()[-1])
+            got = json.loads(run.stdout.strip().splitlines()[-1])
+            # a tree without an importable distgmm/ would silently measure the installed
+            # one, and an unbuilt kernel the numpy one: refuse both
+            if not os.path.abspath(got["file"]).startswith(os.path.abspath(tree) + os.sep):
+                raise SystemExit(f"{tree}: the run imported {got['file']}, not this tree")
+            if not got["compiled"]:
+                raise SystemExit(f"{tree}: its kernel is not built: run python setup.py "
+                                 "build_ext --inplace there")
+            times[i] += got["seconds"]
     first = statistics.median(times[0])
     print("| tree | type | min s/it | median s/it | median / first |\n|---|---|---|---|---|")
     for tree, ts in zip(args.trees, times):

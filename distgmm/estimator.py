@@ -808,7 +808,9 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
         holds the stored metrics.
     """
     saved = read_model(path, storage_options=storage_options)
-    known = GaussianMixture().get_params()  # keys a newer distgmm added are left out
+    # keys a newer distgmm added are left out; values this version does not know are
+    # refused below, as a fit would refuse them
+    known = GaussianMixture().get_params()
     model = GaussianMixture(**{k: v for k, v in saved.params.items() if k in known})
     try:  # the same checks a fit makes: a hand-edited model.json is refused here
         model._validate_params()

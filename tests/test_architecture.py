@@ -56,6 +56,11 @@ def test_lazy_numerics_still_reaches_its_submodules():
                          check=True).stdout
     assert out.split() == ["distgmm.numerics.suffstats", "distgmm.numerics.suffstats",
                            "False"]
+    # a submodule whose own import fails says why, not "no attribute"
+    code = ("import sys; sys.modules['scipy'] = None; import distgmm.numerics as n; "
+            "n.gaussian")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "ModuleNotFoundError" in run.stderr and "scipy" in run.stderr, run.stderr
 
 
 def test_a_source_tree_on_the_path_imports_without_being_installed(tmp_path):

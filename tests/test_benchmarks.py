@@ -81,3 +81,11 @@ def test_ab_iteration_smoke():
     assert len(rows) == 2 and rows[0].endswith("| 1.000 |")
     median = float(rows[1].split("|")[4])
     assert median > 0
+
+
+def test_ab_iteration_refuses_a_tree_it_did_not_import(tmp_path):
+    root = str(Path(__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, str(BENCH / "ab_iteration.py"), str(tmp_path), root,
+                          "--rounds", "1", "--rows", "16000"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "not this tree" in run.stderr

@@ -44,7 +44,9 @@ def __getattr__(name: str):
     if name not in _EXPORTS:  # a submodule, as ``distgmm.numerics.suffstats``
         try:
             return import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":  # the submodule exists; its import failed
+                raise
             raise AttributeError(
                 f"module 'distgmm.numerics' has no attribute {name!r}") from None
     value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
