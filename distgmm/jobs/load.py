@@ -43,8 +43,9 @@ def input_fingerprint(dataset: Dataset) -> str:
 
 
 def open_input(path: str, source_options: dict) -> Source:
-    """The input's source, checked without touching the cluster (bad input exits 2
-    before a cluster is started or reached)."""
+    """The input's source: its path, format and options checked before a cluster is
+    started or reached, so those mistakes exit 2 even with the scheduler down (columns,
+    filters and array paths are checked by ``load()``, on the cluster)."""
     return open_source(path, **source_options)
 
 
