@@ -119,19 +119,19 @@ _usable: dict[str, bool] = {}  # what the check at import found
 _override: list[bool] = []  # private_routes() stack
 
 
-def _version(text: str) -> tuple:
-    """A comparable version: ``packaging``'s when installed, else the leading numbers."""
+def _in_tested_range(version: str) -> bool:
+    """``packaging``'s comparison when installed and every string parses; else the
+    leading numbers of each (the same rule for all three, so they always compare)."""
+    low, high = TESTED_DASK
     try:
         from packaging.version import Version
 
-        return (Version(text),)
+        return Version(low) <= Version(version) < Version(high)
     except Exception:  # no packaging, or a version string it cannot read
-        return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
+        def numbers(text: str) -> tuple:
+            return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
 
-
-def _in_tested_range(version: str) -> bool:
-    low, high = TESTED_DASK
-    return _version(low) <= _version(version) < _version(high)
+        return numbers(low) <= numbers(version) < numbers(high)
 
 
 def _probe_fold() -> None:
