@@ -350,6 +350,36 @@ def predict(model_path, input_path, reporter, **kw):
     _print_result(reporter, metrics, output.path)
 
 
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True,
+              help="Rows to draw.")
+@click.option("--output", "-o", required=True, metavar="OUT.zarr|OUT.parquet",
+              help="Where the rows go (published atomically).")
+@click.option("--output-format", type=click.Choice(options.OUTPUT_FORMATS),
+              default="auto", show_default=True, help="auto: from the suffix of --output.")
+@click.option("--random-state", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The same seed gives the same rows whatever --chunk-rows.")
+@click.option("--component", is_flag=True, help="Also write each row's component.")
+@click.option("--chunk-rows", type=click.IntRange(min=1),
+              help="Rows per chunk, one task each (default: about 64 MiB of rows).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@_cluster_options
+@_common
+def sample(model_path, n_samples, output, output_format, random_state, component,
+           chunk_rows, overwrite, reporter, **kw):
+    """Draw N rows from the saved MODEL on the cluster, chunk by chunk, into --output."""
+    from .jobs.sample import sample_job
+
+    summary = sample_job(model_path, n_samples, output, fmt=output_format,
+                         random_state=random_state, component=component,
+                         chunk_rows=chunk_rows, overwrite=overwrite,
+                         cluster=_cluster_section(kw), reporter=reporter)
+    if not reporter.quiet:
+        click.echo(json.dumps(summary) if reporter.log_format == "json" else
+                   f"{output}: {summary['n_samples']} rows in {summary['n_chunks']} chunks")
+
+
 _KERNEL_NAMES = {"compiled-avx2": "compiled, AVX2 + FMA build",
                  "compiled": "compiled, generic build",
                  "numpy": "numpy (no compiled kernel: about half the speed)"}
