@@ -233,12 +233,20 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
                   spec.output.path)
 
 
+def _outliers_option(f):
+    return click.option("--outliers", type=float, metavar="FRACTION",
+                        help="Flag this share of rows (0 < FRACTION < 0.5) with the lowest "
+                             "density: an exact threshold pass after the fit, an outlier "
+                             "column in the predictions, saved with the model.")(f)
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
 @click.option("--covariance-type", type=click.Choice(options.COVARIANCE_TYPES),
               default="full", show_default=True)
 @_em_options
+@_outliers_option
 @_input_options
 @_output_options
 @_cluster_options
@@ -252,7 +260,8 @@ def fit(input_path, n_components, covariance_type, restart, reporter, **kw):
     (.OUTPUT.checkpoint.json); a rerun of the same command resumes from it.
     """
     _run_model_job(input_path, {"n_components": n_components,
-                                "covariance_type": covariance_type},
+                                "covariance_type": covariance_type,
+                                "outliers": kw.pop("outliers")},
                    kw, "distgmm fit", restart, reporter)
 
 
@@ -291,9 +300,11 @@ def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
               "$DASK_SCHEDULER_ADDRESS, else an embedded local cluster).")
 @click.option("--n-workers", type=int, help="Workers of the embedded cluster.")
 @click.option("--memory-limit", metavar="SIZE", help="Memory per embedded worker.")
+@_outliers_option
 @_restart_option
 @_common
-def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter):
+def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter,
+        outliers=None):
     """Run the job spec JOB (.yaml or .toml).
 
     A run resumes from its checkpoint after a failure; rerunning a job whose output
@@ -308,6 +319,8 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
                        ("memory_limit", memory_limit)):
         if value is not None:
             settings = (*settings, f"cluster.{key}={value}")
+    if outliers is not None:  # overrides the spec's model.outliers
+        settings = (*settings, f"model.outliers={outliers!r}")
     spec = JobSpec.from_file(job, settings)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)

@@ -44,6 +44,7 @@ from .parallel.inputs import (
     numpy_input,
 )
 from .parallel.lockstep import run_lockstep
+from .parallel.outliers import OutlierMixin
 from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
 
 _CHOICES = {
@@ -145,7 +146,7 @@ def _check_precisions(precisions, covariance_type: str, n_components: int,
             "of a covariance matrix).")
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, one pass over (possibly distributed) data per iteration.
 
     Same parameters, attributes and results as :class:`sklearn.mixture.GaussianMixture`
@@ -827,4 +828,7 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
     if saved.feature_names:
         model.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
     model.metrics_ = saved.metrics
+    if saved.outliers is not None:  # a threshold set by --outliers / outlier_threshold
+        model.outlier_threshold_ = saved.outliers["threshold"]
+        model.outlier_fraction_ = saved.outliers["fraction"]
     return model

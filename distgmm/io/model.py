@@ -114,7 +114,17 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
         "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model))},
         "versions": library_versions(),
         "metrics": metrics or {},
+        **_outliers_metadata(model),
     }
+
+
+def _outliers_metadata(model) -> dict:
+    """``{"outliers": {"fraction", "threshold"}}`` when the model has a threshold."""
+    threshold = getattr(model, "outlier_threshold_", None)
+    if threshold is None:
+        return {}
+    return {"outliers": {"fraction": float(model.outlier_fraction_),
+                         "threshold": float(threshold), "method": "exact"}}
 
 
 def write_model_files(model, url: str, metrics: dict | None = None,
@@ -219,6 +229,8 @@ class SavedModel:
     n_features : int
     feature_names : list of str or None
     metrics : dict
+    outliers : dict or None
+        ``fraction`` and ``threshold`` of the outlier flag, if the model has one.
     """
 
     params: dict
@@ -227,6 +239,7 @@ class SavedModel:
     n_features: int
     feature_names: list | None
     metrics: dict
+    outliers: dict | None = None
 
 
 def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
@@ -284,4 +297,15 @@ def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
            "lower_bound": float(fit["lower_bound"]),
            "lower_bounds": [float(v) for v in fit["lower_bounds"]]}
     return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
-                      meta.get("metrics", {}))
+                      meta.get("metrics", {}), _saved_outliers(meta, path))
+
+
+def _saved_outliers(meta: dict, path: str) -> dict | None:
+    """The stored outlier threshold, checked (files written before it have none)."""
+    saved = meta.get("outliers")
+    if saved is None:
+        return None
+    fraction, threshold = float(saved["fraction"]), float(saved["threshold"])
+    if not (0.0 < fraction < 0.5 and np.isfinite(threshold)):
+        raise unreadable(path, f"its outliers entry {saved!r} is out of range")
+    return {"fraction": fraction, "threshold": threshold}

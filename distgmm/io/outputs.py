@@ -29,10 +29,13 @@ class PredictionOptions:
     probabilities: bool = False
     log_likelihood: bool = False
     format: str = "auto"
+    # a model's outlier threshold: an ``outlier`` column, log-likelihood <= threshold
+    outlier_threshold: float | None = None
 
     @property
     def any(self) -> bool:
-        return self.labels or self.probabilities or self.log_likelihood
+        return (self.labels or self.probabilities or self.log_likelihood
+                or self.outlier_threshold is not None)
 
     def resolve_format(self, dataset) -> str:
         """Parquet for tabular inputs, Zarr otherwise, unless chosen."""
@@ -51,6 +54,7 @@ class PendingPredictions:
     total_log_likelihood: object
     cluster_sizes: object
     path: str | None
+    outliers: object = None  # lazy count of flagged rows, with a threshold
 
 
 def _aligned(dask_chunks: tuple, zarr_rows: int) -> bool:
@@ -68,6 +72,9 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
     wanted = {"label": (labels.astype(np.int32), opts.labels),
               "log_likelihood": (loglik, opts.log_likelihood),
               "probabilities": (proba, opts.probabilities)}
+    flagged = None if opts.outlier_threshold is None else loglik <= opts.outlier_threshold
+    if flagged is not None:
+        wanted["outlier"] = (flagged, True)
     sources, targets = [], []
     if opts.any:
         group = zarr.open_group(url, mode="w-", storage_options=storage_options or None)
@@ -91,7 +98,8 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
         # one lazy collection per target (a tuple when there are several)
         writes = list(stored) if isinstance(stored, (tuple, list)) else [stored]
     sizes = da.bincount(labels, minlength=params.n_components)
-    return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None)
+    return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None,
+                              None if flagged is None else flagged.sum())
 
 
 def prediction_frame(part, params: GMMParams, features: list, keep: list,
@@ -112,6 +120,8 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
     if opts.probabilities:
         for j in range(params.n_components):
             out[f"prob_{j}"] = res[:, 2 + j]
+    if opts.outlier_threshold is not None:
+        out["outlier"] = res[:, 1] <= opts.outlier_threshold
     # kept columns keep their dtypes (strings stay strings in the written schema)
     return pd.concat([part[keep], pd.DataFrame(out, index=part.index)], axis=1)
 
@@ -131,6 +141,8 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
         frame = dd.from_dask_array(dataset.X, columns=features).rename_axis("row")
         write_index, keep = True, []
     results = ["label", "log_likelihood"] + [f"prob_{j}" for j in range(params.n_components)]
+    if opts.outlier_threshold is not None:
+        results.append("outlier")
     clash = sorted(set(keep) & set(results))
     if clash:
         raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
@@ -143,12 +155,13 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
     if opts.any:
         columns = keep + [c for c in meta.columns if c not in keep and (
             (c == "label" and opts.labels) or (c == "log_likelihood" and opts.log_likelihood)
-            or (c.startswith("prob_") and opts.probabilities))]
+            or (c.startswith("prob_") and opts.probabilities) or c == "outlier")]
         writes = [pred[columns].to_parquet(url, write_index=write_index, compute=False,
                                            storage_options=storage_options or None)]
     sizes = pred["label"].value_counts()
+    flagged = None if opts.outlier_threshold is None else pred["outlier"].sum()
     return PendingPredictions(writes, pred["log_likelihood"].sum(), sizes,
-                              url if writes else None)
+                              url if writes else None, flagged)
 
 
 def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOptions,

@@ -50,3 +50,14 @@ def fit_metrics(model, dataset: Dataset, total: float, sizes,
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
         **_where(dataset, predictions_path, model="model"),
     }
+
+
+def outlier_metrics(model, flagged, n_samples: int) -> dict:
+    """The ``outliers`` section of ``metrics.json`` (empty without a threshold)."""
+    threshold = getattr(model, "outlier_threshold_", None)
+    if threshold is None or flagged is None:
+        return {}
+    return {"outliers": {"fraction": float(model.outlier_fraction_),
+                         "threshold": float(threshold), "method": "exact",
+                         "flagged": int(flagged),
+                         "flagged_fraction": int(flagged) / max(1, n_samples)}}

@@ -18,6 +18,7 @@ from .cluster import connect
 from .events import Reporter
 from .fit import fit_job_model
 from .load import check_model_input, checkpoint_url, load_input, open_dataset, open_input
+from .outliers import check_outliers, outlier_stage
 from .previous import already_published, previous_run
 from .score import score_rows, write_results
 from .spec import JobSpec, OutputSpec
@@ -73,7 +74,9 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
     with _cluster(spec.cluster.model_dump(), client, reporter) as client:
         loaded = load_input(spec, source, client, reporter, restart=restart)
         previous = previous_run(spec, loaded.dataset.n_features, reporter)
+        check_outliers(spec, loaded.dataset)
         fitted = fit_job_model(spec, loaded, previous, reporter)
+        outlier_seconds = outlier_stage(spec, fitted.model, loaded.dataset, reporter)
         run = {"job": {"name": spec.name, "fingerprint": spec.fingerprint(),
                        "input_fingerprint": loaded.input_fingerprint},
                "timings": {"load": loaded.seconds, "init": fitted.model.timings_["init"],
@@ -81,6 +84,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
                            "fit": fitted.seconds}}
         if fitted.selection is not None:
             run["selection"] = fitted.selection
+        if outlier_seconds is not None:
+            run["timings"]["outliers"] = outlier_seconds
         with pub:
             metrics = write_results(client, fitted.model, loaded.dataset, out, pub,
                                     reporter, run, previous)

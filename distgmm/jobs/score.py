@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,16 +27,19 @@ from ..numerics.predict import predict_block
 from ..parallel.predict import score_samples_dask
 from .compute import compute
 from .events import Reporter
-from .metrics import fit_metrics, scoring_metrics
+from .metrics import fit_metrics, outlier_metrics, scoring_metrics
 from .previous import PreviousRun, drift
 
 REPORT_POINTS = 4000
 
 
-def prediction_options(output) -> PredictionOptions:
-    """The per-row results an output section asks for."""
-    return PredictionOptions(output.labels, output.probabilities, output.log_likelihood,
+def prediction_options(output, model=None) -> PredictionOptions:
+    """The per-row results an output section asks for (an ``outlier`` column too when
+    ``model`` has an outlier threshold)."""
+    opts = PredictionOptions(output.labels, output.probabilities, output.log_likelihood,
                              output.format)
+    threshold = getattr(model, "outlier_threshold_", None)
+    return opts if threshold is None else replace(opts, outlier_threshold=threshold)
 
 
 def _report_terms(dataset: Dataset, center: np.ndarray) -> list:
@@ -67,18 +71,22 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     """
     t0 = time.perf_counter()
     params = model.fitted_params()
-    pending = predictions(dataset, params, pub.staging_url, prediction_options(output),
-                          output.storage_options)
+    pending = predictions(dataset, params, pub.staging_url,
+                          prediction_options(output, model), output.storage_options)
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
+    if pending.outliers is not None:
+        scored.append(pending.outliers)
     if previous is not None:
         scored.append(score_samples_dask(dataset.X, previous.model.fitted_params()).sum())
     figures = _report_terms(dataset, params.center) if output.report else []
     results = compute(client, [*pending.writes, *scored, *figures], reporter,
                       "writing results")[len(pending.writes):]
     total, sizes, *before = results[:len(scored)]
-    metrics = {**fit_metrics(model, dataset, float(total), sizes, pending.path), **run}
+    flagged = None if pending.outliers is None else before.pop(0)
+    metrics = {**fit_metrics(model, dataset, float(total), sizes, pending.path),
+               **outlier_metrics(model, flagged, dataset.n_samples), **run}
     if "timings" in metrics:  # the scoring pass, as before drift, report and model/
         metrics["timings"] = {**metrics["timings"], "predict": time.perf_counter() - t0}
     if previous is not None:
@@ -110,10 +118,12 @@ def score_rows(client, model, dataset: Dataset, output, pub: Publication,
                reporter: Reporter, model_path: str) -> dict:
     """Score an input with a saved model into the staging directory (no ``model/``)."""
     pending = predictions(dataset, model.fitted_params(), pub.staging_url,
-                          prediction_options(output), output.storage_options)
-    *_, total, sizes = compute(
-        client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
-        reporter, "scoring")
-    return scoring_metrics(dataset, model_path, model.n_components, float(total), sizes,
-                           pending.path)
+                          prediction_options(output, model), output.storage_options)
+    counted = [] if pending.outliers is None else [pending.outliers]
+    results = compute(
+        client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes,
+                 *counted], reporter, "scoring")[len(pending.writes):]
+    return {**scoring_metrics(dataset, model_path, model.n_components, float(results[0]),
+                              results[1], pending.path),
+            **outlier_metrics(model, results[2] if counted else None, dataset.n_samples)}
 

@@ -131,6 +131,8 @@ class ModelSpec(_Frozen):
     random_state: int | None = 0
     cache: Literal[CACHES] = "auto"  # type: ignore[valid-type]
     compute_dtype: Literal[COMPUTE_DTYPES] = "float64"  # type: ignore[valid-type]
+    # flag this share of rows with the lowest density (an extra pass after the fit)
+    outliers: Annotated[float, Field(gt=0, lt=0.5)] | None = None
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod
@@ -155,7 +157,7 @@ class ModelSpec(_Frozen):
 
     def estimator_params(self) -> dict:
         """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate)."""
-        params = self.model_dump(exclude={"criterion"})
+        params = self.model_dump(exclude={"criterion", "outliers"})
         ks, cts = self.candidates
         params.update(n_components=ks[0], covariance_type=cts[0])
         if params["init_params"] == "previous":  # used when there is no previous model

@@ -81,14 +81,6 @@ def low_tail(values: np.ndarray, m: int) -> LowTail:
     return LowTail(m, _smallest(v, m), v.size)
 
 
-def low_tail_block(x: np.ndarray, w, row_start: int, m: int) -> LowTail:
-    """The reduction's chunk function: ``x`` holds a chunk's log-densities, (n, 1).
-
-    ``w`` (sample weights) is ignored: the fraction counts rows.
-    """
-    return low_tail(x, m)
-
-
 def merge_low_tails(a: LowTail, b: LowTail) -> LowTail:
     """The low tail of the union of two partials (associative and commutative)."""
     return LowTail(a.m, _smallest(np.concatenate([a.values, b.values]), a.m), a.n + b.n)

@@ -1,43 +1,58 @@
 """Anomaly detection by density: the exact log-density threshold in one pass.
 
-:func:`density_threshold` scores nothing itself: it takes per-row log-densities (a
-model's ``score_samples``, lazy for dask input) and runs one tree reduction
-(:mod:`.reduction`) of exact low tails (:mod:`distgmm.numerics.outliers`) over them.
+:func:`density_threshold` runs one tree reduction (:mod:`.reduction`) over the data:
+each chunk is scored by the model's own ``score_samples`` and keeps its exact low
+tail (:mod:`distgmm.numerics.outliers`).
 :class:`OutlierMixin` gives any fitted mixture with ``score_samples``
 ``outlier_threshold`` and ``is_outlier``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import copy
 
 from ..numerics.outliers import (
     check_fraction,
     flagged_rows,
-    low_tail_block,
+    low_tail,
     merge_low_tails,
     tail_threshold,
 )
 from .blocks import dask_blocks, numpy_blocks
-from .inputs import is_dask
+from .inputs import dask_input, is_dask, numpy_input
 
 
-def density_threshold(scores, fraction: float) -> float:
-    """The ``ceil(fraction * N)``-th smallest of ``N`` log-densities, exactly.
+def _scored_tail(x, w, row_start: int, model, m: int):
+    """The reduction's chunk function: the low tail of the chunk's log-densities."""
+    return low_tail(model.score_samples(x), m)
+
+
+def _scorer(model):
+    """A shallow copy that scores bare numpy chunks without a feature-name warning."""
+    scorer = copy.copy(model)
+    scorer.__dict__.pop("feature_names_in_", None)
+    return scorer
+
+
+def density_threshold(model, X, fraction: float) -> float:
+    """The ``ceil(fraction * N)``-th smallest log-density of the ``N`` rows of ``X``.
+
+    One pass over ``X`` (one Dask compute for dask input): each chunk is scored by
+    ``model.score_samples`` where it lives and keeps its ``m`` lowest values; the
+    tree reduction (:mod:`.reduction`) merges them into the exact ``m`` lowest.
 
     Parameters
     ----------
-    scores : ndarray or dask.array.Array of shape (N,)
-        Per-row log-densities; a dask array is computed once (one pass), chunk by
-        chunk, with only each chunk's low tail travelling.
+    model : fitted mixture with ``score_samples``
+    X : array-like or dask array of shape (N, n_features)
     fraction : float
         Strictly between 0 and 0.5.
 
     Returns
     -------
     float
-        The threshold: ``scores <= threshold`` flags ``ceil(fraction * N)`` rows
-        (more only where rows tie at the threshold).
+        The threshold: ``score_samples(X) <= threshold`` flags ``ceil(fraction * N)``
+        rows (more only where rows tie at the threshold).
 
     Raises
     ------
@@ -45,12 +60,14 @@ def density_threshold(scores, fraction: float) -> float:
         A fraction outside (0, 0.5), or one flagging more rows than
         :data:`distgmm.numerics.outliers.MAX_EXACT_ROWS`.
     """
-    m = flagged_rows(fraction, int(scores.shape[0]))
-    if is_dask(scores):
-        blocks = dask_blocks(scores[:, None], cache="none")
+    check_fraction(fraction)
+    if is_dask(X):
+        blocks = dask_blocks(dask_input(model, X, reset=False), cache="none")
     else:
-        blocks = numpy_blocks(np.asarray(scores, dtype=np.float64)[:, None])
-    return tail_threshold(blocks.map_reduce(low_tail_block, merge_low_tails, m))
+        blocks = numpy_blocks(numpy_input(model, X, reset=False))
+    m = flagged_rows(fraction, blocks.n_samples)
+    tail = blocks.map_reduce(_scored_tail, merge_low_tails, _scorer(model), m)
+    return tail_threshold(tail)
 
 
 class OutlierMixin:
@@ -75,7 +92,7 @@ class OutlierMixin:
             ``outlier_threshold_``; ``outlier_fraction_`` keeps ``fraction``.
         """
         fraction = check_fraction(fraction)
-        threshold = density_threshold(self.score_samples(X), fraction)
+        threshold = density_threshold(self, X, fraction)
         self.outlier_threshold_, self.outlier_fraction_ = threshold, fraction
         return threshold
 
