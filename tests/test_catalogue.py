@@ -94,6 +94,8 @@ def d(tmp_path_factory):
     for name, text in specs.items():
         (d / name).write_text(text)
     GaussianMixture(2, random_state=0).fit(X[:, :2]).save(str(d / "model2d"))
+    GaussianMixture(2, random_state=0).fit(X[:, :2]).save(str(d / "model_noarrays"))
+    (d / "model_noarrays" / "covariances.npy").unlink()
     (d / "notamodel").mkdir()
     return d
 
@@ -181,6 +183,19 @@ CASES = [
     ("model-of-other-features", ["predict", "{d}/model2d", "{d}/good.zarr"], BAD,
      r"X has 3 features, but GaussianMixture is expecting 2 .* other columns"),
     ("info-on-a-missing-model", ["info", "{d}/gone"], BAD, r"No model at"),
+    ("outliers-fraction-of-a-half", ["fit", "{d}/good.zarr", "-k", 2, "--outliers", 0.5], BAD,
+     r"model.outliers: Input should be less than 0.5 \(got 0.5\)"),
+    ("outliers-fraction-zero", ["fit", "{d}/good.zarr", "-k", 2, "--outliers", 0], BAD,
+     r"model.outliers: Input should be greater than 0 \(got 0"),
+    ("outliers-fraction-in-a-run", ["run", "{d}/template.yaml", "--set", "root={d}",
+                                    "--outliers", 0.75], BAD, r"model.outliers.*less than 0.5"),
+    ("sample-from-a-model-missing-arrays", ["sample", "{d}/model_noarrays", "-n", 10,
+                                            "--output", "s.zarr"], BAD,
+     r"not a readable distgmm model \(covariances.npy is missing\)"),
+    ("sample-zero-rows", ["sample", "{d}/model2d", "-n", 0, "--output", "s.zarr"], BAD,
+     r"'--n-samples'.*0 is not in the range x>=1"),
+    ("sample-to-an-unknown-format", ["sample", "{d}/model2d", "-n", 10, "--output", "s.csv"],
+     BAD, r"cannot tell the format of s.csv from its name: end it in .zarr or .parquet"),
     # ------------------------------------------------------------------- the cluster
     ("unreachable-scheduler", ["fit", "{d}/good.zarr", "-k", 2, "--address",
                                "tcp://127.0.0.1:9"], TRANSIENT, r"cannot reach the Dask "),

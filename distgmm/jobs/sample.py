@@ -59,7 +59,7 @@ def sample_job(model_path: str, n_samples: int, output: str, *, fmt: str = "auto
     fmt = sample_format(output, fmt)
     model = load_model(model_path, storage_options=storage_options)
     entropy = seed_entropy(random_state)
-    rows = chunk_rows or default_chunk_rows(model.means_.shape[1])
+    rows = default_chunk_rows(model.means_.shape[1]) if chunk_rows is None else chunk_rows
     X, comp = sample_mixture(model, n_samples, random_state=entropy, chunk_rows=rows)
     # no _SUCCESS inside a Zarr store (zarr warns about the stray file); the rename is
     # what makes the output atomic

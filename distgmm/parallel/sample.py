@@ -79,7 +79,7 @@ def sample_mixture(model, n_samples: int, *, random_state=0, chunk_rows: int | N
         raise ValueError(f"n_samples={n_samples!r}: give an int >= 1.")
     plan = plan_of(model)
     d = plan.n_features
-    rows = chunk_rows or default_chunk_rows(d)
+    rows = default_chunk_rows(d) if chunk_rows is None else chunk_rows
     if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows!r}: give an int >= 1.")
     both = da.map_blocks(_chunk, plan, seed_entropy(random_state),
