@@ -168,3 +168,20 @@ def test_bad_arguments_are_refused(models, n, chunk_rows, seed, match):
 def test_a_model_without_covariances_cannot_be_sampled():
     with pytest.raises(ValueError, match="has no weights_, means_, covariances_: fit it"):
         sample_mixture(GaussianMixture(2), 10)
+
+
+@pytest.mark.slow
+def test_the_memory_benchmark_runs(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sample_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_sample_memory", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r"
+    assert bench.main(["--rows", "3000", "--format", "parquet", "--out", str(out)]) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())
+    assert row["n"] == 3000 and row["driver_peak_mib"] >= row["driver_before_mib"] > 0
+    assert "| 3,000 | parquet |" in out.with_suffix(".md").read_text()
