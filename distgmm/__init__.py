@@ -26,17 +26,21 @@ _EXPORTS = {
     "JobSpec": "distgmm.jobs.spec",
     "run_job": "distgmm.jobs.pipeline",
     "predict_job": "distgmm.jobs.pipeline",
+    "sample_mixture": "distgmm.parallel.sample",
+    "sample_job": "distgmm.jobs.sample",
 }
 __all__ = ["GMMParams", "GaussianMixture", "JobSpec", "load_model", "open_source", "predict_job",
-           "run_job", "save_model", "select_model"]
+           "run_job", "sample_job", "sample_mixture", "save_model", "select_model"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .estimator import GaussianMixture, load_model
     from .io.model import save_model
     from .io.sources import open_source
     from .jobs.pipeline import predict_job, run_job
+    from .jobs.sample import sample_job
     from .jobs.spec import JobSpec
     from .numerics.params import GMMParams
+    from .parallel.sample import sample_mixture
     from .selection import select_model
 
 

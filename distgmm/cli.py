@@ -452,6 +452,9 @@ def info(model_path, system, reporter):
     for key in ("n_samples", "bic", "aic", "cluster_sizes"):
         if key in meta.get("metrics", {}):
             click.echo(f"{key}: {meta['metrics'][key]}")
+    if meta.get("outliers"):
+        click.echo(f"outliers: fraction {meta['outliers']['fraction']}, log-likelihood "
+                   f"threshold {meta['outliers']['threshold']:.6f}")
     click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
 
 
