@@ -372,6 +372,7 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
     @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
     def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
         self._validate_params()
+        self.forget_outlier_threshold()  # a threshold of the old parameters means nothing
         # before any restart's thread starts: a thread's catch_warnings would hide it
         warn_if_no_kernel(self.compute_dtype)
         blocks = self._blocks(X, sample_weight, reset=not self._warm())

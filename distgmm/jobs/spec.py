@@ -274,6 +274,8 @@ class JobSpec(_Frozen):
         doc = self.model_dump(mode="json", exclude={
             "name": True, "run_key": True, "cluster": True, "input": {"storage_options"},
             "output": {"overwrite", "storage_options"}})
+        if doc["model"].get("outliers") is None:  # jobs without it keep their fingerprint
+            doc["model"].pop("outliers", None)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

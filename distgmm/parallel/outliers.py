@@ -96,6 +96,11 @@ class OutlierMixin:
         self.outlier_threshold_, self.outlier_fraction_ = threshold, fraction
         return threshold
 
+    def forget_outlier_threshold(self) -> None:
+        """Drop ``outlier_threshold_`` and ``outlier_fraction_`` (a refit does)."""
+        for name in ("outlier_threshold_", "outlier_fraction_"):
+            self.__dict__.pop(name, None)
+
     def is_outlier(self, X):
         """``score_samples(X) <= outlier_threshold_`` (lazy for dask input).
 
