@@ -185,3 +185,23 @@ def test_the_memory_benchmark_runs(tmp_path):
     (row,) = json.loads(out.with_suffix(".json").read_text())
     assert row["n"] == 3000 and row["driver_peak_mib"] >= row["driver_before_mib"] > 0
     assert "| 3,000 | parquet |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
+def test_ten_million_rows_match_the_model_within_sampling_error(models):
+    """The acceptance size: moments of 1e7 rows, reduced chunk by chunk (dask threads).
+
+    Centred at the model's mean, E[(x - mu)(x - mu)^T] is the model's covariance
+    exactly, so each entry's standard error is std((x_i - mu_i)(x_j - mu_j)) / sqrt(n).
+    """
+    gm = models["full"]
+    mean, cov, _ = _mixture_moments(gm)
+    n = 10_000_000
+    X, _ = sample_mixture(gm, n, random_state=9, chunk_rows=1 << 20)
+    Xc = X - mean
+    P = Xc[:, :, None] * Xc[:, None, :]
+    m1, m2, m4 = dask.compute(Xc.mean(axis=0), P.mean(axis=0), (P ** 2).mean(axis=0),
+                              scheduler="threads")
+    assert np.all(np.abs(m1) < Z * np.sqrt(np.diag(cov) / n))
+    se = np.sqrt((m4 - m2 ** 2) / n)
+    np.testing.assert_array_less(np.abs(m2 - cov), Z * se)
