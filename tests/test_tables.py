@@ -1,0 +1,215 @@
+"""Table formats in (Delta Lake, Iceberg, Icechunk): every source passes the shared
+conformance tests; snapshots, time travel, deletes and filters are checked against
+each format's own reader."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import zarr
+from conftest import blobs
+from test_sources import SourceTests
+
+from distgmm import GaussianMixture
+from distgmm.io.sources import (
+    DeltaSource,
+    IcebergSource,
+    IcechunkSource,
+    detect_format,
+    open_source,
+)
+
+
+def _table(X, start=0, date=None):
+    cols = {f"f{j}": X[:, j] for j in range(X.shape[1])}
+    cols["row_id"] = np.arange(start, start + len(X))
+    if date is not None:
+        cols["date"] = [date] * len(X)
+    return pa.table(cols)
+
+
+# ---------------------------------------------------------------- conformance
+class TestDelta(SourceTests):
+    def make(self, tmp_path, X, chunk_bytes):
+        from deltalake import write_deltalake
+
+        path = tmp_path / "delta"
+        if not path.exists():  # six commits, one file each, in order
+            for i, rows in enumerate(np.array_split(np.arange(len(X)), 6)):
+                write_deltalake(str(path), _table(X[rows], rows[0]),
+                                mode="append" if i else "error")
+        return open_source(str(path), columns=("f0", "f1", "f2"), id_column="row_id",
+                           chunk_bytes=chunk_bytes)
+
+    def test_detected_and_ids_line_up(self, tmp_path, data):
+        src = self.make(tmp_path, data, 10**9)
+        assert isinstance(src, DeltaSource) and detect_format(src.path) == "delta"
+        ds = src.load()
+        np.testing.assert_array_equal(ds.frame["row_id"].compute().to_numpy(),
+                                      np.arange(len(data)))
+        assert ds.description["version"] == 5
+
+
+def _catalog(tmp_path):
+    from pyiceberg.catalog import load_catalog
+
+    props = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db",
+             "warehouse": f"file://{tmp_path}/warehouse"}
+    cat = load_catalog("lake", **props)
+    cat.create_namespace_if_not_exists("ns")
+    return cat, props
+
+
+class TestIceberg(SourceTests):
+    def make(self, tmp_path, X, chunk_bytes):
+        cat, props = _catalog(tmp_path)
+        if not cat.table_exists("ns.t"):
+            t = cat.create_table("ns.t", schema=_table(X[:1]).schema)
+            for rows in np.array_split(np.arange(len(X)), 6):
+                t.append(_table(X[rows], rows[0]))
+        return open_source("iceberg://lake/ns.t", columns=("f0", "f1", "f2"),
+                           storage_options=props, chunk_bytes=chunk_bytes)
+
+    def test_table_directory_without_a_catalog(self, tmp_path, data):
+        self.make(tmp_path, data, 10**9)
+        root = tmp_path / "warehouse" / "ns" / "t"
+        assert detect_format(str(root)) == "iceberg"
+        ds = open_source(str(root), columns=("f0", "f1", "f2")).load()
+        assert ds.n_samples == len(data)
+
+
+class TestIcechunk(SourceTests):
+    def make(self, tmp_path, X, chunk_bytes):
+        import icechunk
+
+        path = tmp_path / "repo"
+        if not path.exists():
+            repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(path)))
+            session = repo.writable_session("main")
+            g = zarr.open_group(session.store, mode="w")
+            g.create_array("x", shape=X.shape, chunks=(100, X.shape[1]), dtype=X.dtype)[:] = X
+            session.commit("data")
+        assert detect_format(str(path)) == "icechunk"
+        return open_source(str(path), chunk_bytes=chunk_bytes)
+
+
+# ---------------------------------------------------------------- snapshots
+def _fit(X):
+    return GaussianMixture(2, random_state=0, max_iter=20, tol=0).fit(X)
+
+
+@pytest.fixture
+def delta_history(tmp_path):
+    """Version 0: 300 rows (d1); 1: d1 replaced by 200 rows; 2: rows 50..99 deleted."""
+    from deltalake import DeltaTable, write_deltalake
+
+    X = blobs(n=500, d=2, k=2, seed=4)[0]
+    path = str(tmp_path / "events")
+    write_deltalake(path, _table(X[:300], 0, "d1"), partition_by=["date"])
+    write_deltalake(path, _table(X[300:500], 300, "d1"), mode="overwrite",
+                    predicate="date = 'd1'")
+    write_deltalake(path, _table(X[:100], 1000, "d2"), mode="append")
+    DeltaTable(path).delete("row_id >= 350 AND row_id < 400")
+    return path, X
+
+
+def _oracle(path, version=None, filters=None):
+    from deltalake import DeltaTable
+
+    t = DeltaTable(path, version=version).to_pyarrow_table(filters=filters)
+    t = t.sort_by("row_id")
+    return np.column_stack([t["f0"].to_numpy(), t["f1"].to_numpy()]), t["row_id"].to_numpy()
+
+
+def _sorted_rows(ds):
+    frame = ds.frame.compute()
+    order = np.argsort(frame["row_id"].to_numpy())
+    return ds.X.compute()[order], frame["row_id"].to_numpy()[order]
+
+
+def test_delta_reads_exactly_the_current_snapshot(delta_history, client):
+    path, _ = delta_history
+    ds = DeltaSource(path, columns=("f0", "f1"), id_column="row_id").load()
+    want, ids = _oracle(path)
+    got, got_ids = _sorted_rows(ds)
+    assert ds.n_samples == len(want) == 250 and ds.description["version"] == 3
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got, want)
+    gm = GaussianMixture(2, random_state=0, max_iter=20, tol=0).fit(ds.X)
+    ref = _fit(ds.X.compute())  # same rows, same order, from numpy
+    np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-10)
+
+
+def test_delta_time_travel_and_partition_filters(delta_history):
+    path, X = delta_history
+    v0 = DeltaSource(path, version=0, columns=("f0", "f1")).load()
+    np.testing.assert_array_equal(v0.X.compute(), X[:300])
+    ds = DeltaSource(path, columns=("f0", "f1"), id_column="row_id",
+                     filters=("date == 'd2'",)).load()
+    assert ds.description["files"] == 1 and ds.description["row_filters"] == []
+    assert ds.n_samples == 100
+    got, ids = _sorted_rows(ds)
+    want, want_ids = _oracle(path, filters=[("date", "=", "d2")])
+    np.testing.assert_array_equal(ids, want_ids)
+    # a filter on a data column: allowed, applied to rows as they are read
+    ds = DeltaSource(path, columns=("f0", "f1"), id_column="row_id",
+                     filters=("row_id < 320",)).load()
+    assert ds.description["row_filters"] == [["row_id", "<", 320]]
+    assert sorted(ds.frame["row_id"].compute()) == list(range(300, 320))
+    with pytest.raises(ValueError, match="has no version 7"):
+        DeltaSource(path, version=7).load()
+    with pytest.raises(ValueError, match="did not exist at 2001"):
+        DeltaSource(path, as_of="2001-01-01T00:00:00Z").load()
+
+
+def test_iceberg_snapshots_and_deletes(tmp_path):
+    cat, props = _catalog(tmp_path)
+    X = blobs(n=400, d=2, k=2, seed=5)[0]
+    t = cat.create_table("ns.ev", schema=_table(X[:1], 0, "d1").schema)
+    t.append(_table(X[:300], 0, "d1"))
+    first = t.current_snapshot().snapshot_id
+    t.append(_table(X[300:], 300, "d2"))
+    t.delete("row_id < 100")
+    t = cat.load_table("ns.ev")
+    want = t.scan().to_arrow().sort_by("row_id")
+    ds = IcebergSource("iceberg://lake/ns.ev", columns=("f0", "f1"), id_column="row_id",
+                       storage_options=props).load()
+    got, ids = _sorted_rows(ds)
+    np.testing.assert_array_equal(ids, want["row_id"].to_numpy())
+    np.testing.assert_array_equal(got[:, 0], want["f0"].to_numpy())
+    assert ds.description["snapshot"] == t.current_snapshot().snapshot_id
+    old = IcebergSource("iceberg://lake/ns.ev", snapshot=first, columns=("f0", "f1"),
+                        storage_options=props).load()
+    np.testing.assert_array_equal(np.sort(old.X.compute(), axis=0), np.sort(X[:300], axis=0))
+    flt = IcebergSource("iceberg://lake/ns.ev", columns=("f0", "f1"), id_column="row_id",
+                        filters=("date == 'd2'",), storage_options=props).load()
+    assert sorted(flt.frame["row_id"].compute()) == list(range(300, 400))
+    with pytest.raises(ValueError, match="has no snapshot 12345"):
+        IcebergSource("iceberg://lake/ns.ev", snapshot=12345, storage_options=props).load()
+
+
+def test_icechunk_branch_tag_and_snapshot(tmp_path):
+    import icechunk
+
+    X = blobs(n=300, d=2, k=2, seed=6)[0]
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    s = repo.writable_session("main")
+    g = zarr.open_group(s.store, mode="w")
+    g.create_array("x", shape=(200, 2), chunks=(50, 2), dtype="f8")[:] = X[:200]
+    first = s.commit("first")
+    repo.create_tag("v1", first)
+    s = repo.writable_session("main")
+    z = zarr.open_group(s.store, mode="a")["x"]
+    z.resize((300, 2))
+    z[200:] = X[200:]
+    second = s.commit("second")
+    path = str(tmp_path / "r")
+    now = IcechunkSource(path).load()
+    assert now.description["snapshot"] == second
+    np.testing.assert_array_equal(now.X.compute(), X)
+    for kw in ({"snapshot": first}, {"version": "v1"}):
+        ds = IcechunkSource(path, **kw).load()
+        np.testing.assert_array_equal(ds.X.compute(), X[:200])
+    with pytest.raises(ValueError, match="no branch or tag 'nope'"):
+        IcechunkSource(path, version="nope").load()
+    with pytest.raises(ValueError, match="has no snapshot"):
+        IcechunkSource(path, snapshot="AAAAAAAAAAAAAAAAAAAA").load()
