@@ -213,3 +213,119 @@ def test_icechunk_branch_tag_and_snapshot(tmp_path):
         IcechunkSource(path, version="nope").load()
     with pytest.raises(ValueError, match="has no snapshot"):
         IcechunkSource(path, snapshot="AAAAAAAAAAAAAAAAAAAA").load()
+
+
+# ---------------------------------------------------------------- jobs and tables out
+def _daily_spec(lake, out, date, **output):
+    from distgmm import JobSpec
+
+    raw = {
+        "name": "daily",
+        "input": {"path": lake, "columns": ["f0", "f1"], "id_column": "row_id",
+                  "filters": ["date == '{date}'"]},
+        "model": {"n_components": 2, "max_iter": 20},
+        "output": {"path": f"{out}/runs/{{date}}", "format": "delta", "log_likelihood": True,
+                   "table": f"{out}/predictions", "partition": {"date": "{date}"},
+                   **output},
+    }
+    return JobSpec.from_mapping(raw, [f"date={date}"])
+
+
+def test_daily_runs_commit_one_partition_each(delta_history, tmp_path, client):
+    from deltalake import DeltaTable
+
+    from distgmm import load_model, run_job
+
+    lake, _ = delta_history
+    out = str(tmp_path / "results")
+    m1 = run_job(_daily_spec(lake, out, "d1"), client=client)
+    m2 = run_job(_daily_spec(lake, out, "d2"), client=client)
+    assert m1["input"]["version"] == m2["input"]["version"] == 3
+    assert m1["outputs"]["table"]["version"] == 0 and m2["outputs"]["table"]["version"] == 1
+    dt = DeltaTable(f"{out}/predictions")
+    history = dt.history()
+    assert [h["version"] for h in history] == [1, 0]
+    assert {h["distgmm.partition"] for h in history} == {'{"date": "d1"}', '{"date": "d2"}'}
+    got = dt.to_pandas()
+    for date, n in (("d1", 150), ("d2", 100)):
+        day = got[got.date == date].sort_values("row_id")
+        src, ids = _oracle(lake, filters=[("date", "=", date)])
+        assert len(day) == n == len(ids)
+        np.testing.assert_array_equal(day.row_id, ids)
+        model = load_model(f"{out}/runs/{date}")
+        np.testing.assert_array_equal(day.label, model.predict(src))
+        np.testing.assert_allclose(day.log_likelihood, model.score_samples(src), rtol=1e-10)
+    # a rerun of a published day, even with --overwrite, commits nothing new
+    run_job(_daily_spec(lake, out, "d2"), client=client)
+    again = run_job(_daily_spec(lake, out, "d2", overwrite=True), client=client)
+    assert again["outputs"]["table"] == {"format": "delta", "url": f"{out}/predictions",
+                                         "version": 1, "partition": {"date": "d2"},
+                                         "committed": False}
+    assert DeltaTable(f"{out}/predictions").version() == 1
+    # the table changed: the same day is refitted and replaced in one more commit
+    from deltalake import write_deltalake
+
+    write_deltalake(lake, _table(np.ones((3, 2)), 5000, "d2"), mode="append")
+    third = run_job(_daily_spec(lake, out, "d2", overwrite=True), client=client)
+    assert third["outputs"]["table"]["version"] == 2
+    after = DeltaTable(f"{out}/predictions").to_pandas()
+    assert (after.date == "d2").sum() == 103 and (after.date == "d1").sum() == 150
+
+
+def test_resume_refuses_another_snapshot(delta_history, tmp_path, client):
+    from deltalake import DeltaTable
+
+    from distgmm import JobSpec
+    from distgmm.io.checkpoint import Checkpoint, CheckpointMismatch
+    from distgmm.io.sources import open_source
+    from distgmm.jobs.events import Reporter
+    from distgmm.jobs.load import checkpoint_url, input_fingerprint, load_input
+
+    lake, _ = delta_history
+
+    def spec(out="o", **input):
+        return JobSpec.from_mapping({"input": {"path": lake, "columns": ["f0", "f1"], **input},
+                                     "model": {"n_components": 2, "max_iter": 2},
+                                     "output": {"path": str(tmp_path / out)}})
+
+    def checkpoint_of(s):  # an interrupted fit of the job on the current snapshot
+        src = open_source(lake, **s.input.source_options())
+        ds = src.load()
+        ckpt = Checkpoint(checkpoint_url(s.output.path),
+                          {"job": s.fingerprint(), "input": input_fingerprint(ds)})
+        GaussianMixture(2, max_iter=2, random_state=0).fit(ds.X, checkpoint=ckpt)
+        return src
+
+    src = checkpoint_of(spec())
+    DeltaTable(lake).delete("row_id < 320")  # the table moves on: version 4
+    with pytest.raises(CheckpointMismatch, match="different input"):
+        load_input(spec(), src, client, Reporter(quiet=True))
+    pinned = spec("p", version=3)  # a run pinned to its snapshot resumes on it
+    src = checkpoint_of(pinned)
+    loaded = load_input(pinned, src, client, Reporter(quiet=True))
+    assert loaded.dataset.description["version"] == 3 and loaded.checkpoint.exists()
+
+
+def test_icechunk_output_one_commit_per_run(tmp_path, client):
+    import icechunk
+
+    from distgmm import JobSpec, load_model, run_job
+
+    X = blobs(n=600, d=2, k=2, seed=7)[0]
+    np.save(tmp_path / "x.npy", X)
+    repo_url = str(tmp_path / "labels")
+    spec = JobSpec.from_mapping({
+        "name": "grid", "input": {"path": str(tmp_path / "x.npy"), "chunk_rows": 200},
+        "model": {"n_components": 2},
+        "output": {"path": str(tmp_path / "out"), "format": "icechunk", "table": repo_url,
+                   "probabilities": True}})
+    metrics = run_job(spec, client=client)
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(repo_url))
+    commits = list(repo.ancestry(branch="main"))
+    assert len(commits) == 2 and spec.fingerprint() in commits[0].message
+    assert metrics["outputs"]["table"]["snapshot"] == commits[0].id
+    g = zarr.open_group(repo.readonly_session(branch="main").store, mode="r")
+    model = load_model(str(tmp_path / "out"))
+    np.testing.assert_array_equal(g["label"][:], model.predict(X))
+    np.testing.assert_allclose(g["probabilities"][:], model.predict_proba(X), rtol=1e-10)
+    assert not (tmp_path / "out" / "predictions.zarr").exists()

@@ -51,6 +51,11 @@ def open_delta_table(path: str, version: int | None = None, as_of: str | None = 
 
     if version is not None and as_of is not None:
         raise ValueError(f"{path}: give either version or as_of, not both.")
+    if isinstance(version, str):
+        if not version.strip().isdigit():
+            raise ValueError(f"version={version!r}: a Delta table version is a whole "
+                             "number, e.g. 0.")
+        version = int(version)
     uri = path if "://" in path else os.path.abspath(path)
     try:
         dt = deltalake.DeltaTable(uri, version=version,
@@ -176,7 +181,7 @@ class DeltaSource:
     """
 
     path: str
-    version: int | None = None
+    version: int | str | None = None
     as_of: str | None = None
     columns: tuple[str, ...] | None = None
     filters: tuple = ()

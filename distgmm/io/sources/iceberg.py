@@ -82,6 +82,9 @@ def _snapshot(table, path: str, snapshot: int | None, as_of: str | None):
     if snapshot is not None and as_of is not None:
         raise ValueError(f"{path}: give either snapshot or as_of, not both.")
     if snapshot is not None:
+        if not str(snapshot).strip().lstrip("-").isdigit():
+            raise ValueError(f"snapshot={snapshot!r}: an Iceberg snapshot id is a whole "
+                             "number.")
         snap = table.snapshot_by_id(int(snapshot))
         if snap is None:
             ids = [s.snapshot_id for s in table.snapshots()]
@@ -175,7 +178,7 @@ class IcebergSource:
     """
 
     path: str
-    snapshot: int | None = None
+    snapshot: int | str | None = None
     as_of: str | None = None
     columns: tuple[str, ...] | None = None
     filters: tuple = ()
