@@ -2,6 +2,8 @@
 conformance tests; snapshots, time travel, deletes and filters are checked against
 each format's own reader."""
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -159,6 +161,67 @@ def test_delta_time_travel_and_partition_filters(delta_history):
         DeltaSource(path, version=7).load()
     with pytest.raises(ValueError, match="did not exist at 2001"):
         DeltaSource(path, as_of="2001-01-01T00:00:00Z").load()
+
+
+def _z85(data: bytes) -> str:
+    alphabet = ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                ".-:+=^!/*?&<>()[]{}@%$#")
+    out = []
+    for i in range(0, len(data), 4):
+        v, word = int.from_bytes(data[i:i + 4], "big"), ""
+        for _ in range(5):
+            word, v = alphabet[v % 85] + word, v // 85
+        out.append(word)
+    return "".join(out)
+
+
+def _delete_with_a_deletion_vector(path, deleted):
+    """Commit an inline deletion vector (as Spark or Databricks write them; deltalake's
+    own delete rewrites files instead) marking ``deleted`` rows of the table's one file."""
+    import json
+    import struct
+    import time
+
+    from deltalake import DeltaTable, TableFeatures
+
+    dt = DeltaTable(path)
+    dt.alter.add_feature([TableFeatures.DeletionVectors], allow_protocol_versions_increase=True)
+    dt = DeltaTable(path)
+    (act,) = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    # RoaringBitmapArray: magic, one bitmap (key 0) in the portable roaring format
+    values = b"".join(struct.pack("<H", v) for v in deleted)
+    bitmap = struct.pack("<IIHHI", 12346, 1, 0, len(deleted) - 1, 16) + values
+    data = struct.pack("<iqi", 1681511377, 1, 0) + bitmap
+    data += b"\0" * (-len(data) % 4)
+    now = int(time.time() * 1000)
+    common = {"path": act["path"], "partitionValues": {}, "size": act["size_bytes"],
+              "dataChange": True}
+    dv = {"storageType": "i", "pathOrInlineDv": _z85(data), "sizeInBytes": len(data),
+          "cardinality": len(deleted)}
+    actions = [{"commitInfo": {"timestamp": now, "operation": "DELETE",
+                               "operationParameters": {}}},
+               {"remove": {**common, "deletionTimestamp": now}},
+               {"add": {**common, "modificationTime": now, "deletionVector": dv,
+                        "stats": json.dumps({"numRecords": act["num_records"]})}}]
+    log = f"{path}/_delta_log/{dt.version() + 1:020d}.json"
+    with open(log, "w") as fh:
+        fh.write("\n".join(json.dumps(a) for a in actions) + "\n")
+
+
+def test_delta_deletion_vectors_are_honoured(tmp_path):
+    from deltalake import DeltaTable, write_deltalake
+
+    X = blobs(n=40, d=2, k=2, seed=8)[0]
+    path = str(tmp_path / "dv")
+    write_deltalake(path, _table(X))
+    _delete_with_a_deletion_vector(path, [1, 3, 30])
+    oracle = pa.table(DeltaTable(path).scan()).sort_by("row_id")  # deltalake's own reader
+    assert oracle.num_rows == 37
+    ds = DeltaSource(path, columns=("f0", "f1"), id_column="row_id").load()
+    assert ds.X.chunks[0] == (37,)  # known from the log, before any read
+    got, ids = _sorted_rows(ds)
+    np.testing.assert_array_equal(ids, oracle["row_id"].to_numpy())
+    np.testing.assert_array_equal(got[:, 1], oracle["f1"].to_numpy())
 
 
 def test_iceberg_snapshots_and_deletes(tmp_path):
@@ -329,3 +392,107 @@ def test_icechunk_output_one_commit_per_run(tmp_path, client):
     np.testing.assert_array_equal(g["label"][:], model.predict(X))
     np.testing.assert_allclose(g["probabilities"][:], model.predict_proba(X), rtol=1e-10)
     assert not (tmp_path / "out" / "predictions.zarr").exists()
+
+
+# ---------------------------------------------------------------- the command
+class _Result:
+    def __init__(self, returncode, stderr):
+        self.returncode, self.stderr = returncode, stderr
+
+
+def _cli(client, *args):
+    """The command, in this process (fast), on the shared cluster."""
+    import contextlib
+    import io
+
+    from distgmm.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main([str(a) for a in (*args, "--address", client.scheduler.address)])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return _Result(code, err.getvalue())
+
+
+def _nothing_written(tmp_path, name="out"):
+    return not (tmp_path / name).exists() and not (tmp_path / f".{name}.checkpoint.json").exists()
+
+
+def test_cli_time_travel_and_bad_versions(delta_history, tmp_path, client):
+    import json
+
+    lake, _ = delta_history
+    common = (lake, "-k", "2", "--columns", "f0,f1", "-q")
+    r = _cli(client, "fit", *common, "--table-version", "0", "-o", tmp_path / "v0")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "v0" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 300 and metrics["input"]["version"] == 0
+    for flags, message in [
+        (("--table-version", "9"), "has no version 9"),
+        (("--as-of", "2001-01-01T00:00:00Z"), "did not exist at 2001"),
+        (("--as-of", "yesterday"), "is not an ISO timestamp"),
+        (("--snapshot", "5"), r"\['snapshot'\] do not apply to delta input"),
+        (("--filter", "nope == 1"), r"Filter column\(s\) \['nope'\] not in"),
+    ]:
+        r = _cli(client, "fit", *common, *flags, "-o", tmp_path / "out")
+        assert r.returncode == 2, (flags, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("distgmm: error: "), r.stderr
+        assert re.search(message, lines[0]), lines[0]
+        assert _nothing_written(tmp_path)
+
+
+def test_cli_iceberg_through_a_configured_catalog(tmp_path, client):
+    import yaml
+
+    cat, props = _catalog(tmp_path)
+    X = blobs(n=300, d=2, k=2, seed=9)[0]
+    t = cat.create_table("ns.ev", schema=_table(X[:1]).schema)
+    t.append(_table(X))
+    # a job spec naming the catalog's settings
+    job = {"input": {"path": "iceberg://lake/ns.ev", "columns": ["f0", "f1"],
+                     "storage_options": props, "snapshot": 42},
+           "model": {"n_components": 2}, "output": {"path": str(tmp_path / "out")}}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    r = _cli(client, "run", tmp_path / "job.yaml", "-q")
+    assert r.returncode == 2 and "has no snapshot 42" in r.stderr and _nothing_written(tmp_path)
+
+
+@pytest.mark.slow  # a fresh process: pyiceberg reads its configuration at import
+def test_cli_iceberg_catalog_from_pyiceberg_config(tmp_path, client):
+    import json
+
+    from conftest import run_cli
+
+    cat, props = _catalog(tmp_path)
+    X = blobs(n=300, d=2, k=2, seed=9)[0]
+    t = cat.create_table("ns.ev", schema=_table(X[:1]).schema)
+    t.append(_table(X))
+    env = {f"PYICEBERG_CATALOG__LAKE__{k.upper()}": v for k, v in props.items()}
+    r = run_cli("fit", "iceberg://lake/ns.ev", "-k", "2", "--columns", "f0,f1", "-q",
+                "-o", tmp_path / "ok", address=client.scheduler.address, extra_env=env)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text())
+    assert metrics["input"]["snapshot"] == t.current_snapshot().snapshot_id
+    assert metrics["n_samples"] == 300
+
+
+def test_spec_keys_for_tables(tmp_path):
+    from distgmm import JobSpec
+
+    path = tmp_path / "job.yaml"
+    path.write_text("input: {path: lake, format: delta, version: 3, as_of: null}\n"
+                    "model: {n_components: 2}\n"
+                    "output: {path: out, format: delta, table: t, partition: {date: '{date}'}}\n")
+    spec = JobSpec.from_file(str(path), ["date=2026-11-22"])
+    assert spec.input.source_options()["version"] == 3
+    assert spec.output.partition == {"date": "2026-11-22"}
+    when = JobSpec.from_mapping({"input": {"path": "x", "as_of": "2026-11-21T00:00:00Z"},
+                                 "model": {"n_components": 2}, "output": {"path": "o"}})
+    assert when.input.as_of == "2026-11-21T00:00:00Z"
+    with pytest.raises(ValueError, match="output.partition needs format: delta"):
+        JobSpec.from_mapping({"input": {"path": "x"}, "model": {"n_components": 2},
+                              "output": {"path": "o", "partition": {"date": "d"}}})

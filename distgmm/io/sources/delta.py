@@ -231,7 +231,7 @@ class DeltaSource:
             keep = masks.get(name)
             rows = act.get("num_records")
             if rows is not None and keep is not None:
-                rows = int(np.unpackbits(keep[0], count=keep[1]).sum())
+                rows -= int((~np.unpackbits(keep[0], count=keep[1]).astype(bool)).sum())
             partition = {k.removeprefix("partition."): v for k, v in act.items()
                          if k.startswith("partition.")}
             fragments.append(Fragment(DeltaFile(uris[name], partition, keep,

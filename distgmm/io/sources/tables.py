@@ -140,4 +140,7 @@ def keep_rows(table: pa.Table, keep: np.ndarray | None) -> pa.Table:
     """``table`` without the rows a deletion mask drops (``keep`` True = live)."""
     if keep is None:
         return table
-    return table.filter(pa.array(np.asarray(keep, dtype=bool)[:table.num_rows]))
+    keep = np.asarray(keep, dtype=bool)[:table.num_rows]
+    if keep.size < table.num_rows:  # a selection vector may stop at its last deletion
+        keep = np.concatenate([keep, np.ones(table.num_rows - keep.size, dtype=bool)])
+    return table.filter(pa.array(keep))
