@@ -81,9 +81,11 @@ def delta_already_committed(target: TableTarget) -> int | None:
     return None
 
 
-def _write_file(part, table_url: str, directory: str, storage_options: dict) -> dict:
-    """One row chunk as a Parquet file in the table directory; its add action."""
+def _write_file(part, table_url: str, directory: str, storage_options: dict):
+    """One row chunk as a Parquet file in the table directory; a one-row frame saying
+    what its add action needs."""
     import fsspec
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -95,28 +97,38 @@ def _write_file(part, table_url: str, directory: str, storage_options: dict) -> 
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     with fs.open(path, "wb") as fh:
         pq.write_table(table, fh)
-    return {"path": rel, "size": int(fs.size(path)), "rows": table.num_rows,
-            "schema": table.schema}
+    return pd.DataFrame({"path": [rel], "size": [int(fs.size(path))],
+                         "rows": [table.num_rows],
+                         "schema": [table.schema.serialize().to_pybytes()]})
 
 
 def delta_writes(pred, columns: list[str], target: TableTarget) -> list:
-    """Lazy per-chunk file writes of ``pred[columns]`` (one task per partition)."""
-    import dask
+    """Lazy per-chunk file writes of ``pred[columns]``: one expression with the scoring
+    statistics (one pass), computing to one row per written file."""
+    import pandas as pd
 
     directory = "/".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}"
                          for k, v in target.partition.items())
-    write = dask.delayed(_write_file, pure=False)
-    return [write(part, target.url, directory, dict(target.storage_options))
-            for part in pred[columns].to_delayed()]
+    meta = pd.DataFrame({"path": pd.Series([], dtype=object),
+                         "size": pd.Series([], dtype="int64"),
+                         "rows": pd.Series([], dtype="int64"),
+                         "schema": pd.Series([], dtype=object)})
+    return [pred[columns].map_partitions(_write_file, target.url, directory,
+                                         dict(target.storage_options), meta=meta,
+                                         enforce_metadata=False)]
 
 
-def delta_commit(target: TableTarget, written: list[dict]) -> dict:
-    """Commit the written files as one transaction; returns what was committed."""
+def delta_commit(target: TableTarget, files) -> dict:
+    """Commit the written files (the computed :func:`delta_writes`) as one transaction;
+    returns what was committed."""
     import pyarrow as pa
     from deltalake import CommitProperties
     from deltalake import Schema as DeltaSchema
     from deltalake.transaction import AddAction, create_table_with_add_actions
 
+    written = files.to_dict("records")
+    for w in written:
+        w["schema"] = pa.ipc.read_schema(pa.py_buffer(w["schema"]))
     if any(w["schema"] != written[0]["schema"] for w in written):
         raise RuntimeError("prediction chunks wrote different schemas; refusing to commit.")
     now = int(time.time() * 1000)
@@ -225,4 +237,4 @@ def table_predictions(fmt: str, dataset, params, staging_url: str, opts,
             "format": "delta", "url": table.url, "version": version,
             "partition": table.partition, "committed": False})
     return PendingPredictions(delta_writes(pred, columns, table), total, sizes, table.url,
-                              lambda written: delta_commit(table, written))
+                              lambda done: delta_commit(table, done[0]))
