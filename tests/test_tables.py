@@ -95,8 +95,20 @@ class TestIcechunk(SourceTests):
 
 
 # ---------------------------------------------------------------- snapshots
-def _fit(X):
-    return GaussianMixture(2, random_state=0, max_iter=20, tol=0).fit(X)
+def _assert_same_model(X, rows):
+    """distgmm on the source equals scikit-learn on the oracle's rows (any order)."""
+    import warnings
+
+    from conftest import sklearn_start
+    from sklearn.mixture import GaussianMixture as SK
+
+    start = sklearn_start(rows, 2, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SK(2, max_iter=10, tol=0, **start).fit(rows)
+        gm = GaussianMixture(2, max_iter=10, tol=0, **start).fit(X)
+    np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-9)
+    np.testing.assert_allclose(gm.covariances_, ref.covariances_, rtol=1e-9)
 
 
 @pytest.fixture
@@ -136,9 +148,7 @@ def test_delta_reads_exactly_the_current_snapshot(delta_history, client):
     assert ds.n_samples == len(want) == 250 and ds.description["version"] == 3
     np.testing.assert_array_equal(got_ids, ids)
     np.testing.assert_array_equal(got, want)
-    gm = GaussianMixture(2, random_state=0, max_iter=20, tol=0).fit(ds.X)
-    ref = _fit(ds.X.compute())  # same rows, same order, from numpy
-    np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-10)
+    _assert_same_model(ds.X, want)
 
 
 def test_delta_time_travel_and_partition_filters(delta_history):
@@ -239,6 +249,7 @@ def test_iceberg_snapshots_and_deletes(tmp_path):
     got, ids = _sorted_rows(ds)
     np.testing.assert_array_equal(ids, want["row_id"].to_numpy())
     np.testing.assert_array_equal(got[:, 0], want["f0"].to_numpy())
+    _assert_same_model(ds.X, np.column_stack([want["f0"].to_numpy(), want["f1"].to_numpy()]))
     assert ds.description["snapshot"] == t.current_snapshot().snapshot_id
     old = IcebergSource("iceberg://lake/ns.ev", snapshot=first, columns=("f0", "f1"),
                         storage_options=props).load()
@@ -269,6 +280,7 @@ def test_icechunk_branch_tag_and_snapshot(tmp_path):
     now = IcechunkSource(path).load()
     assert now.description["snapshot"] == second
     np.testing.assert_array_equal(now.X.compute(), X)
+    _assert_same_model(now.X, X)
     for kw in ({"snapshot": first}, {"version": "v1"}):
         ds = IcechunkSource(path, **kw).load()
         np.testing.assert_array_equal(ds.X.compute(), X[:200])
