@@ -508,3 +508,26 @@ def test_spec_keys_for_tables(tmp_path):
     with pytest.raises(ValueError, match="output.partition needs format: delta"):
         JobSpec.from_mapping({"input": {"path": "x"}, "model": {"n_components": 2},
                               "output": {"path": "o", "partition": {"date": "d"}}})
+
+
+def test_delta_output_of_an_array_input_keeps_row_numbers(tmp_path, client):
+    from deltalake import DeltaTable
+
+    from distgmm import JobSpec, load_model, run_job
+
+    X = blobs(n=500, d=2, k=2, seed=10)[0]
+    np.save(tmp_path / "x.npy", X)
+    spec = JobSpec.from_mapping({
+        "input": {"path": str(tmp_path / "x.npy"), "chunk_rows": 150},
+        "model": {"n_components": 2},
+        "output": {"path": str(tmp_path / "out"), "format": "delta", "probabilities": True}})
+    metrics = run_job(spec, client=client)
+    dt = DeltaTable(str(tmp_path / "out" / "predictions.delta"))  # published with the run
+    assert dt.version() == 0 and len(dt.file_uris()) == 4
+    got = dt.to_pandas().sort_values("row")
+    model = load_model(str(tmp_path / "out"))
+    np.testing.assert_array_equal(got["row"], np.arange(500))
+    np.testing.assert_array_equal(got["label"], model.predict(X))
+    np.testing.assert_allclose(got[["prob_0", "prob_1"]], model.predict_proba(X), rtol=1e-10)
+    assert metrics["outputs"]["predictions"] == "predictions.delta"
+    assert metrics["cluster_sizes"] == np.bincount(model.predict(X), minlength=2).tolist()
