@@ -33,6 +33,9 @@ OUTPUT_FORMATS = ("auto", "zarr", "parquet", "delta", "icechunk")
 """Formats of per-row results; ``auto`` is Parquet for Parquet input, Zarr otherwise;
 ``delta`` and ``icechunk`` commit them to a table (one commit per run)."""
 
+TABLE_OUTPUT_FORMATS = ("delta", "icechunk")
+"""The output formats that commit to a table (``output.table``) rather than write files."""
+
 
 def covariance_code(covariance_type: str) -> int:
     """The compiled kernel's integer code of a covariance type."""

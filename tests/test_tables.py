@@ -404,6 +404,12 @@ def test_icechunk_output_one_commit_per_run(tmp_path, client):
     np.testing.assert_array_equal(g["label"][:], model.predict(X))
     np.testing.assert_allclose(g["probabilities"][:], model.predict_proba(X), rtol=1e-10)
     assert not (tmp_path / "out" / "predictions.zarr").exists()
+    # the same job on the same input again (replacing its output): no new commit
+    again = run_job(JobSpec.from_mapping({**spec.model_dump(mode="json"),
+                                          "output": {**spec.output.model_dump(mode="json"),
+                                                     "overwrite": True}}), client=client)
+    assert again["outputs"]["table"]["committed"] is False
+    assert len(list(repo.ancestry(branch="main"))) == 2
 
 
 # ---------------------------------------------------------------- the command

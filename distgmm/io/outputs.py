@@ -17,7 +17,7 @@ import numpy as np
 
 from ..numerics.params import GMMParams
 from ..numerics.predict import predict_all_block
-from ..options import OUTPUT_FORMATS
+from ..options import OUTPUT_FORMATS, TABLE_OUTPUT_FORMATS
 
 PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet",
                "delta": "predictions.delta", "icechunk": "predictions.icechunk"}
@@ -185,7 +185,7 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
         then call ``commit`` (table formats) with the computed writes.
     """
     fmt = opts.resolve_format(dataset)
-    if fmt in ("delta", "icechunk"):
+    if fmt in TABLE_OUTPUT_FORMATS:
         from .table_outputs import table_predictions
 
         return table_predictions(fmt, dataset, params, staging_url, opts, storage_options,

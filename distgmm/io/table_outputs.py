@@ -127,15 +127,13 @@ def delta_commit(target: TableTarget, files) -> dict:
     from deltalake.transaction import AddAction, create_table_with_add_actions
 
     written = files.to_dict("records")
-    for w in written:
-        w["schema"] = pa.ipc.read_schema(pa.py_buffer(w["schema"]))
-    if any(w["schema"] != written[0]["schema"] for w in written):
-        raise RuntimeError("prediction chunks wrote different schemas; refusing to commit.")
+    # a chunk whose text column is all null wrote it as the null type: promote
+    schema = pa.unify_schemas([pa.ipc.read_schema(pa.py_buffer(w["schema"]))
+                               for w in written], promote_options="permissive")
     now = int(time.time() * 1000)
     parts = {k: str(v) for k, v in target.partition.items()}
-    actions = [AddAction(w["path"], w["size"], parts, now, True,
-                         json.dumps({"numRecords": w["rows"]})) for w in written]
-    schema = written[0]["schema"]
+    actions = [AddAction(w["path"], int(w["size"]), parts, now, True,
+                         json.dumps({"numRecords": int(w["rows"])})) for w in written]
     for k in parts:
         schema = schema.append(pa.field(k, pa.string()))
     schema = DeltaSchema.from_arrow(schema)
@@ -156,20 +154,38 @@ def delta_commit(target: TableTarget, files) -> dict:
             "partition": parts, "files": len(actions), "committed": True}
 
 
-def icechunk_commit(target: TableTarget, zarr_url: str, storage_options: dict | None) -> dict:
-    """Copy the Zarr results at ``zarr_url`` into the repository; commit once."""
-    import dask.array as da
+def _icechunk_repo(target: TableTarget, create: bool):
     import icechunk
-    import zarr
-    from icechunk.dask import store_dask
 
     from .sources.icechunk import icechunk_storage
 
     storage = icechunk_storage(target.url, target.storage_options)
     if icechunk.Repository.exists(storage):
-        repo = icechunk.Repository.open(storage)
-    else:
-        repo = icechunk.Repository.create(storage)
+        return icechunk.Repository.open(storage)
+    return icechunk.Repository.create(storage) if create else None
+
+
+def icechunk_already_committed(target: TableTarget) -> str | None:
+    """The tip of ``main`` if its commit is this job's on the same input, else None."""
+    if not target.identity.get("fingerprint"):
+        return None
+    repo = _icechunk_repo(target, create=False)
+    if repo is None:
+        return None
+    tip = next(iter(repo.ancestry(branch="main")))
+    meta = tip.metadata or {}
+    same = all(meta.get(f"{META_PREFIX}{k}") == str(target.identity.get(k))
+               for k in ("fingerprint", "input_fingerprint"))
+    return tip.id if same else None
+
+
+def icechunk_commit(target: TableTarget, zarr_url: str, storage_options: dict | None) -> dict:
+    """Copy the Zarr results at ``zarr_url`` into the repository; commit once."""
+    import dask.array as da
+    import zarr
+    from icechunk.dask import store_dask
+
+    repo = _icechunk_repo(target, create=True)
     staged = zarr.open_group(zarr_url, mode="r", storage_options=storage_options or None)
     session = repo.writable_session("main")
     fork = session.fork()
@@ -218,7 +234,10 @@ def table_predictions(fmt: str, dataset, params, staging_url: str, opts,
                                     storage_options)
 
         def commit(_written):
-            done = icechunk_commit(table, url, storage_options)
+            tip = icechunk_already_committed(table)
+            done = (icechunk_commit(table, url, storage_options) if tip is None else
+                    {"format": "icechunk", "url": table.url, "snapshot": tip,
+                     "committed": False})
             _remove(url, storage_options)
             return done
 

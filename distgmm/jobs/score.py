@@ -43,8 +43,9 @@ def table_target(output, staging_url: str, job: dict | None = None):
     output's ``table``, else inside the output directory."""
     from ..io.outputs import PREDICTIONS
     from ..io.table_outputs import TableTarget
+    from ..options import TABLE_OUTPUT_FORMATS
 
-    if output.format not in ("delta", "icechunk"):
+    if output.format not in TABLE_OUTPUT_FORMATS:
         return None
     url = output.table or posixpath.join(staging_url, PREDICTIONS[output.format])
     ident = {k: (job or {}).get(k) for k in ("name", "fingerprint", "input_fingerprint")}

@@ -34,6 +34,7 @@ from ..options import (
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
     OUTPUT_FORMATS,
+    TABLE_OUTPUT_FORMATS,
 )
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -201,8 +202,8 @@ class OutputSpec(_Frozen):
         if self.partition and self.format != "delta":
             raise ValueError("output.partition needs format: delta (a Delta table "
                              "partitioned by those columns)")
-        if self.table and self.format not in ("delta", "icechunk"):
-            raise ValueError("output.table needs format: delta or icechunk")
+        if self.table and self.format not in TABLE_OUTPUT_FORMATS:
+            raise ValueError(f"output.table needs format: {' or '.join(TABLE_OUTPUT_FORMATS)}")
         return self
 
 
