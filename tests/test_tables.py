@@ -511,6 +511,11 @@ def test_spec_keys_for_tables(tmp_path):
     when = JobSpec.from_mapping({"input": {"path": "x", "as_of": "2026-11-21T00:00:00Z"},
                                  "model": {"n_components": 2}, "output": {"path": "o"}})
     assert when.input.as_of == "2026-11-21T00:00:00Z"
+    with pytest.raises(ValueError, match=r"partition column\(s\) \['date'\] are also"):
+        JobSpec.from_mapping({"input": {"path": "x", "passthrough": ["date"]},
+                              "model": {"n_components": 2},
+                              "output": {"path": "o", "format": "delta", "table": "t",
+                                         "partition": {"date": "d"}}})
     with pytest.raises(ValueError, match="output.partition needs format: delta"):
         JobSpec.from_mapping({"input": {"path": "x"}, "model": {"n_components": 2},
                               "output": {"path": "o", "partition": {"date": "d"}}})

@@ -229,6 +229,15 @@ class JobSpec(_Frozen):
     _output_template: str | None = PrivateAttr(default=None)
     _variables: dict = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _partition_columns_are_not_written(self):
+        written = {self.input.id_column, *self.input.passthrough}
+        clash = sorted(written & set(self.output.partition))
+        if clash:
+            raise ValueError(f"output.partition column(s) {clash} are also id/passthrough "
+                             "columns: drop them there (the partition value is stored once)")
+        return self
+
     def sibling_outputs(self) -> tuple[str, str, str] | None:
         """Where this job's other runs publish: a glob, a regex reading the run key out
         of a path (group ``key``), and this run's key; None unless the output path uses
