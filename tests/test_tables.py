@@ -542,3 +542,18 @@ def test_delta_output_of_an_array_input_keeps_row_numbers(tmp_path, client):
     np.testing.assert_allclose(got[["prob_0", "prob_1"]], model.predict_proba(X), rtol=1e-10)
     assert metrics["outputs"]["predictions"] == "predictions.delta"
     assert metrics["cluster_sizes"] == np.bincount(model.predict(X), minlength=2).tolist()
+
+
+def test_benchmark_smoke(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "tables.py"
+    spec = importlib.util.spec_from_file_location("bench_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "t.md"
+    assert module.main(["--rows", "3000", "--files", "2", "--repeat", "1", "--out",
+                        str(out)]) == 0
+    text = out.read_text()
+    assert "| delta |" in text and "| iceberg |" in text and "| parquet | " in text
