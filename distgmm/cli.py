@@ -105,6 +105,11 @@ def _input_options(f):
                      "outputs (Parquet)."),
         click.option("--chunk-size", default="128MiB", show_default=True,
                      help="Target size of a row chunk."),
+        click.option("--table-version", help="Delta: read this table version; Icechunk: "
+                     "this branch or tag."),
+        click.option("--snapshot", help="Iceberg or Icechunk: read this snapshot id."),
+        click.option("--as-of", metavar="TIMESTAMP", help="Tables: read the snapshot "
+                     "current at this ISO timestamp, e.g. 2026-11-21T00:00:00Z."),
     ]):
         f = opt(f)
     return f
@@ -124,6 +129,9 @@ def _output_options(f):
                      default="auto", show_default=True,
                      help="auto: Parquet for Parquet input, Zarr otherwise."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output."),
+        click.option("--output-table", metavar="URL", help="With --output-format delta or "
+                     "icechunk: the table the predictions are committed to (default: inside "
+                     "the output directory)."),
     ]):
         f = opt(f)
     return f
@@ -153,14 +161,15 @@ def _input_section(path, kw) -> dict:
     return {"path": path, "format": kw["input_format"], "array": kw["array"],
             "columns": _split(kw["columns"]), "filters": list(kw["filters"]),
             "id_column": kw["id_column"], "passthrough": _split(kw["passthrough"]) or (),
-            "chunk_size": kw["chunk_size"]}
+            "chunk_size": kw["chunk_size"], "version": kw.get("table_version"),
+            "snapshot": kw.get("snapshot"), "as_of": kw.get("as_of")}
 
 
 def _output_section(kw) -> dict:
     return {"path": kw["output"], "format": kw["output_format"], "labels": kw["labels"],
             "probabilities": kw["probabilities"], "log_likelihood": kw["log_likelihood"],
             "report": kw.get("report", False),
-            "overwrite": kw["overwrite"]}
+            "overwrite": kw["overwrite"], "table": kw.get("output_table")}
 
 
 def _cluster_section(kw) -> dict:

@@ -25,11 +25,16 @@ COMPUTE_DTYPES = ("float64", "float32")
 CRITERIA = ("bic", "aic")
 """Model-selection criteria of a sweep (lower is better)."""
 
-INPUT_FORMATS = ("auto", "zarr", "parquet", "npy")
-"""Input formats; ``auto`` tells by the suffix and the directory's contents."""
+INPUT_FORMATS = ("auto", "zarr", "parquet", "npy", "delta", "iceberg", "icechunk")
+"""Input formats; ``auto`` tells by the suffix and the directory's contents (a
+``_delta_log/``, an Iceberg ``metadata/`` or ``iceberg://`` URL, an Icechunk repository)."""
 
-OUTPUT_FORMATS = ("auto", "zarr", "parquet")
-"""Formats of per-row results; ``auto`` is Parquet for Parquet input, Zarr otherwise."""
+OUTPUT_FORMATS = ("auto", "zarr", "parquet", "delta", "icechunk")
+"""Formats of per-row results; ``auto`` is Parquet for Parquet input, Zarr otherwise;
+``delta`` and ``icechunk`` commit them to a table (one commit per run)."""
+
+TABLE_OUTPUT_FORMATS = ("delta", "icechunk")
+"""The output formats that commit to a table (``output.table``) rather than write files."""
 
 
 def covariance_code(covariance_type: str) -> int:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..numerics.params import GMMParams
 from ..numerics.predict import predict_all_block
-from ..options import OUTPUT_FORMATS
+from ..options import OUTPUT_FORMATS, TABLE_OUTPUT_FORMATS
 
-PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet"}
+PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet",
+               "delta": "predictions.delta", "icechunk": "predictions.icechunk"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class PendingPredictions:
     cluster_sizes: object
     path: str | None
     outliers: object = None  # lazy count of flagged rows, with a threshold
+    # table formats: called with the computed ``writes``; commits them, returns a summary
+    commit: Callable | None = None
 
 
 def _aligned(dask_chunks: tuple, zarr_rows: int) -> bool:
@@ -126,8 +130,9 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
     return pd.concat([part[keep], pd.DataFrame(out, index=part.index)], axis=1)
 
 
-def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionOptions,
-                         storage_options: dict | None) -> PendingPredictions:
+def prediction_table(dataset, params: GMMParams, opts: PredictionOptions):
+    """The lazy per-row output table, the columns to write, and whether its index (the
+    row number, for inputs without an id) is one of them."""
     import dask.dataframe as dd
     from dask.dataframe.utils import make_meta
 
@@ -151,11 +156,17 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
     offsets = np.concatenate([[0], np.cumsum(dataset.X.chunks[0])[:-1]]).astype(np.int64)
     pred = frame.map_partitions(prediction_frame, params, features, keep, opts, offsets,
                                 meta=meta)
+    columns = keep + [c for c in meta.columns if c not in keep and (
+        (c == "label" and opts.labels) or (c == "log_likelihood" and opts.log_likelihood)
+        or (c.startswith("prob_") and opts.probabilities) or c == "outlier")]
+    return pred, columns, write_index
+
+
+def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionOptions,
+                         storage_options: dict | None) -> PendingPredictions:
+    pred, columns, write_index = prediction_table(dataset, params, opts)
     writes = []
     if opts.any:
-        columns = keep + [c for c in meta.columns if c not in keep and (
-            (c == "label" and opts.labels) or (c == "log_likelihood" and opts.log_likelihood)
-            or (c.startswith("prob_") and opts.probabilities) or c == "outlier")]
         writes = [pred[columns].to_parquet(url, write_index=write_index, compute=False,
                                            storage_options=storage_options or None)]
     sizes = pred["label"].value_counts()
@@ -165,7 +176,7 @@ def _parquet_predictions(dataset, params: GMMParams, url: str, opts: PredictionO
 
 
 def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOptions,
-                storage_options: dict | None = None) -> PendingPredictions:
+                storage_options: dict | None = None, table=None) -> PendingPredictions:
     """Lazy prediction pass writing under ``staging_url`` in the chosen format.
 
     Parameters
@@ -176,13 +187,22 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
         Directory the results go into (``predictions.zarr`` or ``predictions.parquet``).
     opts : PredictionOptions
     storage_options : dict, optional
+    table : distgmm.io.table_outputs.TableTarget, optional
+        For the ``delta`` and ``icechunk`` formats: the table committed to (default
+        ``predictions.delta`` / ``predictions.icechunk`` in the staging directory).
 
     Returns
     -------
     PendingPredictions
-        Compute ``writes``, ``total_log_likelihood`` and ``cluster_sizes`` together.
+        Compute ``writes``, ``total_log_likelihood`` and ``cluster_sizes`` together,
+        then call ``commit`` (table formats) with the computed writes.
     """
     fmt = opts.resolve_format(dataset)
+    if fmt in TABLE_OUTPUT_FORMATS:
+        from .table_outputs import table_predictions
+
+        return table_predictions(fmt, dataset, params, staging_url, opts, storage_options,
+                                 table)
     url = posixpath.join(staging_url, PREDICTIONS[fmt])
     make = _zarr_predictions if fmt == "zarr" else _parquet_predictions
     return make(dataset, params, url, opts, storage_options)

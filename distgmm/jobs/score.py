@@ -42,6 +42,26 @@ def prediction_options(output, model=None) -> PredictionOptions:
     return opts if threshold is None else replace(opts, outlier_threshold=threshold)
 
 
+def table_target(output, staging_url: str, job: dict | None = None):
+    """Where ``delta``/``icechunk`` results are committed (None for file formats): the
+    output's ``table``, else inside the output directory."""
+    from ..io.outputs import PREDICTIONS
+    from ..io.table_outputs import TableTarget
+    from ..options import TABLE_OUTPUT_FORMATS
+
+    if output.format not in TABLE_OUTPUT_FORMATS:
+        return None
+    url = output.table or posixpath.join(staging_url, PREDICTIONS[output.format])
+    ident = {k: (job or {}).get(k) for k in ("name", "fingerprint", "input_fingerprint")}
+    return TableTarget(url, dict(output.partition), ident, dict(output.storage_options))
+
+
+def _committed(pending, done: list, metrics: dict) -> None:
+    """Commit table results (after the pass) and say so in the metrics."""
+    if pending.commit is not None:
+        metrics["outputs"]["table"] = pending.commit(done[:len(pending.writes)])
+
+
 def _report_terms(dataset: Dataset, center: np.ndarray) -> list:
     """Lazy sum and cross-product of ``X - center`` (principal axes without
     cancellation far from the origin) and a row sample, for the report."""
@@ -72,7 +92,8 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     t0 = time.perf_counter()
     params = model.fitted_params()
     pending = predictions(dataset, params, pub.staging_url,
-                          prediction_options(output, model), output.storage_options)
+                          prediction_options(output, model), output.storage_options,
+                          table_target(output, pub.staging_url, run.get("job")))
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
@@ -81,12 +102,14 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     if previous is not None:
         scored.append(score_samples_dask(dataset.X, previous.model.fitted_params()).sum())
     figures = _report_terms(dataset, params.center) if output.report else []
-    results = compute(client, [*pending.writes, *scored, *figures], reporter,
-                      "writing results")[len(pending.writes):]
+    done = compute(client, [*pending.writes, *scored, *figures], reporter,
+                   "writing results")
+    results = done[len(pending.writes):]
     total, sizes, *before = results[:len(scored)]
     flagged = None if pending.outliers is None else before.pop(0)
     metrics = {**fit_metrics(model, dataset, float(total), sizes, pending.path),
                **outlier_metrics(model, flagged, dataset.n_samples), **run}
+    _committed(pending, done, metrics)
     if "timings" in metrics:  # the scoring pass, as before drift, report and model/
         metrics["timings"] = {**metrics["timings"], "predict": time.perf_counter() - t0}
     if previous is not None:
@@ -118,12 +141,16 @@ def score_rows(client, model, dataset: Dataset, output, pub: Publication,
                reporter: Reporter, model_path: str) -> dict:
     """Score an input with a saved model into the staging directory (no ``model/``)."""
     pending = predictions(dataset, model.fitted_params(), pub.staging_url,
-                          prediction_options(output, model), output.storage_options)
+                          prediction_options(output, model), output.storage_options,
+                          table_target(output, pub.staging_url))
     counted = [] if pending.outliers is None else [pending.outliers]
-    results = compute(
+    done = compute(
         client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes,
-                 *counted], reporter, "scoring")[len(pending.writes):]
-    return {**scoring_metrics(dataset, model_path, model.n_components, float(results[0]),
-                              results[1], pending.path),
-            **outlier_metrics(model, results[2] if counted else None, dataset.n_samples)}
+                 *counted], reporter, "scoring")
+    results = done[len(pending.writes):]
+    metrics = {**scoring_metrics(dataset, model_path, model.n_components, float(results[0]),
+                                 results[1], pending.path),
+               **outlier_metrics(model, results[2] if counted else None, dataset.n_samples)}
+    _committed(pending, done, metrics)
+    return metrics
 

@@ -34,6 +34,7 @@ from ..options import (
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
     OUTPUT_FORMATS,
+    TABLE_OUTPUT_FORMATS,
 )
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -65,6 +66,17 @@ class InputSpec(_Frozen):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     chunk_size: ByteSize = ByteSize(DEFAULT_CHUNK_BYTES)
     chunk_rows: Annotated[int, Field(ge=1)] | None = None
+    # tables: a Delta version (an Icechunk branch or tag), an Iceberg or Icechunk
+    # snapshot id, or the snapshot current at an ISO timestamp
+    version: int | str | None = None
+    snapshot: int | str | None = None
+    as_of: str | None = None
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of_text(cls, value):
+        # YAML reads an unquoted timestamp as a datetime
+        return value.isoformat() if hasattr(value, "isoformat") else value
 
     @field_validator("filters")
     @classmethod
@@ -88,7 +100,8 @@ class InputSpec(_Frozen):
         opts = {"format": self.format, "array": self.array, "columns": self.columns,
                 "filters": self.filters, "id_column": self.id_column,
                 "passthrough": self.passthrough, "storage_options": self.storage_options,
-                "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size)}
+                "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size),
+                "version": self.version, "snapshot": self.snapshot, "as_of": self.as_of}
         return opts
 
 
@@ -176,10 +189,23 @@ class OutputSpec(_Frozen):
     report: bool = False
     overwrite: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    # format delta/icechunk: the table the predictions are committed to (default
+    # inside the output directory) and, for Delta, the partition this run replaces
+    table: str | None = None
+    partition: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _options_need_urls(self):
         _check_storage_options(self.path, self.storage_options)
+        return self
+
+    @model_validator(mode="after")
+    def _table_options_need_a_table_format(self):
+        if self.partition and self.format != "delta":
+            raise ValueError("output.partition needs format: delta (a Delta table "
+                             "partitioned by those columns)")
+        if self.table and self.format not in TABLE_OUTPUT_FORMATS:
+            raise ValueError(f"output.table needs format: {' or '.join(TABLE_OUTPUT_FORMATS)}")
         return self
 
 
@@ -204,6 +230,15 @@ class JobSpec(_Frozen):
     cluster: ClusterSpec = ClusterSpec()
     _output_template: str | None = PrivateAttr(default=None)
     _variables: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _partition_columns_are_not_written(self):
+        written = {self.input.id_column, *self.input.passthrough}
+        clash = sorted(written & set(self.output.partition))
+        if clash:
+            raise ValueError(f"output.partition column(s) {clash} are also id/passthrough "
+                             "columns: drop them there (the partition value is stored once)")
+        return self
 
     def sibling_outputs(self) -> tuple[str, str, str] | None:
         """Where this job's other runs publish: a glob, a regex reading the run key out

@@ -8,16 +8,28 @@ import os
 from ...options import INPUT_FORMATS
 from .array import ArraySource, NpySource
 from .base import Source
+from .delta import DeltaSource
+from .iceberg import IcebergSource
+from .icechunk import IcechunkSource
 from .parquet import ParquetSource
 from .zarr import ZarrSource
 
-SOURCES = {"zarr": ZarrSource, "parquet": ParquetSource, "npy": NpySource}
+SOURCES = {"zarr": ZarrSource, "parquet": ParquetSource, "npy": NpySource,
+           "delta": DeltaSource, "iceberg": IcebergSource, "icechunk": IcechunkSource}
 _SUFFIXES = {".zarr": "zarr", ".zip": "zarr", ".parquet": "parquet", ".pq": "parquet",
              ".parq": "parquet", ".npy": "npy"}
 
 
 def _sniff_directory(path: str) -> str | None:
     names = os.listdir(path)
+    # table markers first: a table's data files are Parquet/Zarr too
+    if "_delta_log" in names:
+        return "delta"
+    if {"refs", "snapshots"} <= set(names):
+        return "icechunk"
+    meta = os.path.join(path, "metadata")
+    if os.path.isdir(meta) and any(n.endswith(".metadata.json") for n in os.listdir(meta)):
+        return "iceberg"
     if {"zarr.json", ".zarray", ".zgroup"} & set(names):
         return "zarr"
     if any(n.endswith((".parquet", ".pq", ".parq")) or "=" in n for n in names):
@@ -26,7 +38,9 @@ def _sniff_directory(path: str) -> str | None:
 
 
 def detect_format(path: str) -> str:
-    """``"zarr"``, ``"parquet"`` or ``"npy"`` from the suffix or a local directory's files."""
+    """The format from the suffix or a local directory's files (table markers first)."""
+    if path.startswith("iceberg://") or path.endswith(".metadata.json"):
+        return "iceberg"
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
@@ -37,8 +51,8 @@ def detect_format(path: str) -> str:
     elif "://" not in path and not os.path.exists(path):
         raise FileNotFoundError(f"No such file or directory: {path}: check the input path.")
     raise ValueError(
-        f"Cannot tell the format of {path}: pass --format zarr|parquet|npy (input.format "
-        "in a job spec)."
+        f"Cannot tell the format of {path}: pass --format "
+        f"{'|'.join(f for f in INPUT_FORMATS if f != 'auto')} (input.format in a job spec)."
     )
 
 
@@ -48,12 +62,13 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
     Parameters
     ----------
     data : str, os.PathLike or array-like
-    format : {"auto", "zarr", "parquet", "npy"}
+    format : {"auto", "zarr", "parquet", "npy", "delta", "iceberg", "icechunk"}
         ``"auto"`` looks at the suffix, then at a local directory's contents.
     **options
         Options of the chosen source (``array``, ``columns``, ``filters``,
         ``id_column``, ``passthrough``, ``storage_options``, ``chunk_bytes``,
-        ``chunk_rows``); ``None`` values are ignored.
+        ``chunk_rows``; for tables ``version``, ``snapshot``, ``as_of``); ``None``
+        values are ignored.
 
     Returns
     -------
