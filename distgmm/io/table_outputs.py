@@ -252,8 +252,8 @@ def table_predictions(fmt: str, dataset, params, staging_url: str, opts,
         return PendingPredictions([], total, sizes, None)
     version = delta_already_committed(table)
     if version is not None:  # this job already committed this partition: no new commit
-        return PendingPredictions([], total, sizes, table.url, lambda _: {
+        return PendingPredictions([], total, sizes, table.url, commit=lambda _: {
             "format": "delta", "url": table.url, "version": version,
             "partition": table.partition, "committed": False})
     return PendingPredictions(delta_writes(pred, columns, table), total, sizes, table.url,
-                              lambda done: delta_commit(table, done[0]))
+                              commit=lambda done: delta_commit(table, done[0]))
