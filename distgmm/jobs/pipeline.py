@@ -93,7 +93,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
 
 def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
                 source_options: dict | None = None, cluster: dict | None = None,
-                reporter: Reporter | None = None, client=None) -> dict:
+                reporter: Reporter | None = None, client=None,
+                model_storage_options: dict | None = None) -> dict:
     """Score an input with a saved model and publish the per-row results.
 
     Parameters
@@ -110,6 +111,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
         The cluster section (address, workers) when no ``client`` is given.
     reporter : Reporter, optional
     client : distributed.Client, optional
+    model_storage_options : dict, optional
+        fsspec options for a remote ``model_path``.
 
     Returns
     -------
@@ -118,7 +121,7 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     """
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
-    model = load_model(model_path)
+    model = load_model(model_path, storage_options=model_storage_options)
     pub = _publication(output)
     source = open_input(input_path, source_options or {})
     with _cluster(cluster or {}, client, reporter) as client:
