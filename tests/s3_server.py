@@ -9,6 +9,7 @@ test, and the equivalent s3fs ``storage_options``. Nothing talks to any other ad
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 
 import pytest
 
-KEY, SECRET = "distgmm-test-key", "distgmm-test-secret"
 REGION = "us-east-1"
+# moto checks signatures and permissions after this many requests: the three that
+# create the test user, its policy and its access key
+_SETUP_ACTIONS = 3
 
 
 def free_port() -> int:
@@ -37,16 +40,19 @@ class S3Server:
 
     endpoint: str
     process: subprocess.Popen
+    key: str
+    secret: str
 
     def env(self) -> dict:
         """Environment variables that point botocore (and so s3fs) at this server."""
-        return {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+        return {"AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret,
                 "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
                 "AWS_EC2_METADATA_DISABLED": "true"}
 
-    def storage_options(self, key: str = KEY, secret: str = SECRET) -> dict:
+    def storage_options(self, key: str | None = None, secret: str | None = None) -> dict:
         """s3fs storage options for this server (no environment needed)."""
-        return {"key": key, "secret": secret, "endpoint_url": self.endpoint}
+        return {"key": key or self.key, "secret": secret or self.secret,
+                "endpoint_url": self.endpoint}
 
     def fs(self, **extra):
         """A fresh s3fs filesystem on the server: no instance or listing cache."""
@@ -56,10 +62,27 @@ class S3Server:
                                  use_listings_cache=False, **extra)
 
 
+def _access_key(endpoint: str) -> tuple[str, str]:
+    """An IAM user allowed s3:* and its access key (moto's first, unchecked requests)."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
+                       aws_access_key_id="setup", aws_secret_access_key="setup")
+    iam.create_user(UserName="distgmm")
+    policy = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="distgmm", PolicyName="s3",
+                        PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="distgmm")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
 def start_server() -> S3Server:
+    """moto_server on a free port of 127.0.0.1, checking credentials like S3 does."""
     port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_ACTIONS)}
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -68,11 +91,13 @@ def start_server() -> S3Server:
             raise RuntimeError(f"moto_server exited with {proc.returncode}")
         try:
             urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            return S3Server(endpoint, proc)
+            break
         except OSError:
             time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("moto_server did not answer within 60 s")
+    else:
+        proc.kill()
+        raise RuntimeError("moto_server did not answer within 60 s")
+    return S3Server(endpoint, proc, *_access_key(endpoint))
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +141,6 @@ def s3(s3_server, monkeypatch):
     """A fresh bucket on the session's moto_server; the AWS_* environment points at it."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
-    bucket = f"t-{uuid.uuid4().hex[:16]}"
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
     s3_server.fs().mkdir(bucket)
     yield S3Bucket(s3_server, bucket)

@@ -19,6 +19,7 @@ from .events import Reporter
 from .fit import fit_job_model
 from .load import check_model_input, checkpoint_url, load_input, open_dataset, open_input
 from .previous import already_published, previous_run
+from .rerun import already_predicted, predict_fingerprint
 from .score import score_rows, write_results
 from .spec import JobSpec, OutputSpec
 
@@ -122,6 +123,11 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
     model = load_model(model_path, storage_options=model_storage_options)
+    fingerprint = predict_fingerprint(model, input_path, source_options or {}, output)
+    if (published := already_predicted(output, fingerprint)) is not None:
+        reporter.event("published", f"{output.path} is already published by this "
+                       "prediction job; nothing to do", path=output.path, already=True)
+        return published
     pub = _publication(output)
     source = open_input(input_path, source_options or {})
     with _cluster(cluster or {}, client, reporter) as client:
@@ -129,6 +135,7 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
         check_model_input(model, dataset, input_path)
         with pub:
             metrics = score_rows(client, model, dataset, output, pub, reporter, model_path)
+            metrics["job"] = {"fingerprint": fingerprint}
             metrics["timings"] = {"total": time.perf_counter() - t_start}
             write_json(pub.staging_url, "metrics.json", metrics, output.storage_options)
     reporter.event("published", f"published {output.path}", path=output.path)
