@@ -445,7 +445,6 @@ def info(model_path, system, reporter, storage_option=()):
     if model_path is None:
         raise click.UsageError("missing MODEL (or --system for this installation)")
     from .io.model import read_model_metadata
-
     from .jobs.storage import for_path, parse_storage_options
 
     meta = read_model_metadata(model_path, for_path(model_path,

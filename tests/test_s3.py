@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 import zarr
 from conftest import blobs, run_cli
-from s3_server import free_port
 
 from distgmm import GaussianMixture, load_model
 from distgmm.io.checkpoint import Checkpoint

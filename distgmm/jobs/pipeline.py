@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from ..estimator import load_model
-from ..io.outputs import write_json
+from ..io.outputs import check_column_clash, write_json
 from ..io.publish import Publication
 from .cluster import connect
 from .events import Reporter
@@ -123,6 +123,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
     model = load_model(model_path, storage_options=model_storage_options)
+    check_column_clash(((source_options or {}).get("id_column"),
+                        *((source_options or {}).get("passthrough") or ())), model.n_components)
     fingerprint = predict_fingerprint(model, input_path, source_options or {}, output)
     if (published := already_predicted(output, fingerprint)) is not None:
         reporter.event("published", f"{output.path} is already published by this "
