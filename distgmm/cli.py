@@ -97,7 +97,7 @@ def _exit_if_remote(exc: BaseException, kwargs: dict) -> None:
     found = classify_remote_error(exc, [u for u in urls if isinstance(u, str)])
     if found is None:
         return
-    # async clients left behind by the failed request would print their own noise
+    # async clients and coroutines of the failed request would print their own noise
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     sys.unraisablehook = lambda unraisable: None
     click.echo(f"distgmm: error: {found[1]}", err=True)
