@@ -120,3 +120,58 @@ def test_unreachable_endpoint_exits_75_with_one_line_fast(s3, zarr_on_s3, tmp_pa
     assert "s3://" in lines[0] and "rerunning is safe" in lines[0]
     assert not (tmp_path / "out").exists()
     print(f"unreachable endpoint reported after {elapsed:.1f} s")
+
+
+def test_an_endpoint_that_stops_answering_exits_75(tmp_path):
+    """A server that accepts connections and never answers (a stalled S3 endpoint)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    np_path = tmp_path / "x.npy"
+    import numpy as np
+
+    np.save(np_path, blobs(n=300, d=2, k=2)[0])
+    endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        proc = run_cli("fit", np_path, "-k", 2, "-o", "s3://stalled/out", "-q",
+                       "--storage-option", f"endpoint_url={endpoint}",
+                       "--storage-option", "key=k", "--storage-option", "secret=s",
+                       "--storage-option", "config_kwargs.read_timeout=1",
+                       "--storage-option", "config_kwargs.retries.max_attempts=1",
+                       timeout=120)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+    assert held, "the command never reached the stalled endpoint"
+    assert proc.returncode == 75, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ReadTimeoutError" in lines[0], proc.stderr
+    assert f"object store at {endpoint}" in lines[0] and "s3://stalled/out" in lines[0]
+
+
+def test_a_storage_option_the_filesystem_does_not_take_is_bad_input(tmp_path):
+    proc = run_cli("fit", "s3://bucket/x.zarr", "-k", 2, "-o", tmp_path / "out", "-q",
+                   "--storage-option", "endpoint_url=http://127.0.0.1:9",
+                   "--storage-option", "no_such_option=1", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no_such_option" in lines[0], proc.stderr
+    assert "s3://bucket/x.zarr" in lines[0]

@@ -48,6 +48,17 @@ def _names(exc: BaseException) -> set[str]:
     return {c.__name__ for c in type(exc).__mro__}
 
 
+def _bad_option(exc: BaseException) -> bool:
+    """A keyword the filesystem's constructor refused (a storage option misspelt)."""
+    if not (isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc)):
+        return False
+    tb, modules = exc.__traceback__, set()
+    while tb is not None:
+        modules.add(tb.tb_frame.f_globals.get("__name__", "").split(".")[0])
+        tb = tb.tb_next
+    return bool(modules & {"fsspec", *_REMOTE_MODULES})
+
+
 def _is_remote(exc: BaseException) -> bool:
     return any(type(e).__module__.split(".")[0] in _REMOTE_MODULES for e in _chain(exc))
 
@@ -129,6 +140,10 @@ def classify_remote_error(exc: BaseException,
         does not exist; ``(75, ...)`` for an unreachable endpoint, timeouts, connection
         resets and throttling; None when ``exc`` did not come from an object store.
     """
+    if _bad_option(exc):
+        return EXIT_BAD_INPUT, (f"a storage option for {_location([], urls)} is not one "
+                                f"the filesystem takes ({_text(exc)}): fix or drop that "
+                                "--storage-option (storage_options in a job spec).")
     if not _is_remote(exc):
         return None
     chain = list(_chain(exc))
