@@ -132,6 +132,8 @@ CASES = [
     ("unknown-format", ["fit", "{d}/neither", "-k", 2], BAD, r"pass --format"),
     ("missing-column", ["fit", "{d}/lake", "-k", 2, "--columns", "a,speed"], BAD,
      r"\['speed'\] not in"),
+    ("passthrough-clashes-with-an-output-column", ["fit", "{d}/lake", "-k", 2, "--columns",
+     "a", "--passthrough", "label"], BAD, r"\['label'\] clash with output columns"),
     ("empty-filter-result", ["fit", "{d}/lake", "-k", 2, "--columns", "a",
                              "--filter", "day == '1999-01-01'"], BAD, r"No rows .*filters"),
     ("unreadable-filter", ["fit", "{d}/lake", "-k", 2, "--filter", "day is today"], BAD,
