@@ -77,6 +77,7 @@ def _common(f):
         except Exception as exc:
             if debug:
                 raise
+            _exit_if_remote(exc, kwargs)
             code = exit_code_for(exc)
             if code == 1:
                 raise
@@ -86,8 +87,37 @@ def _common(f):
     return wrapper
 
 
+def _exit_if_remote(exc: BaseException, kwargs: dict) -> None:
+    """Object-store failures (credentials, unreachable endpoint): one line, 2 or 75."""
+    from .io.remote_errors import classify_remote_error
+
+    ctx = click.get_current_context(silent=True)
+    urls = [kwargs.get(k) for k in ("input_path", "output", "model_path")]
+    urls += ctx.meta.get("distgmm.urls", []) if ctx is not None else []
+    found = classify_remote_error(exc, [u for u in urls if isinstance(u, str)])
+    if found is None:
+        return
+    # async clients and coroutines of the failed request would print their own noise
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    click.echo(f"distgmm: error: {found[1]}", err=True)
+    sys.exit(found[0])
+
+
 def _split(value: str | None):
     return None if not value else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+_STORAGE_OPTION = click.option(
+    "--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+    help="fsspec/s3fs option for every URL (input, output, model), e.g. endpoint_url="
+         "http://127.0.0.1:9000, anon=true, config_kwargs.connect_timeout=2; repeatable.")
+
+
+def _storage_options(kw) -> dict:
+    from .jobs.storage import parse_storage_options
+
+    return parse_storage_options(kw.get("storage_option") or ())
 
 
 def _input_options(f):
@@ -110,6 +140,7 @@ def _input_options(f):
         click.option("--snapshot", help="Iceberg or Icechunk: read this snapshot id."),
         click.option("--as-of", metavar="TIMESTAMP", help="Tables: read the snapshot "
                      "current at this ISO timestamp, e.g. 2026-11-21T00:00:00Z."),
+        _STORAGE_OPTION,
     ]):
         f = opt(f)
     return f
@@ -162,14 +193,22 @@ def _input_section(path, kw) -> dict:
             "columns": _split(kw["columns"]), "filters": list(kw["filters"]),
             "id_column": kw["id_column"], "passthrough": _split(kw["passthrough"]) or (),
             "chunk_size": kw["chunk_size"], "version": kw.get("table_version"),
-            "snapshot": kw.get("snapshot"), "as_of": kw.get("as_of")}
+            "snapshot": kw.get("snapshot"), "as_of": kw.get("as_of"),
+            "storage_options": _url_options(path, kw)}
+
+
+def _url_options(path, kw) -> dict:
+    from .jobs.storage import for_path
+
+    return for_path(path, _storage_options(kw))
 
 
 def _output_section(kw) -> dict:
     return {"path": kw["output"], "format": kw["output_format"], "labels": kw["labels"],
             "probabilities": kw["probabilities"], "log_likelihood": kw["log_likelihood"],
             "report": kw.get("report", False),
-            "overwrite": kw["overwrite"], "table": kw.get("output_table")}
+            "overwrite": kw["overwrite"], "table": kw.get("output_table"),
+            "storage_options": _url_options(kw["output"], kw)}
 
 
 def _cluster_section(kw) -> dict:
@@ -298,6 +337,15 @@ def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
                    kw, "distgmm sweep", False, reporter)
 
 
+def _with_storage_options(spec, items):
+    from .jobs.storage import parse_storage_options, with_storage_options
+
+    spec = with_storage_options(spec, parse_storage_options(items))
+    # named by one-line object-store errors (see _exit_if_remote)
+    click.get_current_context().meta["distgmm.urls"] = [spec.input.path, spec.output.path]
+    return spec
+
+
 @cli.command()
 @click.argument("job", type=click.Path(dir_okay=False))
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -310,10 +358,11 @@ def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
 @click.option("--n-workers", type=int, help="Workers of the embedded cluster.")
 @click.option("--memory-limit", metavar="SIZE", help="Memory per embedded worker.")
 @_outliers_option
+@_STORAGE_OPTION
 @_restart_option
 @_common
 def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter,
-        outliers=None):
+        outliers=None, storage_option=()):
     """Run the job spec JOB (.yaml or .toml).
 
     A run resumes from its checkpoint after a failure; rerunning a job whose output
@@ -331,6 +380,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
     if outliers is not None:  # overrides the spec's model.outliers
         settings = (*settings, f"model.outliers={outliers!r}")
     spec = JobSpec.from_file(job, settings)
+    spec = _with_storage_options(spec, storage_option)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
 
@@ -339,12 +389,13 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 @click.argument("job", type=click.Path(dir_okay=False))
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="As for `distgmm run`.")
+@_STORAGE_OPTION
 @_common
-def validate(job, settings, reporter):
+def validate(job, settings, reporter, storage_option=()):
     """Check the job spec JOB without running it (exit 0 if valid, 2 if not)."""
     from .jobs.spec import JobSpec
 
-    spec = JobSpec.from_file(job, settings)
+    spec = _with_storage_options(JobSpec.from_file(job, settings), storage_option)
     if not reporter.quiet:
         ks, cts = spec.model.candidates
         click.echo(f"{job}: valid; input {spec.input.path}, k={ks} {cts}, output "
@@ -368,7 +419,8 @@ def predict(model_path, input_path, reporter, **kw):
     output = validate_section(OutputSpec, _output_section(kw), where)
     metrics = predict_job(model_path, source.path, output,
                           source_options=source.source_options(),
-                          cluster=_cluster_section(kw), reporter=reporter)
+                          cluster=_cluster_section(kw), reporter=reporter,
+                          model_storage_options=_url_options(model_path, kw))
     _print_result(reporter, metrics, output.path)
 
 
@@ -431,8 +483,9 @@ def _print_system(reporter) -> None:
 @click.option("--system", is_flag=True, help="Describe this installation instead: which "
               "E-step kernel runs (compiled AVX2, compiled generic or numpy) and why, the "
               "CPU features and the library versions.")
+@_STORAGE_OPTION
 @_common
-def info(model_path, system, reporter):
+def info(model_path, system, reporter, storage_option=()):
     """Describe the saved MODEL, or with --system this installation.
 
     --log-format json prints either as one JSON document.
@@ -445,8 +498,10 @@ def info(model_path, system, reporter):
     if model_path is None:
         raise click.UsageError("missing MODEL (or --system for this installation)")
     from .io.model import read_model_metadata
+    from .jobs.storage import for_path, parse_storage_options
 
-    meta = read_model_metadata(model_path)
+    meta = read_model_metadata(model_path, for_path(model_path,
+                                                    parse_storage_options(storage_option)))
     meta.pop("_root", None)
     if reporter.log_format == "json":
         click.echo(json.dumps(meta, indent=2))

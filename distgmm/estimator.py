@@ -38,6 +38,7 @@ from .parallel.em import EMResult, FitState, IterationInfo, run_em
 from .parallel.init import initial_params
 from .parallel.inputs import (
     check_sample_weight,
+    dask_frame_input,
     dask_input,
     dask_sample_weight,
     is_dask,
@@ -45,7 +46,12 @@ from .parallel.inputs import (
 )
 from .parallel.lockstep import run_lockstep
 from .parallel.outliers import OutlierMixin
-from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
+from .parallel.predict import (
+    predict_dask,
+    predict_frame,
+    predict_proba_dask,
+    score_samples_dask,
+)
 
 _CHOICES = {
     "covariance_type": COVARIANCE_TYPES,
@@ -465,8 +471,11 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,), or a lazy dask array for dask input
+        labels : ndarray of shape (n_samples,), a lazy dask array for a dask array, or
+            a lazy dask Series named ``label`` on the index of a dask DataFrame
         """
+        if is_dask(X) and hasattr(X, "columns"):
+            return predict_frame(dask_frame_input(self, X), self.fitted_params())
         return self._apply(X, predict_block, predict_dask)
 
     def predict_proba(self, X):

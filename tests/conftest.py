@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,8 @@ def run_cli(*args, address=None, cwd=None, timeout=300, extra_env=None):
     argv, env = cli_command(*args, address=address, extra_env=extra_env)
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=timeout)
+
+
+# moto_server fixtures (S3 on 127.0.0.1); botocore never asks the EC2 metadata address
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+from s3_server import s3, s3_server  # noqa: E402,F401

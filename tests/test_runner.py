@@ -154,4 +154,4 @@ def test_metrics_keep_their_key_order(client, npy_input, tmp_path):
                          client=client)
     assert list(scored) == ["n_samples", "n_features", "n_components", "model",
                             "mean_log_likelihood", "cluster_sizes", "input", "outputs",
-                            "versions", "timings"]
+                            "versions", "job", "timings"]  # job: the rerun fingerprint

@@ -130,6 +130,20 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
     return pd.concat([part[keep], pd.DataFrame(out, index=part.index)], axis=1)
 
 
+def result_columns(n_components: int, outlier: bool = False) -> list[str]:
+    """The columns a tabular output adds to the id and passthrough columns."""
+    return (["label", "log_likelihood"] + [f"prob_{j}" for j in range(n_components)]
+            + (["outlier"] if outlier else []))
+
+
+def check_column_clash(kept, n_components: int, outlier: bool = False) -> None:
+    """Refuse id/passthrough columns named like an output column (before any work)."""
+    clash = sorted(set(c for c in kept if c) & set(result_columns(n_components, outlier)))
+    if clash:
+        raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
+                         "id/passthrough columns.")
+
+
 def prediction_table(dataset, params: GMMParams, opts: PredictionOptions):
     """The lazy per-row output table, the columns to write, and whether its index (the
     row number, for inputs without an id) is one of them."""
@@ -145,13 +159,7 @@ def prediction_table(dataset, params: GMMParams, opts: PredictionOptions):
     else:
         frame = dd.from_dask_array(dataset.X, columns=features).rename_axis("row")
         write_index, keep = True, []
-    results = ["label", "log_likelihood"] + [f"prob_{j}" for j in range(params.n_components)]
-    if opts.outlier_threshold is not None:
-        results.append("outlier")
-    clash = sorted(set(keep) & set(results))
-    if clash:
-        raise ValueError(f"Column(s) {clash} clash with output columns: drop them from the "
-                         "id/passthrough columns.")
+    check_column_clash(keep, params.n_components, opts.outlier_threshold is not None)
     meta = prediction_frame(make_meta(frame), params, features, keep, opts)
     offsets = np.concatenate([[0], np.cumsum(dataset.X.chunks[0])[:-1]]).astype(np.int64)
     pred = frame.map_partitions(prediction_frame, params, features, keep, opts, offsets,

@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from ..estimator import load_model
-from ..io.outputs import write_json
+from ..io.outputs import check_column_clash, write_json
 from ..io.publish import Publication
 from .cluster import connect
 from .events import Reporter
@@ -20,6 +20,7 @@ from .fit import fit_job_model
 from .load import check_model_input, checkpoint_url, load_input, open_dataset, open_input
 from .outliers import check_outliers, outlier_stage
 from .previous import already_published, previous_run
+from .rerun import already_predicted, predict_fingerprint
 from .score import score_rows, write_results
 from .spec import JobSpec, OutputSpec
 
@@ -98,7 +99,8 @@ def run_job(spec: JobSpec, *, reporter: Reporter | None = None, client=None,
 
 def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
                 source_options: dict | None = None, cluster: dict | None = None,
-                reporter: Reporter | None = None, client=None) -> dict:
+                reporter: Reporter | None = None, client=None,
+                model_storage_options: dict | None = None) -> dict:
     """Score an input with a saved model and publish the per-row results.
 
     Parameters
@@ -115,6 +117,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
         The cluster section (address, workers) when no ``client`` is given.
     reporter : Reporter, optional
     client : distributed.Client, optional
+    model_storage_options : dict, optional
+        fsspec options for a remote ``model_path``.
 
     Returns
     -------
@@ -123,7 +127,14 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     """
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
-    model = load_model(model_path)
+    model = load_model(model_path, storage_options=model_storage_options)
+    check_column_clash(((source_options or {}).get("id_column"),
+                        *((source_options or {}).get("passthrough") or ())), model.n_components)
+    fingerprint = predict_fingerprint(model, input_path, source_options or {}, output)
+    if (published := already_predicted(output, fingerprint)) is not None:
+        reporter.event("published", f"{output.path} is already published by this "
+                       "prediction job; nothing to do", path=output.path, already=True)
+        return published
     pub = _publication(output)
     source = open_input(input_path, source_options or {})
     with _cluster(cluster or {}, client, reporter) as client:
@@ -131,6 +142,7 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
         check_model_input(model, dataset, input_path)
         with pub:
             metrics = score_rows(client, model, dataset, output, pub, reporter, model_path)
+            metrics["job"] = {"fingerprint": fingerprint}
             metrics["timings"] = {"total": time.perf_counter() - t_start}
             write_json(pub.staging_url, "metrics.json", metrics, output.storage_options)
     reporter.event("published", f"published {output.path}", path=output.path)

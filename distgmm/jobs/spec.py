@@ -290,6 +290,7 @@ class JobSpec(_Frozen):
             spec = cls.model_validate(raw)
         except ValidationError as e:
             raise ValueError(_one_line(e, where)) from None
+        _check_column_clash(spec, where)
         if isinstance(template, str) and _VARIABLE.search(template):
             spec._output_template, spec._variables = template, dict(variables)
         return spec
@@ -312,6 +313,17 @@ class JobSpec(_Frozen):
         if doc["model"].get("outliers") is None:  # jobs without it keep their fingerprint
             doc["model"].pop("outliers", None)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _check_column_clash(spec: JobSpec, where: str) -> None:
+    """id/passthrough columns named like an output column: refused before any work."""
+    from ..io.outputs import check_column_clash
+
+    ks = [k for k in spec.model.candidates[0] if isinstance(k, int)]
+    try:
+        check_column_clash((spec.input.id_column, *spec.input.passthrough), max(ks or [1]))
+    except ValueError as e:
+        raise ValueError(f"{where}: input.passthrough: {e}") from None
 
 
 def read_spec_file(path: str) -> dict:

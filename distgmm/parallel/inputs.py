@@ -19,7 +19,30 @@ def is_dask(X) -> bool:
 
 
 def _numeric_kind(dtype) -> bool:
-    return getattr(dtype, "kind", "O") in "fiub"
+    return getattr(dtype, "kind", "O") in "fiub" or _is_decimal(dtype)
+
+
+def _is_decimal(dtype) -> bool:
+    """Arrow decimals (Parquet ``decimal128``): numbers, converted to float64."""
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    return arrow is not None and str(arrow).startswith("decimal")
+
+
+def _identity(part):
+    return part
+
+
+def fixed_partitions(df):
+    """``df`` with its partitioning fixed once.
+
+    dask-expr fuses Parquet partitions during optimisation depending on the columns
+    projected, so row counts computed from one projection (``lengths=True``) need not
+    match the partitions of another; one optimised expression behind an opaque
+    ``map_partitions`` gives every later projection the same partitions.
+    """
+    from dask.dataframe.utils import make_meta
+
+    return df.map_partitions(_identity, meta=make_meta(df)).optimize()
 
 
 def check_columns(columns, dtypes) -> None:
@@ -83,12 +106,23 @@ def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarra
     return X
 
 
-def _dask_dataframe_to_array(df):
-    check_columns(df.columns, df.dtypes)
+def _frame_names(df):
     # like scikit-learn, only all-string column labels count as feature names
     names = list(df.columns)
-    names = np.asarray(names, dtype=object) if all(isinstance(c, str) for c in names) else None
-    return df.astype("float64").to_dask_array(lengths=True), names
+    return np.asarray(names, dtype=object) if all(isinstance(c, str) for c in names) else None
+
+
+def _dask_dataframe_to_array(df):
+    check_columns(df.columns, df.dtypes)
+    df = fixed_partitions(df)
+    return df.astype("float64").to_dask_array(lengths=True), _frame_names(df)
+
+
+def dask_frame_input(estimator, df):
+    """A fitted estimator's dask DataFrame input, checked, as float64 columns."""
+    check_columns(df.columns, df.dtypes)
+    check_features(estimator, len(df.columns), _frame_names(df), reset=False)
+    return df.astype("float64")
 
 
 def dask_input(estimator, X, *, reset: bool, min_samples: int = 1):

@@ -34,6 +34,22 @@ def _all(x, params, block_info=None):
     return predict_all_block(x, params, _block_start(block_info))
 
 
+def _predict_part(part, params):
+    import pandas as pd
+
+    labels = predict_block(np.ascontiguousarray(part.to_numpy(dtype=np.float64)), params)
+    return pd.Series(labels.astype(np.intp), index=part.index, name="label")
+
+
+def predict_frame(df, params: GMMParams):
+    """Lazy labels of a dask DataFrame's rows: a Series named ``label`` on its index."""
+    import pandas as pd
+    from dask.dataframe.utils import make_meta
+
+    meta = pd.Series([], dtype=np.intp, name="label", index=make_meta(df).index[:0])
+    return df.map_partitions(_predict_part, params, meta=meta)
+
+
 def predict_dask(X, params: GMMParams):
     """Lazy labels, shape (n,), dtype intp."""
     X = one_feature_chunk(X)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ...parallel.inputs import check_columns
+from ...parallel.inputs import check_columns, fixed_partitions
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 
 _OPS = ("==", "!=", "<=", ">=", "<", ">", "not in", "in")
@@ -54,10 +55,6 @@ def parse_filter(expr) -> tuple:
     return (col, op, list(value) if op in ("in", "not in") else value)
 
 
-def _identity(part):
-    return part
-
-
 def _float_features(part, features):
     return part[features].astype(np.float64)
 
@@ -73,6 +70,70 @@ def _plain(value):
 
 def _dedupe(names) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
+
+
+def _typed(filt: tuple, dtypes: dict | None) -> tuple:
+    """A filter whose text values are compared with a timestamp or date column: ISO
+    literals (``ts < '2026-01-01 05:00:00'``) become timestamps of the column's zone."""
+    col, op, value = filt
+    dtype = (dtypes or {}).get(col)
+    if dtype is None or not _is_temporal(dtype):
+        return filt
+    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None),
+                                               "tz", None)
+
+    def convert(v):
+        if not isinstance(v, str):
+            return v
+        try:
+            ts = pd.Timestamp(v)
+        except ValueError:
+            raise ValueError(f"Filter {col} {op} {v!r}: {col} holds timestamps; write the "
+                             "value as an ISO date or time, e.g. '2026-01-01 05:00:00'.") from None
+        if tz is not None and ts.tzinfo is None:
+            ts = ts.tz_localize(tz)
+        if str(dtype).startswith("date32"):
+            return ts.date()
+        return ts
+
+    return (col, op, [convert(v) for v in value] if isinstance(value, list) else convert(value))
+
+
+def _is_temporal(dtype) -> bool:
+    text = str(dtype)
+    return text.startswith(("datetime64", "timestamp", "date32", "date64"))
+
+
+def _maybe_corrupt(e: OSError) -> bool:
+    """An OSError that may be a bad file (not a missing one, not the network's)."""
+    from ..remote_errors import classify_remote_error
+
+    return (not isinstance(e, (FileNotFoundError, PermissionError))
+            and classify_remote_error(e) is None)
+
+
+def corrupt_file(path: str, storage_options: dict | None = None) -> tuple[str, str] | None:
+    """The first file under ``path`` whose Parquet footer cannot be read, and why."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        files = [root] if fs.isfile(root) else sorted(fs.find(root))
+    except OSError:
+        return None
+    for name in files:
+        if posixpath.basename(name).startswith(("_", ".")):
+            continue  # _SUCCESS, _metadata, hidden files: not data (dask skips them too)
+        try:
+            with fs.open(name, "rb") as fh:
+                pq.read_metadata(fh)
+        except (pa.ArrowException, OSError) as e:
+            if not isinstance(e, pa.ArrowException) and not _maybe_corrupt(e):
+                return None  # unreachable, not corrupt: say nothing about the file
+            shown = fs.unstrip_protocol(name) if "://" in path else name
+            return shown, " ".join(str(e).split())[:160]
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,10 +166,10 @@ class ParquetSource:
     storage_options: dict = field(default_factory=dict)
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
 
-    def _read(self, columns=None):
+    def _read(self, columns=None, dtypes=None):
         import dask.dataframe as dd
 
-        filters = [parse_filter(f) for f in self.filters] or None
+        filters = [_typed(parse_filter(f), dtypes) for f in self.filters] or None
         path = self.path if "://" in self.path else os.path.abspath(self.path)
         try:
             return dd.read_parquet(
@@ -123,6 +184,10 @@ class ParquetSource:
             raise self._unreadable(e) from None
 
     def _unreadable(self, e: Exception) -> ValueError:
+        bad = corrupt_file(self.path, self.storage_options)
+        if bad is not None:
+            return ValueError(f"{bad[0]} in {self.path} is not a readable Parquet file "
+                              f"({bad[1]}): remove or rewrite that file.")
         where = f" with the filters {list(self.filters)}" if self.filters else ""
         return ValueError(
             f"Cannot read {self.path}{where} ({' '.join(str(e).split())[:200]}): check "
@@ -142,23 +207,30 @@ class ParquetSource:
             raise ValueError(f"{self.path} has no feature columns left: name them with --columns.")
         return wanted
 
-    def load(self) -> Dataset:
-        from dask.dataframe.utils import make_meta
+    def _read_schema(self):
+        """The dataset's columns and types (metadata only; filters are typed by it)."""
+        unfiltered = ParquetSource(self.path, storage_options=self.storage_options,
+                                   chunk_bytes=self.chunk_bytes)
+        return unfiltered._read()
 
-        features = self._features(list(self._read().columns))
-        df = self._read(_dedupe(features + [self.id_column, *self.passthrough]))
+    def load(self) -> Dataset:
+        schema = self._read_schema()
+        features = self._features(list(schema.columns))
+        df = self._read(_dedupe(features + [self.id_column, *self.passthrough]),
+                        dtypes=dict(schema.dtypes))
         check_columns(features, [df.dtypes[c] for c in features])
-        # Fix the partitioning once: dask-expr fuses Parquet partitions during
-        # optimisation depending on the columns projected, so X (features only) and
-        # the frame the outputs are computed from (ids too) must share one optimised
-        # expression behind opaque map_partitions calls.
-        df = df.map_partitions(_identity, meta=make_meta(df)).optimize()
+        # X (features only) and the frame the outputs are computed from (ids too) must
+        # share one partitioning (see fixed_partitions)
+        df = fixed_partitions(df)
         numeric = df.map_partitions(_float_features, features,
                                     meta=pd.DataFrame({c: [] for c in features}, dtype=float))
         try:
             X = numeric.to_dask_array(lengths=True)
-        except pa.ArrowException as e:
-            raise self._unreadable(e) from None
+        except (pa.ArrowException, OSError) as e:
+            # a file whose footer reads but whose pages do not fails here, on a worker
+            if isinstance(e, pa.ArrowException) or _maybe_corrupt(e):
+                raise self._unreadable(e) from None
+            raise
         if X.shape[0] == 0:
             where = f" after the filters {list(self.filters)}" if self.filters else ""
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 
 from ...options import INPUT_FORMATS
 from .array import ArraySource, NpySource
@@ -20,15 +21,17 @@ _SUFFIXES = {".zarr": "zarr", ".zip": "zarr", ".parquet": "parquet", ".pq": "par
              ".parq": "parquet", ".npy": "npy"}
 
 
-def _sniff_directory(path: str) -> str | None:
-    names = os.listdir(path)
+def _sniff_directory(path: str, names: list[str] | None = None) -> str | None:
+    local = names is None
+    names = os.listdir(path) if local else names
     # table markers first: a table's data files are Parquet/Zarr too
     if "_delta_log" in names:
         return "delta"
     if {"refs", "snapshots"} <= set(names):
         return "icechunk"
     meta = os.path.join(path, "metadata")
-    if os.path.isdir(meta) and any(n.endswith(".metadata.json") for n in os.listdir(meta)):
+    if local and os.path.isdir(meta) and any(n.endswith(".metadata.json")
+                                             for n in os.listdir(meta)):
         return "iceberg"
     if {"zarr.json", ".zarray", ".zgroup"} & set(names):
         return "zarr"
@@ -37,14 +40,33 @@ def _sniff_directory(path: str) -> str | None:
     return None
 
 
-def detect_format(path: str) -> str:
-    """The format from the suffix or a local directory's files (table markers first)."""
+def _remote_names(url: str, storage_options: dict | None) -> list[str]:
+    """Names directly under a remote directory (none for a file or nothing)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    try:
+        entries = fs.ls(path.rstrip("/"), detail=False)
+    except NotADirectoryError:
+        return []
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Nothing at {url}: check the input path.") from None
+    return [posixpath.basename(str(e).rstrip("/")) for e in entries]
+
+
+def detect_format(path: str, storage_options: dict | None = None) -> str:
+    """The format from the suffix or a directory's files, table markers first (local,
+    or remote through fsspec with ``storage_options``)."""
     if path.startswith("iceberg://") or path.endswith(".metadata.json"):
         return "iceberg"
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
-    if "://" not in path and os.path.isdir(path):
+    if "://" in path and not path.startswith("file://"):
+        found = _sniff_directory(path, _remote_names(path, storage_options))
+        if found:
+            return found
+    elif "://" not in path and os.path.isdir(path):
         found = _sniff_directory(path)
         if found:
             return found
@@ -83,7 +105,8 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
         data = os.fspath(data)
         if format not in INPUT_FORMATS:
             raise ValueError(f"format={format!r} is not one of {INPUT_FORMATS}.")
-        fmt = detect_format(data) if format == "auto" else format
+        fmt = (detect_format(data, options.get("storage_options")) if format == "auto"
+               else format)
         cls, where = SOURCES[fmt], f"{fmt} input"
     allowed = {f.name for f in dataclasses.fields(cls)} - {"path", "data"}
     unknown = sorted(set(options) - allowed)

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ...parallel.inputs import check_columns
+from ...parallel.inputs import check_columns, fixed_partitions
 from .base import Dataset
-from .parquet import _dedupe, _float_features, _identity, _plain, parse_filter
+from .parquet import _dedupe, _float_features, _plain, parse_filter
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def table_dataset(*, where: str, fragments: Sequence[Fragment], read_one: Callab
     meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     df = dd.from_map(reader, groups, meta=meta, enforce_metadata=False)
     # as in the Parquet source: one fixed partitioning shared by X and the frame
-    df = df.map_partitions(_identity, meta=meta).optimize()
+    df = fixed_partitions(df)
     numeric = df.map_partitions(_float_features, features,
                                 meta=pd.DataFrame({c: [] for c in features}, dtype=float))
     lengths = ([sum(f.rows for f in g) for g in groups] if lengths_known else True)
