@@ -392,8 +392,9 @@ def info(model_path, system, reporter):
         return
     if model_path is None:
         raise click.UsageError("missing MODEL (or --system for this installation)")
-    from .io.model import read_model_metadata
+    from .io.model import read_model, read_model_metadata
 
+    read_model(model_path)  # the arrays and history checked too: a corrupt model exits 2
     meta = read_model_metadata(model_path)
     meta.pop("_root", None)
     if reporter.log_format == "json":

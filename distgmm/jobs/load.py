@@ -68,6 +68,17 @@ def persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset
                    dataset.passthrough, dataset.description)
 
 
+def checkpoint_expectations(spec, dataset: Dataset) -> dict:
+    """What a resumed state must agree with: the job's one candidate and EM settings."""
+    m = spec.model
+    expect = {"n_features": dataset.n_features, "n_init": m.n_init, "tol": m.tol,
+              "max_iter": m.max_iter}
+    if not m.is_sweep:
+        ks, cts = m.candidates
+        expect.update(n_components=ks[0], covariance_type=cts[0])
+    return expect
+
+
 def load_input(spec, source: Source, client, reporter: Reporter, *,
                restart: bool = False) -> LoadedInput:
     """Load a job's input, settle its checkpoint, and persist it if the job caches."""
@@ -80,7 +91,7 @@ def load_input(spec, source: Source, client, reporter: Reporter, *,
     fingerprint = input_fingerprint(dataset)
     identity = {"job": spec.fingerprint(), "input": fingerprint}
     ckpt = Checkpoint(checkpoint_url(spec.output.path), identity,
-                      spec.output.storage_options)
+                      spec.output.storage_options, expect=checkpoint_expectations(spec, dataset))
     if restart:
         ckpt.clear()
     ckpt.restore()  # refuse a mismatching checkpoint before any work
