@@ -217,6 +217,7 @@ def _em_options(f):
 
 def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
                    reporter) -> None:
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import run_job
     from .jobs.spec import JobSpec
 
@@ -229,6 +230,7 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
         "cluster": _cluster_section(kw),
     }
     spec = JobSpec.from_mapping(raw, where=where)
+    check_cli_output(spec.output.path)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
 
@@ -299,6 +301,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
     A run resumes from its checkpoint after a failure; rerunning a job whose output
     it already published does nothing and exits 0.
     """
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import run_job
     from .jobs.spec import JobSpec
 
@@ -309,6 +312,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
         if value is not None:
             settings = (*settings, f"cluster.{key}={value}")
     spec = JobSpec.from_file(job, settings)
+    check_cli_output(spec.output.path)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
 
@@ -320,9 +324,11 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 @_common
 def validate(job, settings, reporter):
     """Check the job spec JOB without running it (exit 0 if valid, 2 if not)."""
+    from .jobs.bounds import check_cli_output
     from .jobs.spec import JobSpec
 
     spec = JobSpec.from_file(job, settings)
+    check_cli_output(spec.output.path)
     if not reporter.quiet:
         ks, cts = spec.model.candidates
         click.echo(f"{job}: valid; input {spec.input.path}, k={ks} {cts}, output "
@@ -338,12 +344,14 @@ def validate(job, settings, reporter):
 @_common
 def predict(model_path, input_path, reporter, **kw):
     """Label INPUT with the saved MODEL (a model/ directory or a fit's output)."""
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import predict_job
     from .jobs.spec import InputSpec, OutputSpec, validate_section
 
     where = "distgmm predict"
     source = validate_section(InputSpec, _input_section(input_path, kw), where)
     output = validate_section(OutputSpec, _output_section(kw), where)
+    check_cli_output(output.path)
     metrics = predict_job(model_path, source.path, output,
                           source_options=source.source_options(),
                           cluster=_cluster_section(kw), reporter=reporter)

@@ -17,6 +17,7 @@ from ..io.checkpoint import Checkpoint
 from ..io.sources import Dataset, Source, open_source
 from ..parallel.blocks import should_persist
 from ..parallel.inputs import check_features
+from .bounds import check_tasks_per_pass
 from .events import Reporter
 
 
@@ -84,6 +85,7 @@ def load_input(spec, source: Source, client, reporter: Reporter, *,
     """Load a job's input, settle its checkpoint, and persist it if the job caches."""
     t0 = time.perf_counter()
     dataset = open_dataset(source, spec.input.path, reporter)
+    check_tasks_per_pass(dataset.X.numblocks[0], dataset.n_samples, spec.input.path)
     smallest = min(spec.model.candidates[0])
     if dataset.n_samples < smallest:
         raise ValueError(f"The input has {dataset.n_samples} rows but n_components="

@@ -14,6 +14,7 @@ import time
 from ..estimator import load_model
 from ..io.outputs import write_json
 from ..io.publish import Publication
+from .bounds import check_apart
 from .cluster import connect
 from .events import Reporter
 from .fit import fit_job_model
@@ -118,6 +119,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     """
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
+    for path, what in ((input_path, "input"), (model_path, "model")):
+        check_apart(path, output.path, what)
     model = load_model(model_path)
     pub = _publication(output)
     source = open_input(input_path, source_options or {})

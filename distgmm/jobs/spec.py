@@ -35,6 +35,7 @@ from ..options import (
     JOB_INIT_PARAMS,
     OUTPUT_FORMATS,
 )
+from . import bounds
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
 
@@ -65,6 +66,11 @@ class InputSpec(_Frozen):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     chunk_size: ByteSize = ByteSize(DEFAULT_CHUNK_BYTES)
     chunk_rows: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("chunk_rows", mode="before")
+    @classmethod
+    def _rows_not_bool(cls, value):
+        return bounds.not_bool(value)
 
     @field_validator("filters")
     @classmethod
@@ -105,6 +111,7 @@ def parse_range(value):
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
                 raise ValueError(f"range {text!r} is empty: write LOW..HIGH, e.g. 1..10")
+            bounds.range_size(lo, hi, text)
             return list(range(lo, hi + 1))
         if "," in text:
             return [part.strip() for part in text.split(",") if part.strip()]
@@ -139,6 +146,17 @@ class ModelSpec(_Frozen):
         if isinstance(value, (list, tuple)) and not value:
             raise ValueError("give at least one value")
         return value
+
+    @field_validator("n_components", "tol", "reg_covar", "max_iter", "n_init",
+                     "random_state", mode="before")
+    @classmethod
+    def _not_bool(cls, value):
+        return bounds.not_bool(value)
+
+    @field_validator("n_components", "tol", "reg_covar", "max_iter", "n_init")
+    @classmethod
+    def _bounded(cls, value, info):
+        return bounds.check_model_value(info.field_name, value)
 
     @property
     def candidates(self) -> tuple[list[int], list[str]]:
@@ -236,6 +254,8 @@ class JobSpec(_Frozen):
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: the top level must be a mapping with input, model, "
                              "output (and optionally cluster, name) sections.")
+        for item in settings:
+            bounds.check_setting(item, where)
         variables, overrides = _split_settings(settings, where)
         unused = sorted(set(variables) - _variables_in([raw, list(overrides.values())]))
         if unused:
@@ -253,7 +273,9 @@ class JobSpec(_Frozen):
             spec = cls.model_validate(raw)
         except ValidationError as e:
             raise ValueError(_one_line(e, where)) from None
+        bounds.check_apart(spec.input.path, spec.output.path, where=where)
         if isinstance(template, str) and _VARIABLE.search(template):
+            bounds.check_output_template(template, variables, spec.output.path, where)
             spec._output_template, spec._variables = template, dict(variables)
         return spec
 
@@ -280,21 +302,27 @@ def read_spec_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No job spec at {path}: check the path.")
     ext = os.path.splitext(path)[1].lower()
-    with open(path, "rb") as fh:
-        text = fh.read()
+    if ext not in (".yaml", ".yml", ".toml"):
+        raise ValueError(f"{path}: job specs end in .yaml, .yml or .toml.")
+    text = bounds.read_spec_bytes(path)
     if ext == ".toml":
         import tomllib
 
         try:
-            return tomllib.loads(text.decode())
+            raw = tomllib.loads(text.decode())
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: not valid TOML ({e}).") from None
-    if ext not in (".yaml", ".yml"):
-        raise ValueError(f"{path}: job specs end in .yaml, .yml or .toml.")
+        except RecursionError:
+            raise bounds.SpecBoundError(f"{path}: nested more than {bounds.MAX_DEPTH} "
+                                        "levels deep") from None
+        bounds.check_depth(raw, path)
+        return raw
     import yaml
 
     try:
-        return yaml.safe_load(text) or {}
+        return bounds.load_yaml(text) or {}
+    except bounds.SpecBoundError as e:
+        raise bounds.SpecBoundError(f"{path}: {e}") from None
     except yaml.constructor.ConstructorError as e:
         tag = getattr(e, "problem", "") or str(e)
         raise ValueError(
@@ -315,7 +343,9 @@ def _setting_value(dotted: str, text: str):
     if field is not None and field.annotation in (str, str | None):
         return text
     try:
-        return yaml.safe_load(text) if text else ""
+        return bounds.load_yaml(text) if text else ""
+    except bounds.SpecBoundError as e:
+        raise bounds.SpecBoundError(f"--set {dotted}: {e}") from None
     except yaml.YAMLError:
         return text
 
