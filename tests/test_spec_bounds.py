@@ -137,7 +137,8 @@ CASES = [
     ("absurd-reg-covar", ["validate", "{d}/huge-reg.yaml"],
      r"reg_covar=1e\+300 is not a usable value: give a finite number from 0 to 1e\+10"),
     ("infinite-reg-covar-toml", ["validate", "{d}/inf-reg.toml"], r"reg_covar=inf"),
-    ("infinite-tol-on-cli", ["fit", "{d}/x.npy", "-k", 2, "--tol", "inf", "-o", "{d}/o"], r"tol=inf"),
+    ("infinite-tol-on-cli", ["fit", "{d}/x.npy", "-k", 2, "--tol", "inf", "-o", "{d}/o"],
+     r"tol=inf"),
     # ------------------------------------------------------ templates out of the lake
     ("template-dotdot", ["validate", "{d}/lake.yaml", "--set", "date=../../../escape"],
      r"--set date='\.\./\.\./\.\./escape' would move the output"),
