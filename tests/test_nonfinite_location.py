@@ -29,14 +29,17 @@ def X():
     return X
 
 
-def expected(X, names=None):
+def expected(X, names=None, whole=False):
+    """The message, from numpy; ``whole``: numpy input, checked whole before the fit,
+    also says the rows looked at (all of them)."""
     bad = ~np.isfinite(X)
     rows = np.flatnonzero(bad.any(axis=1))
     col = int(np.argmax(bad[rows[0]]))
     name = f" \\({names[col]!r}\\)" if names else ""
+    span = f" between rows 0 and {len(X) - 1}" if whole else ""
     return (rf"Input contains NaN or infinity: {int(bad.sum())} non-finite value\(s\) in "
-            rf"{len(rows)} row\(s\), first at row {rows[0]}, column {col}{name}\. Drop or "
-            r"impute those rows")
+            rf"{len(rows)} row\(s\){span}, first at row {rows[0]}, column {col}{name}\. "
+            r"Drop or impute those rows")
 
 
 def test_expected_is_not_trivial(X):
@@ -64,7 +67,7 @@ def test_dataframes_name_the_column(X):
 
     names = ["speed", "temp", "depth"]
     df = pd.DataFrame(X, columns=names)
-    with pytest.raises(NonFiniteError, match=expected(X, names)):
+    with pytest.raises(NonFiniteError, match=expected(X, names, whole=True)):
         GaussianMixture(3, max_iter=2).fit(df)
     with pytest.raises(NonFiniteError, match=expected(X, names)):
         GaussianMixture(3, max_iter=2).fit(dd.from_pandas(df, npartitions=7))

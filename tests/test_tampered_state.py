@@ -477,3 +477,20 @@ def test_a_model_written_before_hashes_loads_with_a_warning(saved, tmp_path):
     r = run_cli("info", m, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "3 components" in r.stdout
+
+
+def test_published_metrics_on_dev_zero_are_not_read(saved, tmp_path):
+    """A rerun reads the published metrics.json to see whether it is its own: bounded,
+    so one on /dev/zero is just not this job's (exit 2, already exists), at once."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_SUCCESS").write_text("")
+    (out / "metrics.json").symlink_to("/dev/zero")
+    try:
+        r = run_cli("fit", saved / "x.npy", "-k", 3, "-o", out, "--quiet",
+                    address="tcp://127.0.0.1:9", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("metrics.json on /dev/zero was read for 60 s")
+    assert r.returncode == BAD, r.stderr
+    assert re.fullmatch(r"distgmm: error: .*already exists: pass --overwrite.*\n", r.stderr), \
+        r.stderr[-2000:]

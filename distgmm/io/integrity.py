@@ -26,6 +26,7 @@ from ..options import COVARIANCE_TYPES, covariance_shape
 # history and metrics: generous bounds that still stop a /dev/zero or a runaway file
 MAX_CHECKPOINT_BYTES = 1 << 30
 MAX_MODEL_JSON_BYTES = 64 << 20
+MAX_METRICS_BYTES = 64 << 20
 NPY_HEADER_SLACK = 1 << 16
 HASH_KEY = "sha256"
 _WEIGHT_SUM_TOL = 1e-6
@@ -83,12 +84,11 @@ def read_bounded(fs, path: str, limit: int, *, allow_symlink: bool = True) -> by
 def content_hash(doc: dict) -> str:
     """SHA-256 of ``doc`` without its own hash key, as canonical JSON (sorted keys).
 
-    Computed on the JSON round trip, so a document hashes the same before it is
-    written and after it is read back (tuples become lists, floats round-trip).
+    A document hashes the same before it is written and after it is read back: JSON
+    writes a tuple as a list and a float as its round-tripping repr either way.
     """
     body = {k: v for k, v in doc.items() if k != HASH_KEY}
-    canonical = json.dumps(json.loads(json.dumps(body, allow_nan=True)), sort_keys=True,
-                           allow_nan=True, separators=(",", ":"))
+    canonical = json.dumps(body, sort_keys=True, allow_nan=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -207,6 +207,11 @@ class ClusterSpec(_Frozen):
     threads_per_worker: Annotated[int, Field(ge=1)] | None = None
     memory_limit: str | None = None
 
+    @field_validator("n_workers", "threads_per_worker", mode="before")
+    @classmethod
+    def _not_bool(cls, value):
+        return bounds.not_bool(value)
+
 
 class JobSpec(_Frozen):
     """A whole clustering job: input, model, output, cluster."""

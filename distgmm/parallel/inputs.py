@@ -36,7 +36,7 @@ def check_finite(X: np.ndarray, names=None) -> None:
     """Raise naming how many values are NaN/inf and the first row and column (by its
     name, when ``names`` are given)."""
     if not np.isfinite(X).all():
-        raise NonFiniteError(*nonfinite_summary(X), names=names)
+        raise NonFiniteError(*nonfinite_summary(X), span=(0, X.shape[0] - 1), names=names)
 
 
 def check_ndim(ndim: int) -> None:
