@@ -21,13 +21,12 @@ import numpy as np
 from ..numerics.params import GMMParams
 from ..parallel.em import EMResult, FitState
 from .integrity import (
-    HASH_KEY,
     MAX_CHECKPOINT_BYTES,
     CorruptState,
     check_hash,
     check_history,
     check_params,
-    content_hash,
+    dumps_with_hash,
     read_bounded,
 )
 
@@ -193,8 +192,7 @@ class Checkpoint:
         doc = {"format": FORMAT, "version": VERSION, "identity": self.identity,
                "state": {"seeds": [int(s) for s in state.seeds],
                          "restarts": [_result_doc(r) for r in state.restarts]}}
-        doc[HASH_KEY] = content_hash(doc)
-        data = json.dumps(doc).encode()
+        data = dumps_with_hash(doc)
         parent = posixpath.dirname(self.path)
         self.fs.makedirs(parent, exist_ok=True)
         if self._local:

@@ -92,6 +92,14 @@ def content_hash(doc: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def dumps_with_hash(doc: dict) -> bytes:
+    """``doc`` as JSON with its :func:`content_hash` added, serialised once (a
+    checkpoint is written after every iteration)."""
+    canonical = json.dumps(doc, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return (canonical[:-1] + f',"{HASH_KEY}":"{digest}"}}').encode()
+
+
 def bytes_hash(data: bytes) -> str:
     """SHA-256 of raw bytes (one ``.npy`` file)."""
     return hashlib.sha256(data).hexdigest()
