@@ -150,7 +150,8 @@ CASES = [
     ("template-backslash", ["validate", "{d}/lake.yaml", "--set", "date=..\\..\\x"],
      r"one path component"),
     ("template-empty", ["validate", "{d}/lake.yaml", "--set", "date="],
-     r"--set date='' would move"),
+     r"the output 'lake/clusters/' is not under 'lake/clusters', the directory its "
+     r"template 'lake/clusters/\{date\}' names"),
     ("template-root-dotdot", ["validate", "{d}/rooted.yaml", "--set", "root=/data/../..",
                               "--set", "date=1"], r"--set root='/data/\.\./\.\.'"),
     # -------------------------------------------------------- outputs and inputs

@@ -222,16 +222,17 @@ def check_output_template(template: str, variables: dict, output: str, where: st
     """Template values keep the output under the directory its template names.
 
     A variable that opens the template (``{root}/...``) names that directory and may
-    hold separators, but no ``..`` part; every later one is one path component: not
-    empty, no ``/`` or ``\\``, no ``..``. The resolved output must then lie under the
-    template's fixed directory.
+    hold separators, but no ``..`` part; every later one stays within one path
+    component: no ``/`` or ``\\``, no ``..``. The resolved output must then lie strictly
+    under the template's fixed directory (an empty value that would make the output
+    that directory itself is refused by this).
     """
     parts = _VARIABLE.split(template)  # text, name, text, name, ...
     for i in range(1, len(parts), 2):
         name, value = parts[i], str(variables.get(parts[i], ""))
         leading = i == 1 and parts[0] == ""
         if _has_dotdot(value) or (not leading and (
-                not value or ".." in value or re.search(r"[/\\]", value))):
+                ".." in value or re.search(r"[/\\]", value))):
             raise SpecBoundError(
                 f"{where}: --set {name}={value!r} would move the output {template!r} out "
                 "of its directory: a template value is one path component (no '/', '\\' "
