@@ -265,6 +265,7 @@ def _em_options(f):
 
 def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
                    reporter) -> None:
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import run_job
     from .jobs.spec import JobSpec
 
@@ -277,6 +278,7 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
         "cluster": _cluster_section(kw),
     }
     spec = JobSpec.from_mapping(raw, where=where)
+    check_cli_output(spec.output.path)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
 
@@ -368,6 +370,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
     A run resumes from its checkpoint after a failure; rerunning a job whose output
     it already published does nothing and exits 0.
     """
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import run_job
     from .jobs.spec import JobSpec
 
@@ -381,6 +384,7 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
         settings = (*settings, f"model.outliers={outliers!r}")
     spec = JobSpec.from_file(job, settings)
     spec = _with_storage_options(spec, storage_option)
+    check_cli_output(spec.output.path)
     _print_result(reporter, run_job(spec, reporter=reporter, restart=restart),
                   spec.output.path)
 
@@ -393,9 +397,11 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 @_common
 def validate(job, settings, reporter, storage_option=()):
     """Check the job spec JOB without running it (exit 0 if valid, 2 if not)."""
+    from .jobs.bounds import check_cli_output
     from .jobs.spec import JobSpec
 
     spec = _with_storage_options(JobSpec.from_file(job, settings), storage_option)
+    check_cli_output(spec.output.path)
     if not reporter.quiet:
         ks, cts = spec.model.candidates
         click.echo(f"{job}: valid; input {spec.input.path}, k={ks} {cts}, output "
@@ -411,12 +417,14 @@ def validate(job, settings, reporter, storage_option=()):
 @_common
 def predict(model_path, input_path, reporter, **kw):
     """Label INPUT with the saved MODEL (a model/ directory or a fit's output)."""
+    from .jobs.bounds import check_cli_output
     from .jobs.pipeline import predict_job
     from .jobs.spec import InputSpec, OutputSpec, validate_section
 
     where = "distgmm predict"
     source = validate_section(InputSpec, _input_section(input_path, kw), where)
     output = validate_section(OutputSpec, _output_section(kw), where)
+    check_cli_output(output.path)
     metrics = predict_job(model_path, source.path, output,
                           source_options=source.source_options(),
                           cluster=_cluster_section(kw), reporter=reporter,
@@ -497,11 +505,12 @@ def info(model_path, system, reporter, storage_option=()):
         return
     if model_path is None:
         raise click.UsageError("missing MODEL (or --system for this installation)")
-    from .io.model import read_model_metadata
+    from .io.model import read_model, read_model_metadata
     from .jobs.storage import for_path, parse_storage_options
 
-    meta = read_model_metadata(model_path, for_path(model_path,
-                                                    parse_storage_options(storage_option)))
+    options = for_path(model_path, parse_storage_options(storage_option))
+    read_model(model_path, storage_options=options)  # arrays and history checked too
+    meta = read_model_metadata(model_path, options)
     meta.pop("_root", None)
     if reporter.log_format == "json":
         click.echo(json.dumps(meta, indent=2))

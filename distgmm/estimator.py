@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted
 
 from .io.model import read_model, save_model, unreadable
+from .numerics.finite import NonFiniteError
 from .numerics.gaussian import (
     CollapseError,
     precision_cholesky_from_precisions,
@@ -362,7 +363,10 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         -------
         self
         """
-        self._fit(X, sample_weight, callback, checkpoint)
+        try:
+            self._fit(X, sample_weight, callback, checkpoint)
+        except NonFiniteError as e:  # name the column, as a DataFrame's names allow
+            raise e.named(getattr(self, "feature_names_in_", None)) from None
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, *, callback=None):

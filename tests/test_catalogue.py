@@ -39,6 +39,9 @@ def d(tmp_path_factory):
     bad = X.copy()
     bad[700, 2] = np.nan
     zarr_array("nan.zarr", bad)
+    many = X.copy()
+    many[::97, 1] = np.nan  # 13 rows in every chunk: the count is over all of them
+    zarr_array("nan97.zarr", many)
     np.save(d / "good.npy", X)
     inf = X.copy()
     inf[5, 0] = np.inf
@@ -90,6 +93,17 @@ def d(tmp_path_factory):
         "localopts.yaml": "input: {path: good.zarr, storage_options: {anon: true}}\n"
                           "model: {n_components: 2}\noutput: {path: out}\n",
         "nosection.yaml": "input: {path: good.zarr}\noutput: {path: out}\n",
+        "bomb.yaml": 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+            f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)),
+        "deep.yaml": "input: {path: good.zarr}\nmodel: {n_components: " + "[" * 5000 + "2"
+                     + "]" * 5000 + "}\noutput: {path: out}\n",
+        "dupkey.yaml": "input: {path: good.zarr}\nmodel:\n  n_components: 2\n  n_components: 3\n"
+                       "output: {path: out}\n",
+        "boolk.yaml": "input: {path: good.zarr}\nmodel: {n_components: true}\noutput: {path: o}\n",
+        "hugerange.yaml": "input: {path: good.zarr}\nmodel: {n_components: '1..1000000000'}\n"
+                          "output: {path: out}\n",
+        "inftol.yaml": "input: {path: good.zarr}\nmodel: {n_components: 2, tol: .inf}\n"
+                       "output: {path: out}\n",
     }
     for name, text in specs.items():
         (d / name).write_text(text)
@@ -97,12 +111,22 @@ def d(tmp_path_factory):
     GaussianMixture(2, random_state=0).fit(X[:, :2]).save(str(d / "model_noarrays"))
     (d / "model_noarrays" / "covariances.npy").unlink()
     (d / "notamodel").mkdir()
+    GaussianMixture(2, random_state=0).fit(X).save(str(d / "model3d"))
+    GaussianMixture(2, random_state=0).fit(X).save(str(d / "escaping_model"))
+    meta = json.loads((d / "escaping_model" / "model.json").read_text())
+    meta["arrays"]["means"] = "../model3d/means.npy"  # re-hashed: a deliberate edit
+    from distgmm.io.integrity import content_hash
+
+    meta["sha256"] = content_hash(meta)
+    (d / "escaping_model" / "model.json").write_text(json.dumps(meta))
     return d
 
 
 CASES = [
     # -------------------------------------------------------------- the data
     ("nan-in-one-chunk", ["fit", "{d}/nan.zarr", "-k", 3], BAD, r"NaN or infinity.*row 700"),
+    ("nan-in-every-chunk", ["fit", "{d}/nan97.zarr", "-k", 3, "--chunk-size", "4KiB"], BAD,
+     r"13 non-finite value\(s\) in 13 row\(s\), first at row 0, column 1\."),
     ("inf-value", ["fit", "{d}/inf.npy", "-k", 3], BAD, r"NaN or infinity.*row 5, column 0"),
     ("null-in-nullable-column", ["fit", "{d}/nulls.parquet", "-k", 2, "--columns", "a,b"],
      BAD, r"NaN or infinity.*row 123, column 1"),
@@ -175,6 +199,19 @@ CASES = [
     ("missing-spec", ["run", "{d}/none.yaml"], BAD, r"No job spec"),
     ("storage-options-on-local-path", ["run", "{d}/localopts.yaml"], BAD,
      r"storage_options apply to URLs"),
+    ("yaml-alias-bomb", ["run", "{d}/bomb.yaml"], BAD, r"expands to more than 100000 values"),
+    ("yaml-nested-5000-deep", ["run", "{d}/deep.yaml"], BAD, r"nested more than 32 levels"),
+    ("duplicate-yaml-key", ["run", "{d}/dupkey.yaml"], BAD,
+     r"duplicate key 'n_components' \(line 4\)"),
+    ("boolean-as-a-number", ["run", "{d}/boolk.yaml"], BAD,
+     r"model.n_components: true/false is not a number"),
+    ("range-of-a-billion", ["run", "{d}/hugerange.yaml"], BAD,
+     r"has 1000000000 candidates; a sweep fits at most 1000"),
+    ("infinite-tol", ["run", "{d}/inftol.yaml"], BAD, r"tol=inf is not a usable value"),
+    ("memory-output", ["fit", "{d}/good.zarr", "-k", 2, "--output", "memory://x/out"], BAD,
+     r"memory://x/out is in this process's memory"),
+    ("output-is-the-input", ["fit", "{d}/good.zarr", "-k", 2, "--output", "{d}/good.zarr",
+                             "--overwrite"], BAD, r"the output \S+ is the input"),
     # ----------------------------------------------------------- outputs and models
     ("existing-output-of-another-job", ["fit", "{d}/good.zarr", "-k", 2, "--output",
                                         "{pub}"], BAD, r"already exists: pass --overwrite"),
@@ -199,6 +236,9 @@ CASES = [
      r"'--n-samples'.*0 is not in the range x>=1"),
     ("sample-to-an-unknown-format", ["sample", "{d}/model2d", "-n", 10, "--output", "s.csv"],
      BAD, r"cannot tell the format of s.csv from its name: end it in .zarr or .parquet"),
+    ("model-array-path-escaping", ["predict", "{d}/escaping_model", "{d}/good.zarr"], BAD,
+     r"corrupt model .*array path '\.\./model3d/means\.npy' is not a plain"),
+    ("info-on-a-corrupt-model", ["info", "{d}/escaping_model"], BAD, r"corrupt model"),
     # ------------------------------------------------------------------- the cluster
     ("unreachable-scheduler", ["fit", "{d}/good.zarr", "-k", 2, "--address",
                                "tcp://127.0.0.1:9"], TRANSIENT, r"cannot reach the Dask "),

@@ -28,9 +28,9 @@ def test_templates_and_overrides():
 def test_set_keeps_text_settings_as_written():
     spec = JobSpec.from_mapping(BASE, ["root=/r", "date=2026-11-22", "output.path=2026-11-22",
                                        "input.array=0001", "input.id_column=no",
-                                       "input.path={date}/x", "model.tol=1e-4"])
+                                       "input.path=in/{date}/x", "model.tol=1e-4"])
     assert spec.output.path == "2026-11-22" and spec.input.array == "0001"
-    assert spec.input.id_column == "no" and spec.input.path == "2026-11-22/x"
+    assert spec.input.id_column == "no" and spec.input.path == "in/2026-11-22/x"
     assert spec.model.tol == 1e-4
 
 

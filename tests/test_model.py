@@ -58,7 +58,7 @@ def test_no_pickle_and_clear_errors(tmp_path, data):
         gm.save(str(path))
     gm.save(str(path), overwrite=True)
     np.save(path / "means.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="means.npy.*not a readable|not a readable.*means.npy"):
+    with pytest.raises(ValueError, match="corrupt model .*means.npy does not match its checksum"):
         load_model(str(path))
     gm.save(str(path), overwrite=True)
     meta = json.loads((path / "model.json").read_text())
@@ -74,7 +74,7 @@ def test_no_pickle_and_clear_errors(tmp_path, data):
     meta = json.loads((path / "model.json").read_text())
     del meta["fit"]
     (path / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="model.json lacks or garbles 'fit'"):
+    with pytest.raises(ValueError, match="corrupt model .*content hash does not match"):
         load_model(str(path))
     with pytest.raises(FileNotFoundError, match="No model at"):
         load_model(str(tmp_path / "nope"))
@@ -148,8 +148,13 @@ def test_every_constructor_parameter_round_trips(tmp_path, data, capsys):
 
 
 def _edit_params(root, **changes):
+    """Edit model.json and re-hash it: a deliberate edit, caught by the checks after
+    the hash."""
+    from distgmm.io.integrity import content_hash
+
     meta = json.loads((root / "model.json").read_text())
     meta["params"].update(changes)
+    meta["sha256"] = content_hash(meta)
     (root / "model.json").write_text(json.dumps(meta))
 
 
@@ -170,8 +175,19 @@ def test_tampered_parameters_are_refused(tmp_path, data, changes, why):
 
 
 def test_initial_arrays_of_the_wrong_shape_are_refused(tmp_path, data):
+    import hashlib
+
+    from distgmm.io.integrity import content_hash
+
     GaussianMixture(3, random_state=0, means_init=data[:3]).fit(data).save(str(tmp_path / "m"))
     np.save(tmp_path / "m" / "means_init.npy", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="corrupt model .*means_init.npy does not match"):
+        load_model(str(tmp_path / "m"))
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())  # checksum re-made too
+    meta["checksums"]["means_init.npy"] = hashlib.sha256(
+        (tmp_path / "m" / "means_init.npy").read_bytes()).hexdigest()
+    meta["sha256"] = content_hash(meta)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="is not a readable distgmm model .*means"):
         load_model(str(tmp_path / "m"))
 
@@ -198,10 +214,11 @@ def test_a_model_saved_before_compute_dtype_existed_loads(tmp_path, data):
     gm.save(str(path))
     meta = json.loads((path / "model.json").read_text())
     assert meta["schema_version"] == 1
-    for key in ("compute_dtype", "cache"):
-        del meta["params"][key]
+    for key in ("compute_dtype", "cache", "sha256", "checksums"):
+        (meta["params"] if key in meta["params"] else meta).pop(key)
     (path / "model.json").write_text(json.dumps(meta))
-    back = load_model(str(path))
+    with pytest.warns(UserWarning, match="without content hashes"):
+        back = load_model(str(path))
     assert back.compute_dtype == "float64" and back.cache == "auto"
     assert back.get_params() == gm.get_params()
     np.testing.assert_array_equal(back.predict_proba(data), gm.predict_proba(data))

@@ -14,7 +14,12 @@ A model directory::
       means_init.npy          (a warm-started job's run sets all three)
       precisions_init.npy
 
-Arrays are read with ``allow_pickle=False``; the round trip is exact.
+Arrays are read with ``allow_pickle=False``; the round trip is exact. ``model.json``
+carries the SHA-256 of every array file (``checksums``) and of its own content
+(``sha256``); reading checks them, bounds every read by the size the header implies,
+reads array files only by plain names inside the directory (no links, no ``..``), and
+checks the parameters' consistency (:mod:`.integrity`). A model written before hashes
+existed loads with a warning; any mismatch is :class:`CorruptModel`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..options import COVARIANCE_TYPES, covariance_shape
+from .integrity import (
+    HASH_KEY,
+    MAX_MODEL_JSON_BYTES,
+    CorruptState,
+    bytes_hash,
+    check_array_file_name,
+    check_hash,
+    check_history,
+    check_params,
+    check_precisions,
+    content_hash,
+    npy_limit,
+    read_bounded,
+)
 from .publish import Publication
 
 FORMAT = "distgmm-model"
@@ -136,10 +155,13 @@ def write_model_files(model, url: str, metrics: dict | None = None,
     fs.makedirs(path, exist_ok=True)
     meta = model_metadata(model, metrics)
     arrays = {name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+    meta["checksums"] = {}
     for name, value in arrays.items():
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(value, dtype=np.float64), allow_pickle=False)
         fs.pipe_file(posixpath.join(path, meta["arrays"][name]), buf.getvalue())
+        meta["checksums"][meta["arrays"][name]] = bytes_hash(buf.getvalue())
+    meta[HASH_KEY] = content_hash(meta)
     fs.pipe_file(posixpath.join(path, MODEL_JSON),
                  json.dumps(meta, indent=2, allow_nan=True).encode())
 
@@ -184,6 +206,35 @@ def unreadable(path: str, why: str) -> ValueError:
     )
 
 
+class CorruptModel(ValueError):
+    """A model directory that is damaged, edited or inconsistent."""
+
+
+def corrupt(path: str, what: str) -> CorruptModel:
+    """The one-line error for a corrupt model, saying what is wrong."""
+    return CorruptModel(f"corrupt model {path}: {what}; refit it or restore the model "
+                        "directory from a copy")
+
+
+def _read_model_json(fs, target: str, path: str) -> dict:
+    try:
+        meta = json.loads(read_bounded(fs, target, MAX_MODEL_JSON_BYTES))
+    except CorruptState as e:
+        raise corrupt(path, str(e)) from None
+    except ValueError as e:
+        raise unreadable(path, f"{MODEL_JSON} is not JSON: {e}") from None
+    return meta
+
+
+def _check_model_hash(meta: dict, path: str) -> None:
+    if HASH_KEY not in meta:
+        warnings.warn(f"{path} was written without content hashes (by an older distgmm): "
+                      "it is checked for consistency but edits cannot be detected; save "
+                      "it again to add them.", UserWarning, stacklevel=4)
+    elif (problem := check_hash(meta)) is not None:
+        raise corrupt(path, f"{MODEL_JSON}: {problem}")
+
+
 def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
     """``model.json`` of the model at ``path``, checked for format and schema version."""
     import fsspec
@@ -196,10 +247,7 @@ def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
         if fs.exists(posixpath.join(root, "model", MODEL_JSON)):
             return read_model_metadata(posixpath.join(path, "model"), storage_options)
         raise unreadable(path, f"no {MODEL_JSON}")
-    try:
-        meta = json.loads(fs.cat_file(target))
-    except ValueError as e:
-        raise unreadable(path, f"{MODEL_JSON} is not JSON: {e}") from None
+    meta = _read_model_json(fs, target, path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise unreadable(path, f"{MODEL_JSON} does not say format {FORMAT!r}")
     version = meta.get("schema_version")
@@ -208,6 +256,7 @@ def read_model_metadata(path: str, storage_options: dict | None = None) -> dict:
             f"{path} has model schema version {version!r}; this distgmm reads up to "
             f"{SCHEMA_VERSION}: upgrade distgmm to load it."
         )
+    _check_model_hash(meta, path)
     if meta.get("covariance_type") not in COVARIANCE_TYPES:
         raise unreadable(path, f"unknown covariance_type {meta.get('covariance_type')!r}")
     meta["_root"] = fs.unstrip_protocol(root)
@@ -261,16 +310,35 @@ def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
     fs, root = fsspec.core.url_to_fs(meta["_root"], **(storage_options or {}))
     try:
         return _saved_from(meta, fs, root, path)
+    except CorruptState as e:
+        raise corrupt(path, str(e)) from None
     except (KeyError, TypeError, AttributeError) as e:
         raise unreadable(path, f"model.json lacks or garbles {e}") from None
 
 
-def _load_array(fs, root: str, meta: dict, name: str, path: str) -> np.ndarray:
-    file = posixpath.join(root, meta["arrays"][name])
+def _load_array(fs, root: str, meta: dict, name: str, path: str,
+                shape: tuple | None = None) -> np.ndarray:
+    """One array file, read by a plain name inside ``root``, size-bounded by ``shape``
+    (the params' initial arrays, of unchecked shape, by the largest fitted one), and
+    checked against its stored checksum."""
+    rel = meta["arrays"][name]
+    if (problem := check_array_file_name(rel)) is not None:
+        raise CorruptState(f"{name}: {problem}")
+    file = posixpath.join(root, rel)
+    if shape is None:
+        k, d = int(meta["n_components"]), int(meta["n_features"])
+        shape = (k, d, d)
     try:
-        arr = np.load(io.BytesIO(fs.cat_file(file)), allow_pickle=False)
+        data = read_bounded(fs, file, npy_limit(shape), allow_symlink=False)
+        checksums = meta.get("checksums")
+        if HASH_KEY in meta and (not isinstance(checksums, dict)
+                                 or checksums.get(rel) != bytes_hash(data)):
+            raise CorruptState(f"{rel} does not match its checksum (edited or damaged)")
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     except FileNotFoundError:
         raise unreadable(path, f"{meta['arrays'][name]} is missing") from None
+    except CorruptState:
+        raise
     except ValueError as e:
         raise unreadable(path, f"{meta['arrays'][name]}: {e}") from None
     if arr.dtype != np.float64:
@@ -281,8 +349,10 @@ def _load_array(fs, root: str, meta: dict, name: str, path: str) -> np.ndarray:
 def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
     arrays = {}
+    if not (0 < k <= 10**7 and 0 < d <= 10**6):
+        raise CorruptState(f"n_components={k}, n_features={d} are not sizes of a model")
     for name, shape in _expected_shapes(ct, k, d).items():
-        arrays[name] = _load_array(fs, root, meta, name, path)
+        arrays[name] = _load_array(fs, root, meta, name, path, shape)
         if arrays[name].shape != shape:
             raise unreadable(path, f"{name} has shape {arrays[name].shape}, expected {shape}")
     params = dict(meta["params"])
@@ -292,10 +362,12 @@ def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     for key in _ARRAY_PARAMS:  # checked against the parameters by the estimator
         params[key] = (_load_array(fs, root, meta, key, path)
                        if key in meta["arrays"] else None)
-    fit = meta["fit"]
-    fit = {"converged": bool(fit["converged"]), "n_iter": int(fit["n_iter"]),
-           "lower_bound": float(fit["lower_bound"]),
-           "lower_bounds": [float(v) for v in fit["lower_bounds"]]}
+    check_params(arrays["weights"], arrays["means"], arrays["precisions_cholesky"], ct,
+                 arrays["covariances"], shape=(k, d))
+    check_precisions(arrays["precisions"], arrays["precisions_cholesky"], ct)
+    tol, max_iter = params.get("tol"), params.get("max_iter")
+    fit = check_history(meta["fit"], tol=tol if isinstance(tol, (int, float)) else None,
+                        max_iter=max_iter if isinstance(max_iter, int) else None)
     return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
                       meta.get("metrics", {}), _saved_outliers(meta, path))
 

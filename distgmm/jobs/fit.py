@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..estimator import GaussianMixture
+from ..numerics.finite import NonFiniteError
 from ..selection import select_model
 from .events import Reporter
 from .load import LoadedInput
@@ -28,6 +29,14 @@ class FittedModel:
 def fit_job_model(spec, loaded: LoadedInput, previous: PreviousRun | None,
                   reporter: Reporter) -> FittedModel:
     """Fit the job's model, or every candidate of its sweep in shared passes."""
+    try:
+        return _fit_job_model(spec, loaded, previous, reporter)
+    except NonFiniteError as e:  # the input's column names, where it has them
+        raise e.named(loaded.dataset.feature_names) from None
+
+
+def _fit_job_model(spec, loaded: LoadedInput, previous: PreviousRun | None,
+                   reporter: Reporter) -> FittedModel:
     t0 = time.perf_counter()
     if spec.model.is_sweep:
         model, selection = _select(loaded, spec, reporter)

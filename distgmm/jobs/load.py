@@ -17,6 +17,7 @@ from ..io.checkpoint import Checkpoint
 from ..io.sources import Dataset, Source, open_source
 from ..parallel.blocks import should_persist
 from ..parallel.inputs import check_features
+from .bounds import check_tasks_per_pass
 from .events import Reporter
 
 
@@ -68,11 +69,23 @@ def persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset
                    dataset.passthrough, dataset.description)
 
 
+def checkpoint_expectations(spec, dataset: Dataset) -> dict:
+    """What a resumed state must agree with: the job's one candidate and EM settings."""
+    m = spec.model
+    expect = {"n_features": dataset.n_features, "n_init": m.n_init, "tol": m.tol,
+              "max_iter": m.max_iter}
+    if not m.is_sweep:
+        ks, cts = m.candidates
+        expect.update(n_components=ks[0], covariance_type=cts[0])
+    return expect
+
+
 def load_input(spec, source: Source, client, reporter: Reporter, *,
                restart: bool = False) -> LoadedInput:
     """Load a job's input, settle its checkpoint, and persist it if the job caches."""
     t0 = time.perf_counter()
     dataset = open_dataset(source, spec.input.path, reporter)
+    check_tasks_per_pass(dataset.X.numblocks[0], dataset.n_samples, spec.input.path)
     smallest = min(spec.model.candidates[0])
     if dataset.n_samples < smallest:
         raise ValueError(f"The input has {dataset.n_samples} rows but n_components="
@@ -80,7 +93,7 @@ def load_input(spec, source: Source, client, reporter: Reporter, *,
     fingerprint = input_fingerprint(dataset)
     identity = {"job": spec.fingerprint(), "input": fingerprint}
     ckpt = Checkpoint(checkpoint_url(spec.output.path), identity,
-                      spec.output.storage_options)
+                      spec.output.storage_options, expect=checkpoint_expectations(spec, dataset))
     if restart:
         ckpt.clear()
     ckpt.restore()  # refuse a mismatching checkpoint before any work

@@ -14,6 +14,7 @@ import time
 from ..estimator import load_model
 from ..io.outputs import check_column_clash, write_json
 from ..io.publish import Publication
+from .bounds import check_apart
 from .cluster import connect
 from .events import Reporter
 from .fit import fit_job_model
@@ -127,6 +128,8 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
     """
     reporter = reporter or Reporter(quiet=True)
     t_start = time.perf_counter()
+    for path, what in ((input_path, "input"), (model_path, "model")):
+        check_apart(path, output.path, what)
     model = load_model(model_path, storage_options=model_storage_options)
     check_column_clash(((source_options or {}).get("id_column"),
                         *((source_options or {}).get("passthrough") or ())), model.n_components)

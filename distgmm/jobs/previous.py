@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..estimator import load_model
+from ..io.integrity import MAX_METRICS_BYTES, read_bounded
 from ..io.publish import SUCCESS, is_published
 from .events import Reporter
 
@@ -31,7 +32,8 @@ def already_published(spec) -> dict | None:
         return None
     fs, path = fsspec.core.url_to_fs(url, **so)
     try:
-        metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
+        metrics = json.loads(read_bounded(fs, posixpath.join(path, "metrics.json"),
+                                          MAX_METRICS_BYTES))
     except (FileNotFoundError, ValueError):
         return None
     same = metrics.get("job", {}).get("fingerprint") == spec.fingerprint()
@@ -104,7 +106,8 @@ def previous_output(spec) -> str | None:
                 and fs.exists(posixpath.join(path, "model", "model.json"))):
             continue
         try:
-            metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
+            metrics = json.loads(read_bounded(fs, posixpath.join(path, "metrics.json"),
+                                              MAX_METRICS_BYTES))
         except (FileNotFoundError, ValueError):
             continue
         if (metrics.get("job") or {}).get("name") == spec.name:

@@ -36,6 +36,7 @@ from ..options import (
     OUTPUT_FORMATS,
     TABLE_OUTPUT_FORMATS,
 )
+from . import bounds
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
 
@@ -78,6 +79,11 @@ class InputSpec(_Frozen):
         # YAML reads an unquoted timestamp as a datetime
         return value.isoformat() if hasattr(value, "isoformat") else value
 
+    @field_validator("chunk_rows", mode="before")
+    @classmethod
+    def _rows_not_bool(cls, value):
+        return bounds.not_bool(value)
+
     @field_validator("filters")
     @classmethod
     def _filters_parse(cls, value):
@@ -118,6 +124,7 @@ def parse_range(value):
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
                 raise ValueError(f"range {text!r} is empty: write LOW..HIGH, e.g. 1..10")
+            bounds.range_size(lo, hi, text)
             return list(range(lo, hi + 1))
         if "," in text:
             return [part.strip() for part in text.split(",") if part.strip()]
@@ -154,6 +161,17 @@ class ModelSpec(_Frozen):
         if isinstance(value, (list, tuple)) and not value:
             raise ValueError("give at least one value")
         return value
+
+    @field_validator("n_components", "tol", "reg_covar", "max_iter", "n_init",
+                     "random_state", mode="before")
+    @classmethod
+    def _not_bool(cls, value):
+        return bounds.not_bool(value)
+
+    @field_validator("n_components", "tol", "reg_covar", "max_iter", "n_init")
+    @classmethod
+    def _bounded(cls, value, info):
+        return bounds.check_model_value(info.field_name, value)
 
     @property
     def candidates(self) -> tuple[list[int], list[str]]:
@@ -217,6 +235,11 @@ class ClusterSpec(_Frozen):
     threads_per_worker: Annotated[int, Field(ge=1)] | None = None
     memory_limit: str | None = None
 
+    @field_validator("n_workers", "threads_per_worker", mode="before")
+    @classmethod
+    def _not_bool(cls, value):
+        return bounds.not_bool(value)
+
 
 class JobSpec(_Frozen):
     """A whole clustering job: input, model, output, cluster."""
@@ -273,6 +296,8 @@ class JobSpec(_Frozen):
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: the top level must be a mapping with input, model, "
                              "output (and optionally cluster, name) sections.")
+        for item in settings:
+            bounds.check_setting(item, where)
         variables, overrides = _split_settings(settings, where)
         unused = sorted(set(variables) - _variables_in([raw, list(overrides.values())]))
         if unused:
@@ -291,7 +316,9 @@ class JobSpec(_Frozen):
         except ValidationError as e:
             raise ValueError(_one_line(e, where)) from None
         _check_column_clash(spec, where)
+        bounds.check_apart(spec.input.path, spec.output.path, where=where)
         if isinstance(template, str) and _VARIABLE.search(template):
+            bounds.check_output_template(template, variables, spec.output.path, where)
             spec._output_template, spec._variables = template, dict(variables)
         return spec
 
@@ -331,21 +358,27 @@ def read_spec_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No job spec at {path}: check the path.")
     ext = os.path.splitext(path)[1].lower()
-    with open(path, "rb") as fh:
-        text = fh.read()
+    if ext not in (".yaml", ".yml", ".toml"):
+        raise ValueError(f"{path}: job specs end in .yaml, .yml or .toml.")
+    text = bounds.read_spec_bytes(path)
     if ext == ".toml":
         import tomllib
 
         try:
-            return tomllib.loads(text.decode())
+            raw = tomllib.loads(text.decode())
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: not valid TOML ({e}).") from None
-    if ext not in (".yaml", ".yml"):
-        raise ValueError(f"{path}: job specs end in .yaml, .yml or .toml.")
+        except RecursionError:
+            raise bounds.SpecBoundError(f"{path}: nested more than {bounds.MAX_DEPTH} "
+                                        "levels deep") from None
+        bounds.check_depth(raw, path)
+        return raw
     import yaml
 
     try:
-        return yaml.safe_load(text) or {}
+        return bounds.load_yaml(text) or {}
+    except bounds.SpecBoundError as e:
+        raise bounds.SpecBoundError(f"{path}: {e}") from None
     except yaml.constructor.ConstructorError as e:
         tag = getattr(e, "problem", "") or str(e)
         raise ValueError(
@@ -366,7 +399,9 @@ def _setting_value(dotted: str, text: str):
     if field is not None and field.annotation in (str, str | None):
         return text
     try:
-        return yaml.safe_load(text) if text else ""
+        return bounds.load_yaml(text) if text else ""
+    except bounds.SpecBoundError as e:
+        raise bounds.SpecBoundError(f"--set {dotted}: {e}") from None
     except yaml.YAMLError:
         return text
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..numerics.finite import NonFiniteError
 from ..options import CACHES
+from .nonfinite import locate_nonfinite
 from .reduction import SPLIT_EVERY, dask_map_reduce, numpy_map_reduce
 
 NUMPY_BLOCK_ROWS = 65536
@@ -63,7 +65,18 @@ class Blocks:
     def map_reduce(self, fn: Callable, combine: Callable, *args):
         """One pass: ``fn(X_block, w_block, row_start, *args)`` per block, tree-merged."""
         run = dask_map_reduce if self.is_dask else numpy_map_reduce
-        return run(self.X, self.sample_weight, self.blocks, fn, combine, args, self.split_every)
+        try:
+            return run(self.X, self.sample_weight, self.blocks, fn, combine, args,
+                       self.split_every)
+        except NonFiniteError as e:
+            raise self.explain(e) from None
+
+    def explain(self, error: BaseException) -> BaseException:
+        """``error``, or for non-finite values found in one dask block, the error
+        counting them over the whole input (one more pass, on this failure only)."""
+        if isinstance(error, NonFiniteError) and error.span and self.is_dask:
+            return locate_nonfinite(self.X) or error
+        return error
 
 
 def numpy_blocks(X: np.ndarray, sample_weight=None, block_rows: int = NUMPY_BLOCK_ROWS) -> Blocks:

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from ..numerics.finite import raise_nonfinite
+from ..numerics.finite import NonFiniteError, nonfinite_summary
 
 
 def is_dask(X) -> bool:
@@ -55,10 +55,11 @@ def check_columns(columns, dtypes) -> None:
         )
 
 
-def check_finite(X: np.ndarray) -> None:
-    """Raise naming how many values are NaN/inf and the first row and column."""
+def check_finite(X: np.ndarray, names=None) -> None:
+    """Raise naming how many values are NaN/inf and the first row and column (by its
+    name, when ``names`` are given)."""
     if not np.isfinite(X).all():
-        raise_nonfinite(X, 0)
+        raise NonFiniteError(*nonfinite_summary(X), span=(0, X.shape[0] - 1), names=names)
 
 
 def check_ndim(ndim: int) -> None:
@@ -93,8 +94,10 @@ def check_weight_summary(all_finite: bool, smallest: float, total: float) -> Non
 
 def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
     """Validate numpy/pandas/list input (scikit-learn's checks plus named columns)."""
+    names = None
     if hasattr(X, "dtypes") and hasattr(X, "columns"):
         check_columns(X.columns, X.dtypes)
+        names = [str(c) for c in X.columns]
     else:
         ndim = np.ndim(X) if isinstance(X, (list, tuple)) else getattr(X, "ndim", 2)
         check_ndim(ndim)
@@ -102,7 +105,7 @@ def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarra
         estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
         reset=reset, ensure_all_finite=False,
     )
-    check_finite(X)
+    check_finite(X, names)
     return X
 
 

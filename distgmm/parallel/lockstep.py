@@ -102,7 +102,7 @@ class _Hub:
                 self.cond.wait()
             result = self.results.pop(slot)
         if isinstance(result, _Failed):
-            raise result.error
+            raise self.base.explain(result.error)
         return result
 
     def finished(self, slot: int) -> None:
