@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..options import COVARIANCE_TYPES, covariance_shape
+from ..options import COVARIANCE_TYPES, ESTIMATORS, covariance_shape
 from .publish import Publication
 
 FORMAT = "distgmm-model"
@@ -36,6 +36,41 @@ MODEL_JSON = "model.json"
 ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "precisions")
 # constructor parameters that hold arrays: saved as .npy files beside the fitted ones
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+# a BayesianGaussianMixture (``kind`` "bayes") adds its posterior's and priors' arrays;
+# its scalar priors go in model.json under "bayes"
+BAYES_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom",
+                "mean_prior", "covariance_prior")
+_BAYES_SCALARS = ("weight_concentration_prior", "mean_precision_prior",
+                  "degrees_of_freedom_prior")
+
+
+def model_kind(model) -> str:
+    """``"bayes"`` for a variational mixture (it has a posterior), else ``"gmm"``."""
+    return "bayes" if hasattr(model, "weight_concentration_") else "gmm"
+
+
+def _bayes_arrays(model) -> dict:
+    """The posterior's and priors' arrays of a ``bayes`` model (float64)."""
+    if model_kind(model) != "bayes":
+        return {}
+    k = model.n_components
+    out = {"weight_concentration": np.asarray(model.weight_concentration_, np.float64),
+           "mean_precision": np.asarray(model.mean_precision_, np.float64),
+           "degrees_of_freedom": np.broadcast_to(
+               np.asarray(model.degrees_of_freedom_, np.float64), (k,)),
+           "mean_prior": np.asarray(model.mean_prior_, np.float64)}
+    if model.covariance_type != "spherical":
+        out["covariance_prior"] = np.asarray(model.covariance_prior_, np.float64)
+    return out
+
+
+def _bayes_doc(model) -> dict | None:
+    if model_kind(model) != "bayes":
+        return None
+    priors = {name: float(getattr(model, name + "_")) for name in _BAYES_SCALARS}
+    if model.covariance_type == "spherical":
+        priors["covariance_prior"] = float(model.covariance_prior_)
+    return {"priors": priors}
 
 
 def library_versions() -> dict:
@@ -99,6 +134,7 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
+        "kind": model_kind(model),
         "covariance_type": model.covariance_type,
         "n_components": int(k),
         "n_features": int(d),
@@ -111,10 +147,11 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
             "lower_bound": float(model.lower_bound_),
             "lower_bounds": [float(v) for v in getattr(model, "lower_bounds_", [])],
         },
-        "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model))},
+        "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model),
+                                                     *_bayes_arrays(model))},
         "versions": library_versions(),
         "metrics": metrics or {},
-    }
+    } | ({"bayes": _bayes_doc(model)} if model_kind(model) == "bayes" else {})
 
 
 def write_model_files(model, url: str, metrics: dict | None = None,
@@ -125,7 +162,8 @@ def write_model_files(model, url: str, metrics: dict | None = None,
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     fs.makedirs(path, exist_ok=True)
     meta = model_metadata(model, metrics)
-    arrays = {name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+    arrays = ({name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+              | _bayes_arrays(model))
     for name, value in arrays.items():
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(value, dtype=np.float64), allow_pickle=False)
@@ -219,6 +257,11 @@ class SavedModel:
     n_features : int
     feature_names : list of str or None
     metrics : dict
+    kind : {"gmm", "bayes"}
+        Which estimator wrote it (files without the field are ``"gmm"``).
+    bayes : dict or None
+        ``{"priors": {...}}``, the scalar priors of a ``bayes`` model (its arrays are
+        in ``arrays``).
     """
 
     params: dict
@@ -227,6 +270,8 @@ class SavedModel:
     n_features: int
     feature_names: list | None
     metrics: dict
+    kind: str = "gmm"
+    bayes: dict | None = None
 
 
 def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
@@ -283,5 +328,28 @@ def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     fit = {"converged": bool(fit["converged"]), "n_iter": int(fit["n_iter"]),
            "lower_bound": float(fit["lower_bound"]),
            "lower_bounds": [float(v) for v in fit["lower_bounds"]]}
+    kind = meta.get("kind", "gmm")
+    if kind not in ESTIMATORS:
+        raise unreadable(path, f"unknown kind {kind!r}, expected one of {ESTIMATORS}")
+    bayes = None
+    if kind == "bayes":
+        arrays |= _read_bayes_arrays(meta, fs, root, path, params)
+        bayes = {"priors": {key: float(value)
+                            for key, value in meta["bayes"]["priors"].items()}}
     return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
-                      meta.get("metrics", {}))
+                      meta.get("metrics", {}), kind, bayes)
+
+
+def _read_bayes_arrays(meta: dict, fs, root: str, path: str, params: dict) -> dict:
+    k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
+    dp = params.get("weight_concentration_prior_type") == "dirichlet_process"
+    shapes = {"weight_concentration": (2, k) if dp else (k,), "mean_precision": (k,),
+              "degrees_of_freedom": (k,), "mean_prior": (d,)}
+    if ct != "spherical":
+        shapes["covariance_prior"] = (d,) if ct == "diag" else (d, d)
+    arrays = {}
+    for name, shape in shapes.items():
+        arrays[name] = _load_array(fs, root, meta, name, path)
+        if arrays[name].shape != shape:
+            raise unreadable(path, f"{name} has shape {arrays[name].shape}, expected {shape}")
+    return arrays

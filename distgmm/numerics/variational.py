@@ -36,8 +36,6 @@ from .mstep import estimate_gaussian_parameters
 from .params import GMMParams
 from .suffstats import SuffStats
 
-WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-
 # "weights" exp(*) sent to the kernel are floored at exp(-700) (a normal double): a
 # component whose expected log weight is lower gets no responsibility either way, and
 # log(0) = -inf would turn the bound's 0 * -inf into NaN
