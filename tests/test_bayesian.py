@@ -1,0 +1,262 @@
+"""BayesianGaussianMixture against scikit-learn's, the oracle: same start, same solution."""
+
+import re
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture as SKB
+from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+from sklearn.utils._param_validation import InvalidParameterError
+
+from distgmm import BayesianGaussianMixture, GaussianMixture, load_model
+
+TYPES = ["full", "tied", "diag", "spherical"]
+PRIORS = ["dirichlet_process", "dirichlet_distribution"]
+K = 10
+
+
+def rel(a, b):
+    return np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b))
+
+
+def mixture(k, d, n, seed, offset=50.0):
+    """k well-separated components (centres >= 12 apart, sheared unit shapes)."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((k, d))
+    for j in range(1, k):
+        while True:
+            c = rng.uniform(-12 * k**0.5, 12 * k**0.5, size=d)
+            if np.min(np.linalg.norm(centres[:j] - c, axis=1)) > 12:
+                break
+        centres[j] = c
+    labels = rng.integers(0, k, size=n)
+    X = np.empty((n, d))
+    for j in range(k):
+        shear = rng.normal(size=(d, d)) * 0.6 + np.eye(d)
+        rows = labels == j
+        X[rows] = centres[j] + rng.normal(size=(rows.sum(), d)) @ shear.T
+    return X + offset, labels, centres + offset
+
+
+def kmeans_resp(X, k=K, seed=0):
+    """One-hot responsibilities of a k-means labelling: the start both libraries get."""
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(k, n_init=1, random_state=seed).fit(X).labels_
+    resp = np.zeros((len(X), k))
+    resp[np.arange(len(X)), labels] = 1.0
+    return resp
+
+
+def fit_both(X, resp, ct, pt, **kw):
+    """scikit-learn's and distgmm's fits from the same initial responsibilities (through
+    the libraries' private initialisation hooks, in this test only)."""
+    params = dict(n_components=resp.shape[1], covariance_type=ct,
+                  weight_concentration_prior_type=pt, max_iter=500, **kw)
+    ref = SKB(**params)
+    ref._initialize_parameters = lambda X_, random_state, xp=None: ref._initialize(X_, resp)
+    got = BayesianGaussianMixture(**params)
+    got._initial_estimates = lambda blocks, seed: _estimate_gaussian_parameters(
+        X, resp, got.reg_covar, ct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref.fit(X)
+        got.fit(X)
+    return ref, got
+
+
+def assert_same_solution(got, ref, rtol=1e-6):
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                 "precisions_", "mean_precision_", "degrees_of_freedom_"):
+        assert rel(getattr(got, attr), getattr(ref, attr)) < rtol, attr
+    for a, b in zip(np.atleast_2d(got.weight_concentration_),
+                    np.atleast_2d(ref.weight_concentration_)):
+        assert rel(a, b) < rtol, "weight_concentration_"
+    ref_bound = float(np.ravel(ref.lower_bound_)[0])  # scikit-learn's tied gives an array
+    assert abs(got.lower_bound_ - ref_bound) <= rtol * abs(ref_bound)
+    np.testing.assert_allclose(got.lower_bounds_, np.ravel(ref.lower_bounds_), rtol=rtol)
+    assert got.n_iter_ == ref.n_iter_ and got.converged_ == ref.converged_
+
+
+@pytest.mark.parametrize("pt", PRIORS)
+@pytest.mark.parametrize("ct", TYPES)
+def test_same_start_same_solution_as_sklearn(ct, pt):
+    X, _, _ = mixture(3, 3, 1500, seed=TYPES.index(ct) + 10 * PRIORS.index(pt))
+    ref, got = fit_both(X, kmeans_resp(X), ct, pt)
+    assert ref.converged_ and ref.n_iter_ > 3
+    assert_same_solution(got, ref)
+    for attr in ("mean_prior_", "covariance_prior_", "degrees_of_freedom_prior_",
+                 "weight_concentration_prior_", "mean_precision_prior_"):
+        np.testing.assert_allclose(getattr(got, attr), getattr(ref, attr), rtol=1e-10)
+    np.testing.assert_allclose(got.score_samples(X), ref.score_samples(X), rtol=1e-7)
+    np.testing.assert_allclose(got.predict_proba(X), ref.predict_proba(X), atol=1e-7)
+    np.testing.assert_array_equal(got.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_same_solution_with_given_priors(ct):
+    X, _, _ = mixture(3, 2, 1200, seed=5)
+    cov = np.array([[2.0, 0.3], [0.3, 1.0]]) if ct == "full" else np.array([2.0, 1.0])
+    priors = dict(weight_concentration_prior=0.05, mean_precision_prior=0.5,
+                  mean_prior=X.mean(axis=0) + 1.0, degrees_of_freedom_prior=3.5,
+                  covariance_prior=cov)
+    ref, got = fit_both(X, kmeans_resp(X, 6), ct, "dirichlet_distribution", **priors)
+    assert_same_solution(got, ref)
+
+
+@pytest.mark.parametrize("pt", PRIORS)
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_default_start_switches_off_the_extra_components(k, pt):
+    X, labels, centres = mixture(k, 2, 3000, seed=k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        bgm = BayesianGaussianMixture(n_components=K, weight_concentration_prior_type=pt,
+                                      max_iter=500, random_state=0).fit(X)
+    on = np.flatnonzero(bgm.weights_ >= 1e-3)
+    assert len(on) == k
+    np.testing.assert_array_equal(np.sort(bgm.switched_off()), np.setdiff1d(np.arange(K), on))
+    # the components left on are the true ones: each true centre has one mean near it
+    nearest = np.linalg.norm(centres[:, None] - bgm.means_[on][None], axis=2).min(axis=1)
+    assert nearest.max() < 0.5
+    np.testing.assert_allclose(np.sort(bgm.weights_[on]),
+                               np.sort(np.bincount(labels) / len(X)), atol=0.02)
+
+
+class CountingScheduler:
+    """A synchronous scheduler that counts how often it is asked to compute."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.calls += 1
+        return dask.get(dsk, keys, **kwargs)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_exactly_one_compute_per_iteration(ct):
+    X, _, _ = mixture(3, 3, 900, seed=22)
+    resp = kmeans_resp(X, 5)
+    calls = {}
+    for max_iter in (3, 7):
+        bgm = BayesianGaussianMixture(n_components=5, covariance_type=ct, max_iter=max_iter,
+                                      tol=0, cache="none")
+        bgm._initial_estimates = lambda blocks, seed: _estimate_gaussian_parameters(
+            X, resp, 1e-6, ct)
+        counter = CountingScheduler()
+        with dask.config.set(scheduler=counter), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            labels = bgm.fit_predict(da.from_array(X, chunks=150))
+        assert bgm.n_iter_ == max_iter and isinstance(labels, da.Array)
+        calls[max_iter] = counter.calls
+    # the priors' data pass (and its origin row) once per fit, then one per iteration
+    assert calls[7] - calls[3] == 4
+    assert calls[3] == 3 + 2
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_numpy_and_dask_input_give_the_same_bits_for_the_same_blocks(ct):
+    X, _, _ = mixture(4, 3, 1000, seed=23)
+    kw = dict(n_components=8, covariance_type=ct, max_iter=15, tol=0, random_state=1)
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = BayesianGaussianMixture(**kw).fit(X)
+        b = BayesianGaussianMixture(**kw).fit(da.from_array(X, chunks=(len(X), 3)))
+    for attr in ("means_", "covariances_", "weights_", "mean_precision_",
+                 "degrees_of_freedom_", "lower_bounds_", "mean_prior_", "covariance_prior_"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
+def test_any_chunking_on_a_cluster_gives_the_same_solution(client):
+    X, _, _ = mixture(3, 3, 1800, seed=21)
+    resp = kmeans_resp(X, 6)
+    ref, _ = fit_both(X, resp, "full", "dirichlet_process")
+    got = BayesianGaussianMixture(n_components=6, max_iter=500)
+    got._initial_estimates = lambda blocks, seed: _estimate_gaussian_parameters(
+        X, resp, 1e-6, "full")
+    ragged = da.from_array(X, chunks=(100, 3)).rechunk(((300, 0, 1, 799, 0, 400, 300), (3,)))
+    got.fit(ragged)
+    assert_same_solution(got, ref, rtol=1e-9)
+
+
+def test_restarts_share_passes_and_keep_the_best_bound():
+    X, _, _ = mixture(3, 2, 1500, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        both = BayesianGaussianMixture(n_components=6, n_init=3, random_state=4).fit(X)
+    assert both.lower_bound_ >= max(both.lower_bounds_) - 1e-9
+    assert len(both.timings_["iterations"]) >= both.n_iter_
+    assert np.sum(both.weights_ >= 1e-3) == 3
+
+
+def test_save_load_and_to_sklearn_round_trip(tmp_path):
+    X, _, _ = mixture(3, 3, 1200, seed=8)
+    for ct, pt in (("full", "dirichlet_process"), ("tied", "dirichlet_distribution"),
+                   ("spherical", "dirichlet_process")):
+        bgm = BayesianGaussianMixture(n_components=6, covariance_type=ct,
+                                      weight_concentration_prior_type=pt, max_iter=20,
+                                      random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            bgm.fit(X)
+        bgm.save(str(tmp_path / ct))
+        back = load_model(str(tmp_path / ct))
+        assert type(back) is BayesianGaussianMixture and back.get_params() == bgm.get_params()
+        for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                     "mean_precision_", "degrees_of_freedom_", "mean_prior_",
+                     "covariance_prior_", "lower_bounds_"):
+            np.testing.assert_array_equal(getattr(back, attr), getattr(bgm, attr))
+        np.testing.assert_array_equal(np.atleast_2d(back.weight_concentration_),
+                                      np.atleast_2d(bgm.weight_concentration_))
+        sk = back.to_sklearn()
+        assert isinstance(sk, SKB)
+        np.testing.assert_array_equal(sk.predict(X), bgm.predict(X))
+        np.testing.assert_allclose(sk.score_samples(X), bgm.score_samples(X), rtol=1e-10)
+        np.testing.assert_allclose(sk.predict_proba(X), back.predict_proba(X), atol=1e-12)
+    # an EM model still loads as one; GaussianMixture's own loader refuses a Bayesian one
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    gm.save(str(tmp_path / "gmm"))
+    assert type(load_model(str(tmp_path / "gmm"))) is GaussianMixture
+    from distgmm.estimator import load_model as load_gmm
+
+    with pytest.raises(ValueError, match="BayesianGaussianMixture.*distgmm.load_model"):
+        load_gmm(str(tmp_path / "full"))
+
+
+def test_sklearn_parameters_and_defaults():
+    ours = BayesianGaussianMixture().get_params()
+    theirs = SKB().get_params()
+    assert {k: ours[k] for k in theirs} == theirs
+    assert set(ours) - set(theirs) == {"cache", "compute_dtype"}
+
+
+X_BAD = mixture(2, 3, 200, seed=0)[0]
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(weight_concentration_prior=0.0), "weight_concentration_prior=0.0: give a number > 0"),
+    (dict(weight_concentration_prior=-1), "weight_concentration_prior"),
+    (dict(mean_precision_prior=-2.0), "mean_precision_prior=-2.0: give a number > 0"),
+    (dict(weight_concentration_prior_type="dirichlet"), "did you mean 'dirichlet_process'"),
+    (dict(degrees_of_freedom_prior=2.0), "greater than 2, but got 2.000: give a number > "),
+    (dict(degrees_of_freedom_prior=1.5), "degrees_of_freedom_prior"),
+    (dict(mean_prior=[0.0, 1.0]), r"shape of \(3,\), but got \(2,\): mean_prior must be 3"),
+    (dict(covariance_prior=np.eye(2)), r"'full covariance_prior' should have the shape of "
+                                       r"\(3, 3\)"),
+    (dict(covariance_prior=-np.eye(3)), "positive-definite"),
+    (dict(covariance_type="diag", covariance_prior=[1.0, -1.0, 1.0]), "each > 0"),
+    (dict(covariance_type="spherical", covariance_prior=-1.0), "covariance_prior"),
+    (dict(covariance_type="spherical", covariance_prior=[1.0, 2.0, 3.0]), "one number > 0"),
+])
+def test_bad_input_is_one_clear_error(params, match):
+    bgm = BayesianGaussianMixture(n_components=2, **params)
+    with pytest.raises(ValueError, match=match) as info:
+        bgm.fit(X_BAD)
+    assert "\n" not in str(info.value)
+    assert not hasattr(bgm, "weights_")
+    if isinstance(info.value, InvalidParameterError):
+        assert re.search(r"The '\w+' parameter of BayesianGaussianMixture", str(info.value))
