@@ -13,6 +13,7 @@ from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 from sklearn.utils._param_validation import InvalidParameterError
 
 from distgmm import BayesianGaussianMixture, GaussianMixture, load_model
+from distgmm.numerics.variational import VBParams
 
 TYPES = ["full", "tied", "diag", "spherical"]
 PRIORS = ["dirichlet_process", "dirichlet_distribution"]
@@ -260,3 +261,36 @@ def test_bad_input_is_one_clear_error(params, match):
     assert not hasattr(bgm, "weights_")
     if isinstance(info.value, InvalidParameterError):
         assert re.search(r"The '\w+' parameter of BayesianGaussianMixture", str(info.value))
+
+
+@pytest.mark.parametrize("where", [(0, 4), (1, 1)])
+def test_resumed_fit_equals_uninterrupted(tmp_path, where):
+    from distgmm.io.checkpoint import Checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if (info.init, info.n_iter) == where:
+            raise Killed()
+
+    X, _, _ = mixture(3, 3, 1500, seed=9)
+    kw = dict(n_components=6, covariance_type="full", n_init=2, tol=1e-6, max_iter=30,
+              random_state=1, init_params="random_from_data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = BayesianGaussianMixture(**kw).fit(X)
+        with pytest.raises(Killed):
+            BayesianGaussianMixture(**kw).fit(
+                X, callback=kill, checkpoint=Checkpoint(str(tmp_path / "c.json"), {"j": 1}))
+        saved = Checkpoint(str(tmp_path / "c.json"), {"j": 1}).restore().restarts[where[0]]
+        if where[1] > 1:  # the posterior after the last finished iteration was saved
+            assert saved.n_iter == where[1] - 1 and isinstance(saved.params, VBParams)
+        else:
+            assert saved is None
+        resumed = BayesianGaussianMixture(**kw).fit(
+            X, checkpoint=Checkpoint(str(tmp_path / "c.json"), {"j": 1}))
+    for attr in ("weights_", "means_", "covariances_", "mean_precision_",
+                 "degrees_of_freedom_", "lower_bounds_"):
+        np.testing.assert_array_equal(getattr(resumed, attr), getattr(ref, attr))
+    assert (resumed.n_iter_, resumed.converged_) == (ref.n_iter_, ref.converged_)

@@ -16,6 +16,7 @@ import uuid
 import numpy as np
 
 from ..numerics.params import GMMParams
+from ..numerics.variational import VBParams
 from ..parallel.em import EMResult, FitState
 
 FORMAT = "distgmm-checkpoint"
@@ -26,19 +27,39 @@ class CheckpointMismatch(ValueError):
     """The checkpoint belongs to another job or another input."""
 
 
-def _params_doc(p: GMMParams) -> dict:
+def _params_doc(p: GMMParams | VBParams) -> dict:
+    if isinstance(p, VBParams):
+        return _vb_doc(p)
     return {"covariance_type": p.covariance_type, "weights": p.weights.tolist(),
             "means": p.means.tolist(), "precisions_cholesky": p.precisions_cholesky.tolist(),
             "covariances": None if p.covariances is None else p.covariances.tolist()}
 
 
-def _params_from(doc: dict) -> GMMParams:
+def _params_from(doc: dict) -> GMMParams | VBParams:
+    if doc.get("kind") == "bayes":
+        return _vb_from(doc)
     cov = doc["covariances"]
     return GMMParams(np.asarray(doc["weights"], dtype=np.float64),
                      np.asarray(doc["means"], dtype=np.float64),
                      np.asarray(doc["precisions_cholesky"], dtype=np.float64),
                      doc["covariance_type"],
                      None if cov is None else np.asarray(cov, dtype=np.float64))
+
+
+_VB_ARRAYS = ("weight_concentration", "mean_precision", "means", "degrees_of_freedom",
+              "covariances", "precisions_cholesky")
+
+
+def _vb_doc(p: VBParams) -> dict:
+    """A BayesianGaussianMixture's EM state: its variational posterior."""
+    return {"kind": "bayes", "covariance_type": p.covariance_type,
+            "weight_concentration_prior_type": p.weight_concentration_prior_type,
+            **{name: getattr(p, name).tolist() for name in _VB_ARRAYS}}
+
+
+def _vb_from(doc: dict) -> VBParams:
+    arrays = [np.asarray(doc[name], dtype=np.float64) for name in _VB_ARRAYS]
+    return VBParams(*arrays, doc["covariance_type"], doc["weight_concentration_prior_type"])
 
 
 def _result_doc(r: EMResult | None) -> dict | None:
