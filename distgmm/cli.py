@@ -238,22 +238,34 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
 @click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
 @click.option("--covariance-type", type=click.Choice(options.COVARIANCE_TYPES),
               default="full", show_default=True)
+@click.option("--estimator", "kind", type=click.Choice(options.ESTIMATORS), default="gmm",
+              show_default=True, help="gmm: EM (GaussianMixture); bayes: variational "
+              "BayesianGaussianMixture, -k an upper bound, extra components switched off.")
+@click.option("--weight-concentration-prior-type", type=click.Choice(
+    options.WEIGHT_CONCENTRATION_PRIOR_TYPES), default="dirichlet_process",
+    show_default=True, help="--estimator bayes: the weights' prior.")
+@click.option("--weight-concentration-prior", type=float, default=None,
+              help="--estimator bayes: its concentration (> 0) [default: 1/k].")
 @_em_options
 @_input_options
 @_output_options
 @_cluster_options
 @_restart_option
 @_common
-def fit(input_path, n_components, covariance_type, restart, reporter, **kw):
+def fit(input_path, n_components, covariance_type, kind, restart, reporter, **kw):
     """Fit a mixture to INPUT and publish model/, metrics.json and labels to --output.
 
     INPUT is a Zarr store (directory, .zip or URL), a Parquet file or dataset, or a
     .npy file. The EM state is checkpointed after every iteration next to the output
     (.OUTPUT.checkpoint.json); a rerun of the same command resumes from it.
     """
-    _run_model_job(input_path, {"n_components": n_components,
-                                "covariance_type": covariance_type},
-                   kw, "distgmm fit", restart, reporter)
+    model = {"n_components": n_components, "covariance_type": covariance_type, "kind": kind}
+    for key, default in (("weight_concentration_prior_type", "dirichlet_process"),
+                         ("weight_concentration_prior", None)):
+        value = kw.pop(key)
+        if value != default:  # the spec refuses a prior with --estimator gmm
+            model[key] = value
+    _run_model_job(input_path, model, kw, "distgmm fit", restart, reporter)
 
 
 @cli.command()
@@ -291,9 +303,12 @@ def sweep(input_path, n_components, covariance_type, criterion, reporter, **kw):
               "$DASK_SCHEDULER_ADDRESS, else an embedded local cluster).")
 @click.option("--n-workers", type=int, help="Workers of the embedded cluster.")
 @click.option("--memory-limit", metavar="SIZE", help="Memory per embedded worker.")
+@click.option("--estimator", "kind", type=click.Choice(options.ESTIMATORS), default=None,
+              help="Override the spec's model.kind (gmm or bayes).")
 @_restart_option
 @_common
-def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter):
+def run(job, settings, overwrite, address, n_workers, memory_limit, kind, restart,
+        reporter):
     """Run the job spec JOB (.yaml or .toml).
 
     A run resumes from its checkpoint after a failure; rerunning a job whose output
@@ -304,6 +319,8 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
+    if kind is not None:
+        settings = (*settings, f"model.kind={kind}")
     for key, value in (("address", address), ("n_workers", n_workers),
                        ("memory_limit", memory_limit)):
         if value is not None:

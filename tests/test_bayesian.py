@@ -294,3 +294,64 @@ def test_resumed_fit_equals_uninterrupted(tmp_path, where):
                  "degrees_of_freedom_", "lower_bounds_"):
         np.testing.assert_array_equal(getattr(resumed, attr), getattr(ref, attr))
     assert (resumed.n_iter_, resumed.converged_) == (ref.n_iter_, ref.converged_)
+
+
+@pytest.mark.slow  # a cluster and two CLI runs: ~45 s on a loaded machine
+def test_cli_fit_estimator_bayes_publishes_and_reports(scheduler_address, tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    X, _, _ = mixture(3, 3, 3000, seed=12)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "out"
+    r = run_cli("fit", tmp_path / "x.npy", "-k", 8, "--estimator", "bayes", "--report",
+                "--max-iter", 300, "--output", out, address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    model = load_model(str(out / "model"))
+    assert type(model) is BayesianGaussianMixture
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = BayesianGaussianMixture(n_components=8, max_iter=300, random_state=0).fit(X)
+    np.testing.assert_allclose(model.weights_, ref.weights_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(model.means_, ref.means_, rtol=1e-8)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["kind"] == "bayes" and m["effective_components"] == 3
+    assert m["switched_off"] == np.flatnonzero(model.weights_ < 1e-3).tolist()
+    assert len(m["switched_off"]) == 5
+    assert m["cluster_sizes"] == np.bincount(model.predict(X), minlength=8).tolist()
+    page = (out / "report.html").read_text()
+    assert page.count("switched off</td>") == 5 and "3 of 8 components used" in page
+    # predict with the saved Bayesian model
+    scored = tmp_path / "scored"
+    r = run_cli("predict", out, tmp_path / "x.npy", "--output", scored, "--quiet",
+                address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    import zarr
+
+    labels = zarr.open_group(str(scored / "predictions.zarr"), mode="r")["label"][:]
+    np.testing.assert_array_equal(labels, model.to_sklearn().predict(X))
+
+
+@pytest.mark.parametrize("args, match", [
+    (("--estimator", "bayes", "--weight-concentration-prior", "0"), "weight_concentration_prior"),
+    (("--weight-concentration-prior", "0.5"), "apply to kind: bayes only"),
+    ("SPEC", "bayes fits one model"),  # a sweep with kind: bayes, in a job spec
+])
+def test_cli_bad_bayes_settings_exit_2_with_one_line(tmp_path, args, match):
+    from conftest import run_cli
+
+    np.save(tmp_path / "x.npy", X_BAD)
+    if args == "SPEC":
+        spec = tmp_path / "job.yaml"
+        spec.write_text(f"input: {{path: {tmp_path / 'x.npy'}}}\n"
+                        "model: {n_components: '2..4', kind: bayes}\n"
+                        f"output: {{path: {tmp_path / 'out'}}}\n")
+        r = run_cli("run", spec)
+    else:
+        r = run_cli("fit", tmp_path / "x.npy", "-k", 3, "--output", tmp_path / "out", *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distgmm: error: "), r.stderr
+    assert match in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -31,9 +31,11 @@ from ..options import (
     COMPUTE_DTYPES,
     COVARIANCE_TYPES,
     CRITERIA,
+    ESTIMATORS,
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
     OUTPUT_FORMATS,
+    WEIGHT_CONCENTRATION_PRIOR_TYPES,
 )
 
 _VARIABLE = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -131,6 +133,27 @@ class ModelSpec(_Frozen):
     random_state: int | None = 0
     cache: Literal[CACHES] = "auto"  # type: ignore[valid-type]
     compute_dtype: Literal[COMPUTE_DTYPES] = "float64"  # type: ignore[valid-type]
+    # "bayes": distgmm.BayesianGaussianMixture, n_components an upper bound; the prior
+    # settings below apply to it only
+    kind: Literal[ESTIMATORS] = "gmm"  # type: ignore[valid-type]
+    weight_concentration_prior_type: Literal[  # type: ignore[valid-type]
+        WEIGHT_CONCENTRATION_PRIOR_TYPES] = "dirichlet_process"
+    weight_concentration_prior: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _bayes_fits_one_model(self):
+        if self.kind == "bayes" and self.is_sweep:
+            raise ValueError("kind: bayes fits one model and switches off the components "
+                             "it does not need: give one n_components (an upper bound) and "
+                             "one covariance_type, or kind: gmm for a sweep")
+        if self.kind == "gmm" and (self.weight_concentration_prior is not None or
+                                   self.weight_concentration_prior_type != "dirichlet_process"):
+            raise ValueError("weight_concentration_prior(_type) apply to kind: bayes only: "
+                             "set kind: bayes, or drop them")
+        if self.kind == "bayes" and self.init_params == "previous":
+            raise ValueError("init_params: previous starts a GaussianMixture from the last "
+                             "run; with kind: bayes use kmeans (or another initialisation)")
+        return self
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod
@@ -154,8 +177,11 @@ class ModelSpec(_Frozen):
         return len(ks) * len(cts) > 1
 
     def estimator_params(self) -> dict:
-        """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate)."""
-        params = self.model_dump(exclude={"criterion"})
+        """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate), or of
+        :class:`distgmm.BayesianGaussianMixture` for ``kind: bayes``."""
+        bayes_only = {"weight_concentration_prior_type", "weight_concentration_prior"}
+        params = self.model_dump(exclude={"criterion", "kind"}
+                                 | (bayes_only if self.kind == "gmm" else set()))
         ks, cts = self.candidates
         params.update(n_components=ks[0], covariance_type=cts[0])
         if params["init_params"] == "previous":  # used when there is no previous model
