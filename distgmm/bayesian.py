@@ -478,8 +478,8 @@ def load_model(path: str, *, storage_options: dict | None = None):
     model._set_priors(Priors(
         model.covariance_type, model.weight_concentration_prior_type,
         float(priors["weight_concentration_prior"]), float(priors["mean_precision_prior"]),
-        saved.arrays["mean_prior"], float(priors["degrees_of_freedom_prior"]),
-        saved.arrays["covariance_prior"] if model.covariance_type != "spherical"
+        saved.arrays["fitted_mean_prior"], float(priors["degrees_of_freedom_prior"]),
+        saved.arrays["fitted_covariance_prior"] if model.covariance_type != "spherical"
         else float(priors["covariance_prior"])))
     model._set_params(VBParams(
         saved.arrays["weight_concentration"], saved.arrays["mean_precision"],

@@ -355,3 +355,37 @@ def test_cli_bad_bayes_settings_exit_2_with_one_line(tmp_path, args, match):
     assert len(lines) == 1 and lines[0].startswith("distgmm: error: "), r.stderr
     assert match in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("ct, cov", [("full", np.eye(3) * 2.0), ("spherical", 1.5)])
+def test_given_priors_survive_save_and_load(tmp_path, ct, cov):
+    X, _, _ = mixture(3, 3, 900, seed=13)
+    bgm = BayesianGaussianMixture(n_components=5, covariance_type=ct, max_iter=10,
+                                  mean_prior=X.mean(axis=0), covariance_prior=cov,
+                                  degrees_of_freedom_prior=4.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bgm.fit(X)
+    bgm.save(str(tmp_path / "m"))
+    back = load_model(str(tmp_path / "m"))
+    np.testing.assert_array_equal(back.mean_prior, bgm.mean_prior)
+    np.testing.assert_array_equal(back.covariance_prior, bgm.covariance_prior)
+    np.testing.assert_array_equal(back.covariance_prior_, bgm.covariance_prior_)
+    assert back.degrees_of_freedom_prior_ == 4.0
+    np.testing.assert_array_equal(back.predict(X), bgm.predict(X))
+
+
+def test_warm_start_continues_the_posterior():
+    X, _, _ = mixture(3, 2, 1200, seed=14)
+    kw = dict(n_components=6, tol=0, random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        straight = BayesianGaussianMixture(max_iter=10, **kw).fit(X)
+        warm = BayesianGaussianMixture(max_iter=4, warm_start=True, **kw).fit(X)
+        warm.fit(X)
+        warm.set_params(max_iter=2)
+        warm.fit(X)
+    assert warm.n_iter_ == 2
+    for attr in ("weights_", "means_", "covariances_", "mean_precision_"):
+        np.testing.assert_array_equal(getattr(warm, attr), getattr(straight, attr))
+    assert warm.lower_bound_ == straight.lower_bound_

@@ -39,7 +39,9 @@ _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 # a BayesianGaussianMixture (``kind`` "bayes") adds its posterior's and priors' arrays;
 # its scalar priors go in model.json under "bayes"
 BAYES_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom",
-                "mean_prior", "covariance_prior")
+                "fitted_mean_prior", "fitted_covariance_prior")
+# its constructor's priors given as arrays are saved as .npy too (numbers stay in JSON)
+_BAYES_ARRAY_PARAMS = ("mean_prior", "covariance_prior")
 _BAYES_SCALARS = ("weight_concentration_prior", "mean_precision_prior",
                   "degrees_of_freedom_prior")
 
@@ -58,9 +60,9 @@ def _bayes_arrays(model) -> dict:
            "mean_precision": np.asarray(model.mean_precision_, np.float64),
            "degrees_of_freedom": np.broadcast_to(
                np.asarray(model.degrees_of_freedom_, np.float64), (k,)),
-           "mean_prior": np.asarray(model.mean_prior_, np.float64)}
+           "fitted_mean_prior": np.asarray(model.mean_prior_, np.float64)}
     if model.covariance_type != "spherical":
-        out["covariance_prior"] = np.asarray(model.covariance_prior_, np.float64)
+        out["fitted_covariance_prior"] = np.asarray(model.covariance_prior_, np.float64)
     return out
 
 
@@ -101,7 +103,7 @@ def _json_params(model) -> dict:
     for key, value in model.get_params(deep=False).items():
         if isinstance(value, np.generic):
             value = value.item()
-        if key in _ARRAY_PARAMS:
+        if key in _ARRAY_PARAMS or _is_array_param(key, value):
             value = None
         elif key == "random_state" and not (value is None or isinstance(value, int)):
             warnings.warn(
@@ -114,11 +116,16 @@ def _json_params(model) -> dict:
     return out
 
 
+def _is_array_param(key: str, value) -> bool:
+    return key in _BAYES_ARRAY_PARAMS and value is not None and np.ndim(value) > 0
+
+
 def _init_arrays(model) -> dict:
-    """The constructor's initial arrays that are set, as float64."""
+    """The constructor's initial arrays that are set (and array priors), as float64."""
     params = model.get_params(deep=False)
-    return {key: np.asarray(params[key], dtype=np.float64) for key in _ARRAY_PARAMS
-            if params.get(key) is not None}
+    return {key: np.asarray(params[key], dtype=np.float64) for key in params
+            if (key in _ARRAY_PARAMS and params[key] is not None)
+            or _is_array_param(key, params[key])}
 
 
 def _expected_shapes(ct: str, k: int, d: int) -> dict:
@@ -344,12 +351,15 @@ def _read_bayes_arrays(meta: dict, fs, root: str, path: str, params: dict) -> di
     k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
     dp = params.get("weight_concentration_prior_type") == "dirichlet_process"
     shapes = {"weight_concentration": (2, k) if dp else (k,), "mean_precision": (k,),
-              "degrees_of_freedom": (k,), "mean_prior": (d,)}
+              "degrees_of_freedom": (k,), "fitted_mean_prior": (d,)}
     if ct != "spherical":
-        shapes["covariance_prior"] = (d,) if ct == "diag" else (d, d)
+        shapes["fitted_covariance_prior"] = (d,) if ct == "diag" else (d, d)
     arrays = {}
     for name, shape in shapes.items():
         arrays[name] = _load_array(fs, root, meta, name, path)
         if arrays[name].shape != shape:
             raise unreadable(path, f"{name} has shape {arrays[name].shape}, expected {shape}")
+    for key in _BAYES_ARRAY_PARAMS:  # checked against the parameters by the estimator
+        if key in meta["arrays"]:
+            params[key] = _load_array(fs, root, meta, key, path)
     return arrays
