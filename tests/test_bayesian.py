@@ -7,13 +7,16 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture as SKB
 from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 from sklearn.utils._param_validation import InvalidParameterError
+from test_numerics import ragged_cuts
 
 from distgmm import BayesianGaussianMixture, GaussianMixture, load_model
-from distgmm.numerics.variational import VBParams
+from distgmm.numerics.variational import VBParams, estep_params
 
 TYPES = ["full", "tied", "diag", "spherical"]
 PRIORS = ["dirichlet_process", "dirichlet_distribution"]
@@ -389,3 +392,48 @@ def test_warm_start_continues_the_posterior():
     for attr in ("weights_", "means_", "covariances_", "mean_precision_"):
         np.testing.assert_array_equal(getattr(warm, attr), getattr(straight, attr))
     assert warm.lower_bound_ == straight.lower_bound_
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_entropy_from_the_statistics_equals_brute_force(ct):
+    """The lower bound's sum r log r, from the pass's statistics, against responsibilities
+    computed row by row with scipy (weights not summing to one, far from the origin)."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+    from test_numerics import dense_cov, random_params
+
+    from distgmm.numerics import GMMParams, chunk_stats
+    from distgmm.numerics.variational import responsibility_entropy
+
+    rng = np.random.default_rng(7)
+    p = random_params(4, 3, ct, seed=8)
+    p = GMMParams.from_covariances(np.array([0.3, 2.0, 1e-5, 0.9]), p.means + 1e3,
+                                   p.covariances, ct)
+    X = rng.normal(scale=3, size=(500, 3)) + 1e3
+    logp = np.column_stack([multivariate_normal(p.means[k], dense_cov(p, k)).logpdf(X)
+                            for k in range(4)]) + np.log(p.weights)
+    log_r = logp - logsumexp(logp, axis=1)[:, None]
+    expected = float(np.sum(np.exp(log_r) * log_r))
+    got = responsibility_entropy(chunk_stats(X, None, 0, p), p)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9 * len(X))
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts=ragged_cuts(), ct=st.sampled_from(TYPES))
+def test_any_chunking_gives_the_same_variational_step(cuts, ct):
+    from distgmm.numerics import chunk_stats, merge_all
+    from distgmm.numerics.variational import resolve_priors, vb_m_step, vb_update
+
+    X, _, _ = mixture(3, 3, 300, seed=4)
+    priors = resolve_priors(ct, "dirichlet_process", 4, X.mean(axis=0),
+                            np.cov(X.T) if ct in ("full", "tied") else X.var(axis=0, ddof=1))
+    resp = np.random.default_rng(5).dirichlet(np.ones(4), size=len(X))
+    vb = vb_m_step(*_estimate_gaussian_parameters(X, resp, 1e-6, ct), priors)
+    sent = estep_params(vb)
+    whole, lb = vb_update(chunk_stats(X, None, 0, sent), sent, priors, 1e-6)
+    parts, lb_parts = vb_update(merge_all([chunk_stats(X[a:b], None, a, sent)
+                                           for a, b in zip(cuts[:-1], cuts[1:])]),
+                                sent, priors, 1e-6)
+    assert lb_parts == pytest.approx(lb, rel=1e-11)
+    for name in ("weight_concentration", "means", "covariances", "degrees_of_freedom"):
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-10)
