@@ -437,3 +437,21 @@ def test_any_chunking_gives_the_same_variational_step(cuts, ct):
     assert lb_parts == pytest.approx(lb, rel=1e-11)
     for name in ("weight_concentration", "means", "covariances", "degrees_of_freedom"):
         np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-10)
+
+
+def test_benchmark_script_runs_at_smoke_size(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bayes.py"
+    spec = importlib.util.spec_from_file_location("bench_bayes", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bayes"
+    assert bench.main(["--case", "smoke", "--iterations", "2", "--rounds", "1",
+                       "--no-cluster", "--out", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())["rows"][0]
+    for system in ("distgmm_gmm_inprocess", "distgmm_bayes_inprocess", "sklearn_bayes"):
+        assert len(row["iterations"][system]) == 2 and row[system] > 0, system
+    assert "| smoke | full |" in out.with_suffix(".md").read_text()
