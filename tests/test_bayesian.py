@@ -455,3 +455,30 @@ def test_benchmark_script_runs_at_smoke_size(tmp_path):
     for system in ("distgmm_gmm_inprocess", "distgmm_bayes_inprocess", "sklearn_bayes"):
         assert len(row["iterations"][system]) == 2 and row[system] > 0, system
     assert "| smoke | full |" in out.with_suffix(".md").read_text()
+
+
+def test_job_spec_model_kind():
+    from distgmm.jobs.spec import JobSpec
+
+    base = {"input": {"path": "/d/x.zarr"}, "model": {"n_components": 8},
+            "output": {"path": "/d/out"}}
+    gmm = JobSpec.from_mapping(base)
+    bayes = JobSpec.from_mapping(base, ["model.kind=bayes",
+                                        "model.weight_concentration_prior=0.01"])
+    assert gmm.model.kind == "gmm" and bayes.model.kind == "bayes"
+    assert set(GaussianMixture().get_params()) >= set(gmm.model.estimator_params())
+    params = bayes.model.estimator_params()
+    assert params["weight_concentration_prior"] == 0.01
+    assert params["weight_concentration_prior_type"] == "dirichlet_process"
+    assert set(BayesianGaussianMixture().get_params()) >= set(params)
+    BayesianGaussianMixture(**params)._validate_params()
+    assert gmm.fingerprint() != bayes.fingerprint()
+    for overrides, match in (
+            (["model.kind=bayes", "model.n_components=2..5"], "bayes fits one model"),
+            (["model.kind=bayes", "model.init_params=previous"], "with kind: bayes use"),
+            (["model.weight_concentration_prior=1"], "apply to kind: bayes only"),
+            (["model.kind=bayes", "model.weight_concentration_prior=0"], "greater than 0"),
+            (["model.kind=bays"], "gmm.*bayes")):
+        with pytest.raises(ValueError, match=match) as info:
+            JobSpec.from_mapping(base, overrides)
+        assert "\n" not in str(info.value)
