@@ -423,6 +423,8 @@ def info(model_path, system, reporter):
         click.echo(f"features: {', '.join(meta['feature_names'])}")
     click.echo(f"fit: {fit['n_iter']} iterations, converged={fit['converged']}, "
                f"lower bound {fit['lower_bound']:.6f}")
+    if meta.get("kind") == "bayes":
+        click.echo("kind: bayes (BayesianGaussianMixture: variational lower bound)")
     for key in ("n_samples", "bic", "aic", "cluster_sizes"):
         if key in meta.get("metrics", {}):
             click.echo(f"{key}: {meta['metrics'][key]}")
