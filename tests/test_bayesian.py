@@ -325,6 +325,8 @@ def test_cli_fit_estimator_bayes_publishes_and_reports(scheduler_address, tmp_pa
     assert m["cluster_sizes"] == np.bincount(model.predict(X), minlength=8).tolist()
     page = (out / "report.html").read_text()
     assert page.count("switched off</td>") == 5 and "3 of 8 components used" in page
+    r = run_cli("info", out / "model")
+    assert r.returncode == 0 and "kind: bayes" in r.stdout
     # predict with the saved Bayesian model
     scored = tmp_path / "scored"
     r = run_cli("predict", out, tmp_path / "x.npy", "--output", scored, "--quiet",
