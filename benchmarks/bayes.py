@@ -78,9 +78,15 @@ def iterations_sklearn_bayes(X, k, ct, n) -> list:
 
     from sklearn.mixture import BayesianGaussianMixture
 
+    class _ScalarBound(BayesianGaussianMixture):
+        # scikit-learn's tied bound is a 1-element array, which its own verbose=2 line
+        # cannot format (TypeError): hand it the float (costs nothing per iteration)
+        def _compute_lower_bound(self, *args, **kwargs):
+            return float(np.ravel(super()._compute_lower_bound(*args, **kwargs))[0])
+
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        BayesianGaussianMixture(n_components=k, covariance_type=ct, tol=0, max_iter=n,
+        _ScalarBound(n_components=k, covariance_type=ct, tol=0, max_iter=n,
                                 random_state=0, init_params="random_from_data", verbose=2,
                                 verbose_interval=1).fit(X)
     # the first lapse runs from the end of the initialisation: it is an iteration too
