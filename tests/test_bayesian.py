@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture as SKB
 from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from test_numerics import ragged_cuts
 
 from distgmm import BayesianGaussianMixture, GaussianMixture, load_model
@@ -484,3 +485,10 @@ def test_job_spec_model_kind():
         with pytest.raises(ValueError, match=match) as info:
             JobSpec.from_mapping(base, overrides)
         assert "\n" not in str(info.value)
+
+
+@parametrize_with_checks([BayesianGaussianMixture(n_components=2, max_iter=20)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
