@@ -18,7 +18,8 @@ del PackageNotFoundError, version
 
 _EXPORTS = {
     "GaussianMixture": "distgmm.estimator",
-    "load_model": "distgmm.estimator",
+    "BayesianGaussianMixture": "distgmm.bayesian",
+    "load_model": "distgmm.bayesian",
     "save_model": "distgmm.io.model",
     "GMMParams": "distgmm.numerics.params",
     "select_model": "distgmm.selection",
@@ -29,11 +30,13 @@ _EXPORTS = {
     "sample_mixture": "distgmm.parallel.sample",
     "sample_job": "distgmm.jobs.sample",
 }
-__all__ = ["GMMParams", "GaussianMixture", "JobSpec", "load_model", "open_source", "predict_job",
-           "run_job", "sample_job", "sample_mixture", "save_model", "select_model"]
+__all__ = ["BayesianGaussianMixture", "GMMParams", "GaussianMixture", "JobSpec", "load_model",
+           "open_source", "predict_job", "run_job", "sample_job", "sample_mixture", "save_model",
+           "select_model"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
-    from .estimator import GaussianMixture, load_model
+    from .bayesian import BayesianGaussianMixture, load_model
+    from .estimator import GaussianMixture
     from .io.model import save_model
     from .io.sources import open_source
     from .jobs.pipeline import predict_job, run_job

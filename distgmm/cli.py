@@ -295,6 +295,14 @@ def _outliers_option(f):
 @click.option("--n-components", "-k", type=int, required=True, help="Number of components.")
 @click.option("--covariance-type", type=click.Choice(options.COVARIANCE_TYPES),
               default="full", show_default=True)
+@click.option("--estimator", "kind", type=click.Choice(options.ESTIMATORS), default="gmm",
+              show_default=True, help="gmm: EM (GaussianMixture); bayes: variational "
+              "BayesianGaussianMixture, -k an upper bound, extra components switched off.")
+@click.option("--weight-concentration-prior-type", type=click.Choice(
+    options.WEIGHT_CONCENTRATION_PRIOR_TYPES), default="dirichlet_process",
+    show_default=True, help="--estimator bayes: the weights' prior.")
+@click.option("--weight-concentration-prior", type=float, default=None,
+              help="--estimator bayes: its concentration (> 0) [default: 1/k].")
 @_em_options
 @_outliers_option
 @_input_options
@@ -302,17 +310,21 @@ def _outliers_option(f):
 @_cluster_options
 @_restart_option
 @_common
-def fit(input_path, n_components, covariance_type, restart, reporter, **kw):
+def fit(input_path, n_components, covariance_type, kind, restart, reporter, **kw):
     """Fit a mixture to INPUT and publish model/, metrics.json and labels to --output.
 
     INPUT is a Zarr store (directory, .zip or URL), a Parquet file or dataset, or a
     .npy file. The EM state is checkpointed after every iteration next to the output
     (.OUTPUT.checkpoint.json); a rerun of the same command resumes from it.
     """
-    _run_model_job(input_path, {"n_components": n_components,
-                                "covariance_type": covariance_type,
-                                "outliers": kw.pop("outliers")},
-                   kw, "distgmm fit", restart, reporter)
+    model = {"n_components": n_components, "covariance_type": covariance_type, "kind": kind,
+             "outliers": kw.pop("outliers")}
+    for key, default in (("weight_concentration_prior_type", "dirichlet_process"),
+                         ("weight_concentration_prior", None)):
+        value = kw.pop(key)
+        if value != default:  # the spec refuses a prior with --estimator gmm
+            model[key] = value
+    _run_model_job(input_path, model, kw, "distgmm fit", restart, reporter)
 
 
 @cli.command()
@@ -359,11 +371,13 @@ def _with_storage_options(spec, items):
               "$DASK_SCHEDULER_ADDRESS, else an embedded local cluster).")
 @click.option("--n-workers", type=int, help="Workers of the embedded cluster.")
 @click.option("--memory-limit", metavar="SIZE", help="Memory per embedded worker.")
+@click.option("--estimator", "kind", type=click.Choice(options.ESTIMATORS), default=None,
+              help="Override the spec's model.kind (gmm or bayes).")
 @_outliers_option
 @_STORAGE_OPTION
 @_restart_option
 @_common
-def run(job, settings, overwrite, address, n_workers, memory_limit, restart, reporter,
+def run(job, settings, overwrite, address, n_workers, memory_limit, kind, restart, reporter,
         outliers=None, storage_option=()):
     """Run the job spec JOB (.yaml or .toml).
 
@@ -376,6 +390,8 @@ def run(job, settings, overwrite, address, n_workers, memory_limit, restart, rep
 
     if overwrite:
         settings = (*settings, "output.overwrite=true")
+    if kind is not None:
+        settings = (*settings, f"model.kind={kind}")
     for key, value in (("address", address), ("n_workers", n_workers),
                        ("memory_limit", memory_limit)):
         if value is not None:
@@ -522,6 +538,8 @@ def info(model_path, system, reporter, storage_option=()):
         click.echo(f"features: {', '.join(meta['feature_names'])}")
     click.echo(f"fit: {fit['n_iter']} iterations, converged={fit['converged']}, "
                f"lower bound {fit['lower_bound']:.6f}")
+    if meta.get("kind") == "bayes":
+        click.echo("kind: bayes (BayesianGaussianMixture: variational lower bound)")
     for key in ("n_samples", "bic", "aic", "cluster_sizes"):
         if key in meta.get("metrics", {}):
             click.echo(f"{key}: {meta['metrics'][key]}")

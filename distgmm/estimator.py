@@ -457,6 +457,14 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
             getattr(self, "covariances_", None),
         )
 
+    def _warm_params(self):
+        """Where a warm start begins (another estimator's EM state: its own value)."""
+        return self.fitted_params()
+
+    def _em_steps(self) -> dict:
+        """``send``/``update`` for :func:`~distgmm.parallel.em.run_em`: none for EM."""
+        return {}
+
     # ---------------------------------------------------------------- predict
     def _predict_blocks(self, blocks: Blocks, numpy_fn, dask_fn):
         params = self.fitted_params()
@@ -631,6 +639,7 @@ class _Restarts:
                 data, params, tol=m.tol, max_iter=m.max_iter, reg_covar=m.reg_covar,
                 compute_dtype=m.compute_dtype, lower_bound=lower_bound,
                 callback=partial(self._iterated, init), resume=resume, on_result=save,
+                **m._em_steps(),
             )
         except CollapseError as e:
             if m.compute_dtype == "float32":
@@ -651,7 +660,7 @@ class _Restarts:
         if resume is not None:  # run_em mutates it; the saved state holds snapshots
             return None, -np.inf, replace(resume, lower_bounds=list(resume.lower_bounds))
         if self.warm:
-            return self.model.fitted_params(), self.model.lower_bound_, None
+            return self.model._warm_params(), self.model.lower_bound_, None
         return self.model._initial(data, self.state.seeds[init]), -np.inf, None
 
     def _iterated(self, init: int, info: IterationInfo) -> None:
@@ -823,6 +832,9 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
         holds the stored metrics.
     """
     saved = read_model(path, storage_options=storage_options)
+    if saved.kind != "gmm":
+        raise unreadable(path, f"it is a {saved.kind!r} model (BayesianGaussianMixture), "
+                               "not a GaussianMixture: load it with distgmm.load_model")
     # keys a newer distgmm added are left out; values this version does not know are
     # refused below, as a fit would refuse them
     known = GaussianMixture().get_params()

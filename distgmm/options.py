@@ -22,6 +22,13 @@ CACHES = ("auto", "memory", "none")
 COMPUTE_DTYPES = ("float64", "float32")
 """Precision of the E-step arithmetic on a tile of rows (statistics are float64)."""
 
+WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+"""Weight priors of :class:`distgmm.BayesianGaussianMixture` (scikit-learn's)."""
+
+ESTIMATORS = ("gmm", "bayes")
+"""Estimator kinds: ``GaussianMixture`` (EM) or ``BayesianGaussianMixture`` (variational);
+the CLI's ``--estimator``, a job spec's ``model.kind`` and a model file's ``kind``."""
+
 CRITERIA = ("bic", "aic")
 """Model-selection criteria of a sweep (lower is better)."""
 

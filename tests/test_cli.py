@@ -85,11 +85,14 @@ def test_cli_choices_are_the_options_lists():
     expected = {"covariance_type": options.COVARIANCE_TYPES, "init_params": options.INIT_PARAMS,
                 "cache": options.CACHES, "compute_dtype": options.COMPUTE_DTYPES,
                 "criterion": options.CRITERIA, "input_format": options.INPUT_FORMATS,
-                "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json")}
+                "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json"),
+                "kind": options.ESTIMATORS,
+                "weight_concentration_prior_type": options.WEIGHT_CONCENTRATION_PRIOR_TYPES}
     commands = cli.commands
     fit, sweep, demo = commands["fit"], commands["sweep"], commands["demo"]
     for command, names in ((fit, ["covariance_type", "init_params", "cache", "compute_dtype",
-                                  "input_format", "output_format", "log_format"]),
+                                  "input_format", "output_format", "log_format", "kind",
+                                  "weight_concentration_prior_type"]),
                            (sweep, ["criterion", "init_params", "cache", "compute_dtype",
                                     "input_format", "output_format", "log_format"]),
                            (demo, ["covariance_type", "log_format"]),

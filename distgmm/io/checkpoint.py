@@ -19,6 +19,7 @@ import uuid
 import numpy as np
 
 from ..numerics.params import GMMParams
+from ..numerics.variational import VBParams, mixture_weights
 from ..parallel.em import EMResult, FitState
 from .integrity import (
     MAX_CHECKPOINT_BYTES,
@@ -45,19 +46,39 @@ class CorruptCheckpoint(CheckpointMismatch):
 _PARAM_KEYS = ("covariance_type", "weights", "means", "precisions_cholesky", "covariances")
 
 
-def _params_doc(p: GMMParams) -> dict:
+def _params_doc(p: GMMParams | VBParams) -> dict:
+    if isinstance(p, VBParams):
+        return _vb_doc(p)
     return {"covariance_type": p.covariance_type, "weights": p.weights.tolist(),
             "means": p.means.tolist(), "precisions_cholesky": p.precisions_cholesky.tolist(),
             "covariances": None if p.covariances is None else p.covariances.tolist()}
 
 
-def _params_from(doc: dict) -> GMMParams:
+def _params_from(doc: dict) -> GMMParams | VBParams:
+    if doc.get("kind") == "bayes":
+        return _vb_from(doc)
     cov = doc["covariances"]
     return GMMParams(np.asarray(doc["weights"], dtype=np.float64),
                      np.asarray(doc["means"], dtype=np.float64),
                      np.asarray(doc["precisions_cholesky"], dtype=np.float64),
                      doc["covariance_type"],
                      None if cov is None else np.asarray(cov, dtype=np.float64))
+
+
+_VB_ARRAYS = ("weight_concentration", "mean_precision", "means", "degrees_of_freedom",
+              "covariances", "precisions_cholesky")
+
+
+def _vb_doc(p: VBParams) -> dict:
+    """A BayesianGaussianMixture's EM state: its variational posterior."""
+    return {"kind": "bayes", "covariance_type": p.covariance_type,
+            "weight_concentration_prior_type": p.weight_concentration_prior_type,
+            **{name: getattr(p, name).tolist() for name in _VB_ARRAYS}}
+
+
+def _vb_from(doc: dict) -> VBParams:
+    arrays = [np.asarray(doc[name], dtype=np.float64) for name in _VB_ARRAYS]
+    return VBParams(*arrays, doc["covariance_type"], doc["weight_concentration_prior_type"])
 
 
 def _result_doc(r: EMResult | None) -> dict | None:
@@ -74,6 +95,8 @@ def _result_from(doc, what: str, expect: dict) -> EMResult | None:
     params = doc.get("params") if isinstance(doc, dict) else None
     if not isinstance(params, dict):
         raise CorruptState(f"{what}has no parameters")
+    if params.get("kind") == "bayes":
+        return _vb_result_from(doc, params, what, expect)
     missing = [k for k in _PARAM_KEYS if k not in params]
     if missing:
         raise CorruptState(f"{what}parameters lack {', '.join(missing)}")
@@ -90,6 +113,39 @@ def _result_from(doc, what: str, expect: dict) -> EMResult | None:
                         what=what, require_iteration=True)
     return EMResult(GMMParams(w, mu, pc, ct, cov), fit["lower_bound"], fit["lower_bounds"],
                     fit["n_iter"], fit["converged"])
+
+
+def _vb_result_from(doc: dict, params: dict, what: str, expect: dict) -> EMResult:
+    """A BayesianGaussianMixture restart's stored posterior, checked like a GMM's: its
+    expected weights, means and precision factors, plus positive posterior counts."""
+    missing = [k for k in (*_VB_ARRAYS, "covariance_type", "weight_concentration_prior_type")
+               if k not in params]
+    if missing:
+        raise CorruptState(f"{what}parameters lack {', '.join(missing)}")
+    try:
+        vb = _vb_from(params)
+    except (TypeError, ValueError) as e:
+        raise CorruptState(f"{what}posterior arrays are garbled ({e})") from None
+    for name in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
+        value = getattr(vb, name)
+        if not (np.all(np.isfinite(value)) and np.all(value > 0)):
+            raise CorruptState(f"{what}{name} is not finite and positive")
+    ct = vb.covariance_type
+    if expect.get("covariance_type", ct) != ct:
+        raise CorruptState(f"{what}covariance_type is {ct!r}, the job's is "
+                           f"{expect['covariance_type']!r}")
+    shape = ((expect["n_components"], expect["n_features"])
+             if "n_components" in expect and "n_features" in expect else None)
+    try:
+        weights = mixture_weights(vb)
+    except (TypeError, ValueError, IndexError) as e:
+        raise CorruptState(f"{what}weight_concentration is garbled ({e})") from None
+    check_params(weights, vb.means, vb.precisions_cholesky, ct, vb.covariances, what=what,
+                 shape=shape)
+    fit = check_history(doc, tol=expect.get("tol"), max_iter=expect.get("max_iter"),
+                        what=what, require_iteration=True)
+    return EMResult(vb, fit["lower_bound"], fit["lower_bounds"], fit["n_iter"],
+                    fit["converged"])
 
 
 def _state_from(state, expect: dict) -> FitState:

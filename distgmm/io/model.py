@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..options import COVARIANCE_TYPES, covariance_shape
+from ..options import COVARIANCE_TYPES, ESTIMATORS, covariance_shape
 from .integrity import (
     HASH_KEY,
     MAX_MODEL_JSON_BYTES,
@@ -55,6 +55,43 @@ MODEL_JSON = "model.json"
 ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "precisions")
 # constructor parameters that hold arrays: saved as .npy files beside the fitted ones
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+# a BayesianGaussianMixture (``kind`` "bayes") adds its posterior's and priors' arrays;
+# its scalar priors go in model.json under "bayes"
+BAYES_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom",
+                "fitted_mean_prior", "fitted_covariance_prior")
+# its constructor's priors given as arrays are saved as .npy too (numbers stay in JSON)
+_BAYES_ARRAY_PARAMS = ("mean_prior", "covariance_prior")
+_BAYES_SCALARS = ("weight_concentration_prior", "mean_precision_prior",
+                  "degrees_of_freedom_prior")
+
+
+def model_kind(model) -> str:
+    """``"bayes"`` for a variational mixture (it has a posterior), else ``"gmm"``."""
+    return "bayes" if hasattr(model, "weight_concentration_") else "gmm"
+
+
+def _bayes_arrays(model) -> dict:
+    """The posterior's and priors' arrays of a ``bayes`` model (float64)."""
+    if model_kind(model) != "bayes":
+        return {}
+    k = model.n_components
+    out = {"weight_concentration": np.asarray(model.weight_concentration_, np.float64),
+           "mean_precision": np.asarray(model.mean_precision_, np.float64),
+           "degrees_of_freedom": np.broadcast_to(
+               np.asarray(model.degrees_of_freedom_, np.float64), (k,)),
+           "fitted_mean_prior": np.asarray(model.mean_prior_, np.float64)}
+    if model.covariance_type != "spherical":
+        out["fitted_covariance_prior"] = np.asarray(model.covariance_prior_, np.float64)
+    return out
+
+
+def _bayes_doc(model) -> dict | None:
+    if model_kind(model) != "bayes":
+        return None
+    priors = {name: float(getattr(model, name + "_")) for name in _BAYES_SCALARS}
+    if model.covariance_type == "spherical":
+        priors["covariance_prior"] = float(model.covariance_prior_)
+    return {"priors": priors}
 
 
 def library_versions() -> dict:
@@ -85,7 +122,7 @@ def _json_params(model) -> dict:
     for key, value in model.get_params(deep=False).items():
         if isinstance(value, np.generic):
             value = value.item()
-        if key in _ARRAY_PARAMS:
+        if key in _ARRAY_PARAMS or _is_array_param(key, value):
             value = None
         elif key == "random_state" and not (value is None or isinstance(value, int)):
             warnings.warn(
@@ -98,11 +135,16 @@ def _json_params(model) -> dict:
     return out
 
 
+def _is_array_param(key: str, value) -> bool:
+    return key in _BAYES_ARRAY_PARAMS and value is not None and np.ndim(value) > 0
+
+
 def _init_arrays(model) -> dict:
-    """The constructor's initial arrays that are set, as float64."""
+    """The constructor's initial arrays that are set (and array priors), as float64."""
     params = model.get_params(deep=False)
-    return {key: np.asarray(params[key], dtype=np.float64) for key in _ARRAY_PARAMS
-            if params.get(key) is not None}
+    return {key: np.asarray(params[key], dtype=np.float64) for key in params
+            if (key in _ARRAY_PARAMS and params[key] is not None)
+            or _is_array_param(key, params[key])}
 
 
 def _expected_shapes(ct: str, k: int, d: int) -> dict:
@@ -118,6 +160,7 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
+        "kind": model_kind(model),
         "covariance_type": model.covariance_type,
         "n_components": int(k),
         "n_features": int(d),
@@ -130,11 +173,12 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
             "lower_bound": float(model.lower_bound_),
             "lower_bounds": [float(v) for v in getattr(model, "lower_bounds_", [])],
         },
-        "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model))},
+        "arrays": {name: f"{name}.npy" for name in (*ARRAYS, *_init_arrays(model),
+                                                     *_bayes_arrays(model))},
         "versions": library_versions(),
         "metrics": metrics or {},
         **_outliers_metadata(model),
-    }
+    } | ({"bayes": _bayes_doc(model)} if model_kind(model) == "bayes" else {})
 
 
 def _outliers_metadata(model) -> dict:
@@ -154,7 +198,8 @@ def write_model_files(model, url: str, metrics: dict | None = None,
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     fs.makedirs(path, exist_ok=True)
     meta = model_metadata(model, metrics)
-    arrays = {name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+    arrays = ({name: getattr(model, name + "_") for name in ARRAYS} | _init_arrays(model)
+              | _bayes_arrays(model))
     meta["checksums"] = {}
     for name, value in arrays.items():
         buf = io.BytesIO()
@@ -280,6 +325,11 @@ class SavedModel:
     metrics : dict
     outliers : dict or None
         ``fraction`` and ``threshold`` of the outlier flag, if the model has one.
+    kind : {"gmm", "bayes"}
+        Which estimator wrote it (files without the field are ``"gmm"``).
+    bayes : dict or None
+        ``{"priors": {...}}``, the scalar priors of a ``bayes`` model (its arrays are
+        in ``arrays``).
     """
 
     params: dict
@@ -289,6 +339,8 @@ class SavedModel:
     feature_names: list | None
     metrics: dict
     outliers: dict | None = None
+    kind: str = "gmm"
+    bayes: dict | None = None
 
 
 def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
@@ -368,8 +420,17 @@ def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
     tol, max_iter = params.get("tol"), params.get("max_iter")
     fit = check_history(meta["fit"], tol=tol if isinstance(tol, (int, float)) else None,
                         max_iter=max_iter if isinstance(max_iter, int) else None)
+    kind = meta.get("kind", "gmm")
+    if kind not in ESTIMATORS:
+        raise unreadable(path, f"unknown kind {kind!r}, expected one of {ESTIMATORS}")
+    bayes = None
+    if kind == "bayes":
+        arrays |= _read_bayes_arrays(meta, fs, root, path, params)
+        bayes = {"priors": {key: float(value)
+                            for key, value in meta["bayes"]["priors"].items()}}
     return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
-                      meta.get("metrics", {}), _saved_outliers(meta, path))
+                      meta.get("metrics", {}), outliers=_saved_outliers(meta, path),
+                      kind=kind, bayes=bayes)
 
 
 def _saved_outliers(meta: dict, path: str) -> dict | None:
@@ -381,3 +442,21 @@ def _saved_outliers(meta: dict, path: str) -> dict | None:
     if not (0.0 < fraction < 0.5 and np.isfinite(threshold)):
         raise unreadable(path, f"its outliers entry {saved!r} is out of range")
     return {"fraction": fraction, "threshold": threshold}
+
+
+def _read_bayes_arrays(meta: dict, fs, root: str, path: str, params: dict) -> dict:
+    k, d, ct = int(meta["n_components"]), int(meta["n_features"]), meta["covariance_type"]
+    dp = params.get("weight_concentration_prior_type") == "dirichlet_process"
+    shapes = {"weight_concentration": (2, k) if dp else (k,), "mean_precision": (k,),
+              "degrees_of_freedom": (k,), "fitted_mean_prior": (d,)}
+    if ct != "spherical":
+        shapes["fitted_covariance_prior"] = (d,) if ct == "diag" else (d, d)
+    arrays = {}
+    for name, shape in shapes.items():
+        arrays[name] = _load_array(fs, root, meta, name, path, shape)
+        if arrays[name].shape != shape:
+            raise unreadable(path, f"{name} has shape {arrays[name].shape}, expected {shape}")
+    for key in _BAYES_ARRAY_PARAMS:  # checked against the parameters by the estimator
+        if key in meta["arrays"]:
+            params[key] = _load_array(fs, root, meta, key, path)
+    return arrays

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ..bayesian import BayesianGaussianMixture
 from ..estimator import GaussianMixture
 from ..numerics.finite import NonFiniteError
 from ..selection import select_model
@@ -46,7 +47,8 @@ def _fit_job_model(spec, loaded: LoadedInput, previous: PreviousRun | None,
             params.update(warm_start_params(previous.model, params["n_components"],
                                             params["covariance_type"],
                                             loaded.dataset.n_features))
-        model, selection = GaussianMixture(**params), None
+        estimator = BayesianGaussianMixture if spec.model.kind == "bayes" else GaussianMixture
+        model, selection = estimator(**params), None
         _fit_with_checkpoint(model, loaded, reporter)
     if loaded.dataset.feature_names:
         model.feature_names_in_ = np.asarray(loaded.dataset.feature_names, dtype=object)

@@ -33,6 +33,19 @@ def scoring_metrics(dataset: Dataset, model_path: str, n_components: int, total:
             **_where(dataset, predictions_path)}
 
 
+SWITCHED_OFF_WEIGHT = 1e-3
+"""A Bayesian mixture's component with a weight below this is reported switched off."""
+
+
+def _bayes(model) -> dict:
+    """``kind`` and the switched-off components of a BayesianGaussianMixture (else {})."""
+    if not hasattr(model, "weight_concentration_"):
+        return {}
+    off = [int(k) for k in (model.weights_ < SWITCHED_OFF_WEIGHT).nonzero()[0]]
+    return {"kind": "bayes", "switched_off": off,
+            "effective_components": model.n_components - len(off)}
+
+
 def fit_metrics(model, dataset: Dataset, total: float, sizes,
                 predictions_path: str | None) -> dict:
     """What a fit reports: its summary, the scored rows and the information criteria."""
@@ -49,6 +62,7 @@ def fit_metrics(model, dataset: Dataset, total: float, sizes,
         "weights": model.weights_.tolist(), "cluster_sizes": scored["cluster_sizes"],
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
         **_where(dataset, predictions_path, model="model"),
+        **_bayes(model),
     }
 
 

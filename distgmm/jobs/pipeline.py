@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ..estimator import load_model
+from ..bayesian import load_model  # either kind of model
 from ..io.outputs import check_column_clash, write_json
 from ..io.publish import Publication
 from .bounds import check_apart

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..estimator import load_model
+from ..bayesian import load_model  # either kind of model
 from ..io.integrity import MAX_METRICS_BYTES, read_bounded
 from ..io.publish import SUCCESS, is_published
 from .events import Reporter

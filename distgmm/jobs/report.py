@@ -79,11 +79,11 @@ def _fig_selection(plt, table: list):
     return fig
 
 
-def _fig_weights(plt, weights, sizes):
+def _fig_weights(plt, weights, sizes, off=()):
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.6))
     ks = np.arange(len(weights))
-    a.bar(ks, weights, color=[f"C{k % 10}" for k in ks])
-    a.set_title("component weights")
+    a.bar(ks, weights, color=["lightgrey" if k in off else f"C{k % 10}" for k in ks])
+    a.set_title("component weights" + (" (grey: switched off)" if len(off) else ""))
     a.set_xlabel("component")
     b.bar(ks, sizes, color=[f"C{k % 10}" for k in ks])
     b.set_title("cluster sizes (rows labelled)")
@@ -152,7 +152,8 @@ def write_report(url: str, metrics: dict, model, projection: dict,
     figures["convergence"] = _fig_convergence(plt, curves)
     if selection:
         figures["selection"] = _fig_selection(plt, selection["candidates"])
-    figures["weights"] = _fig_weights(plt, metrics["weights"], metrics["cluster_sizes"])
+    figures["weights"] = _fig_weights(plt, metrics["weights"], metrics["cluster_sizes"],
+                                      metrics.get("switched_off", ()))
     mean, axes, _ = principal_axes(projection["total"], projection["n"], projection["cross"],
                                    projection.get("center", 0.0))
     figures["projection"] = _fig_projection(
@@ -181,11 +182,26 @@ def _full_covariances(model) -> np.ndarray:
         model.covariance_type]()
 
 
+def _bayes_rows(metrics: dict) -> str:
+    """A Bayesian mixture's weight per component, marking those switched off."""
+    if metrics.get("kind") != "bayes":
+        return ""
+    off = set(metrics.get("switched_off", ()))
+    cells = "".join(
+        f"<tr><td>{k}</td><td>{w:.6g}</td><td>{'switched off' if k in off else 'on'}</td></tr>"
+        for k, w in enumerate(metrics["weights"]))
+    return (f"<tr><th>kind</th><td>Bayesian (variational): "
+            f"{metrics.get('effective_components')} of {len(metrics['weights'])} components "
+            "used</td></tr><tr><th>weights</th><td><table><tr><th>component</th>"
+            f"<th>weight</th><th>state</th></tr>{cells}</table></td></tr>")
+
+
 def _html(metrics: dict, images: list) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(metrics.get(k)))}</td></tr>"
         for k in ("n_samples", "n_features", "n_components", "covariance_type", "n_iter",
                   "converged", "lower_bound", "bic", "aic", "cluster_sizes"))
+    rows += _bayes_rows(metrics)
     figs = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
         f"<figcaption>{name}</figcaption></figure>" for name, data in images)

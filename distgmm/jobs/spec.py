@@ -31,10 +31,12 @@ from ..options import (
     COMPUTE_DTYPES,
     COVARIANCE_TYPES,
     CRITERIA,
+    ESTIMATORS,
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
     OUTPUT_FORMATS,
     TABLE_OUTPUT_FORMATS,
+    WEIGHT_CONCENTRATION_PRIOR_TYPES,
 )
 from . import bounds
 
@@ -153,6 +155,27 @@ class ModelSpec(_Frozen):
     compute_dtype: Literal[COMPUTE_DTYPES] = "float64"  # type: ignore[valid-type]
     # flag this share of rows with the lowest density (an extra pass after the fit)
     outliers: Annotated[float, Field(gt=0, lt=0.5)] | None = None
+    # "bayes": distgmm.BayesianGaussianMixture, n_components an upper bound; the prior
+    # settings below apply to it only
+    kind: Literal[ESTIMATORS] = "gmm"  # type: ignore[valid-type]
+    weight_concentration_prior_type: Literal[  # type: ignore[valid-type]
+        WEIGHT_CONCENTRATION_PRIOR_TYPES] = "dirichlet_process"
+    weight_concentration_prior: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _bayes_fits_one_model(self):
+        if self.kind == "bayes" and self.is_sweep:
+            raise ValueError("kind: bayes fits one model and switches off the components "
+                             "it does not need: give one n_components (an upper bound) and "
+                             "one covariance_type, or kind: gmm for a sweep")
+        if self.kind == "gmm" and (self.weight_concentration_prior is not None or
+                                   self.weight_concentration_prior_type != "dirichlet_process"):
+            raise ValueError("weight_concentration_prior(_type) apply to kind: bayes only: "
+                             "set kind: bayes, or drop them")
+        if self.kind == "bayes" and self.init_params == "previous":
+            raise ValueError("init_params: previous starts a GaussianMixture from the last "
+                             "run; with kind: bayes use kmeans (or another initialisation)")
+        return self
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod
@@ -187,8 +210,11 @@ class ModelSpec(_Frozen):
         return len(ks) * len(cts) > 1
 
     def estimator_params(self) -> dict:
-        """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate)."""
-        params = self.model_dump(exclude={"criterion", "outliers"})
+        """Keyword arguments of :class:`distgmm.GaussianMixture` (one candidate), or of
+        :class:`distgmm.BayesianGaussianMixture` for ``kind: bayes``."""
+        bayes_only = {"weight_concentration_prior_type", "weight_concentration_prior"}
+        params = self.model_dump(exclude={"criterion", "kind", "outliers"}
+                                 | (bayes_only if self.kind == "gmm" else set()))
         ks, cts = self.candidates
         params.update(n_components=ks[0], covariance_type=cts[0])
         if params["init_params"] == "previous":  # used when there is no previous model

@@ -83,7 +83,7 @@ def check_collapse(nk_raw: np.ndarray, total: float) -> None:
 
 
 def estimate_gaussian_parameters(
-    stats: SuffStats, reg_covar: float
+    stats: SuffStats, reg_covar: float, *, check: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Totals -> ``(nk, means, covariances)`` as scikit-learn defines them.
 
@@ -93,6 +93,10 @@ def estimate_gaussian_parameters(
         Merged statistics of the whole data set.
     reg_covar : float
         Added to the diagonal of every covariance.
+    check : bool, default=True
+        Raise :class:`CollapseError` for a component without mass (EM cannot go on);
+        the variational M-step passes ``False``: its priors keep such a component
+        defined (it is switched off, not broken).
 
     Returns
     -------
@@ -102,7 +106,8 @@ def estimate_gaussian_parameters(
     covariances : ndarray
         Shaped by covariance type.
     """
-    check_collapse(stats.nk, stats.wsum)
+    if check:
+        check_collapse(stats.nk, stats.wsum)
     nk = stats.nk + 10 * np.finfo(np.float64).eps
     delta = stats.sx / nk[:, None]  # new means about the centre
     cov = _COVARIANCE[stats.covariance_type](stats, nk, delta, reg_covar)

@@ -66,6 +66,8 @@ def run_em(
     callback: Callable[[IterationInfo], None] | None = None,
     resume: EMResult | None = None,
     on_result: Callable[[EMResult], None] | None = None,
+    send: Callable[[object], GMMParams] | None = None,
+    update: Callable[[object, GMMParams], tuple[object, float]] | None = None,
 ) -> EMResult:
     """Iterate E- and M-steps until the lower bound changes by less than ``tol``.
 
@@ -92,6 +94,14 @@ def run_em(
         ``params``; a converged run is returned as is.
     on_result : callable, optional
         Called with the :class:`EMResult` after every iteration (for checkpoints).
+    send : callable, optional
+        ``send(params) -> GMMParams``: what the E-step pass is sent for the current
+        ``params`` (default: ``params`` themselves). Another estimator's state (the
+        variational posterior) goes through the same loop this way.
+    update : callable, optional
+        ``update(stats, sent) -> (params, lower_bound)``: the M-step and the lower
+        bound from the pass's merged statistics (default: EM's M-step, and the mean
+        log-likelihood).
 
     Returns
     -------
@@ -104,9 +114,13 @@ def run_em(
     for n_iter in range(result.n_iter + 1, max_iter + 1):
         t0 = time.perf_counter()
         prev = result.lower_bound
-        stats = e_step(blocks, result.params, compute_dtype)
-        result.params = m_step(stats, reg_covar)
-        result.lower_bound = stats.loglik / stats.wsum
+        sent = result.params if send is None else send(result.params)
+        stats = e_step(blocks, sent, compute_dtype)
+        if update is None:
+            result.params = m_step(stats, reg_covar)
+            result.lower_bound = stats.loglik / stats.wsum
+        else:
+            result.params, result.lower_bound = update(stats, sent)
         result.lower_bounds.append(result.lower_bound)
         result.n_iter = n_iter
         change = result.lower_bound - prev
