@@ -210,6 +210,10 @@ def _em_options(f):
                      default="float64", show_default=True,
                      help="Precision of the E-step arithmetic (float32: numpy tiles, "
                           "results to ~1e-5; faster only without the compiled kernel)."),
+        click.option("--missing", type=click.Choice(options.MISSING), default="error",
+                     show_default=True,
+                     help="Rows holding NaN (or the store's fill value): refuse them, or "
+                          "omit them from the fit (label -1)."),
     ]):
         f = opt(f)
     return f
@@ -221,7 +225,7 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
     from .jobs.spec import JobSpec
 
     em = ("max_iter", "tol", "reg_covar", "n_init", "init_params", "random_state", "cache",
-          "compute_dtype")
+          "compute_dtype", "missing")
     raw = {
         "input": _input_section(input_path, kw),
         "model": {**model, **{k: kw[k] for k in em}},

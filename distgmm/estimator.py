@@ -31,7 +31,14 @@ from .numerics.gaussian import (
 from .numerics.params import GMMParams, information_criteria, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
 from .numerics.suffstats import chunk_stats, merge, warn_if_no_kernel
-from .options import CACHES, COMPUTE_DTYPES, COVARIANCE_TYPES, INIT_PARAMS, covariance_shape
+from .options import (
+    CACHES,
+    COMPUTE_DTYPES,
+    COVARIANCE_TYPES,
+    INIT_PARAMS,
+    MISSING,
+    covariance_shape,
+)
 from .parallel.blas import one_blas_thread
 from .parallel.blocks import Blocks, dask_blocks, numpy_blocks
 from .parallel.em import EMResult, FitState, IterationInfo, run_em
@@ -44,6 +51,7 @@ from .parallel.inputs import (
     numpy_input,
 )
 from .parallel.lockstep import run_lockstep
+from .parallel.missing import fill_for, masked_result
 from .parallel.predict import predict_dask, predict_proba_dask, score_samples_dask
 
 _CHOICES = {
@@ -51,6 +59,7 @@ _CHOICES = {
     "init_params": INIT_PARAMS,
     "cache": CACHES,
     "compute_dtype": COMPUTE_DTYPES,
+    "missing": MISSING,
 }
 """The string parameters and their choices, from :mod:`distgmm.options`."""
 
@@ -189,6 +198,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         without a C compiler. Statistics are always summed in float64 across tiles and
         chunks and the M-step is float64, but with ``"float32"`` results agree with
         scikit-learn to about 1e-5 rather than 1e-12.
+    missing : {"error", "omit"}, default="error"
+        Rows holding NaN: ``"error"`` refuses them; ``"omit"`` leaves them out of every
+        statistic (as if their weight were 0), and the predict family gives them label
+        -1, NaN probabilities and NaN log-likelihood.
 
     Attributes
     ----------
@@ -208,6 +221,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     timings_ : dict
         Seconds spent in initialisation (``"init"``, all restarts) and in each EM
         iteration (``"iterations"``, every restart in order).
+    n_omitted_ : int
+        Rows the fit left out for missing values (0 unless ``missing="omit"``).
 
     Examples
     --------
@@ -240,6 +255,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "cache": [StrOptions(set(CACHES))],
         "compute_dtype": [StrOptions(set(COMPUTE_DTYPES))],
+        "missing": [StrOptions(set(MISSING))],
     }
 
     def __init__(
@@ -261,6 +277,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose_interval: int = 10,
         cache: str = "auto",
         compute_dtype: str = "float64",
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -278,6 +295,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.cache = cache
         self.compute_dtype = compute_dtype
+        self.missing = missing
 
     # ------------------------------------------------------------------ checks
     def _validate_params(self) -> None:
@@ -303,13 +321,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _blocks(self, X, sample_weight, *, reset: bool) -> Blocks:
         min_samples = 2 if reset else 1
+        omit = self.missing == "omit"
         if is_dask(X):
             X = dask_input(self, X, reset=reset, min_samples=min_samples)
             w = None if sample_weight is None else dask_sample_weight(sample_weight, X)
-            return dask_blocks(X, w, cache=self.cache)
-        X = numpy_input(self, X, reset=reset, min_samples=min_samples)
+            return dask_blocks(X, w, cache=self.cache, omit_missing=omit)
+        X = numpy_input(self, X, reset=reset, min_samples=min_samples, missing=self.missing)
         w = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
-        return numpy_blocks(X, w)
+        return numpy_blocks(X, w, omit_missing=omit)
 
     # ---------------------------------------------------------------- fitting
     def _initial(self, blocks: Blocks, seed: int) -> GMMParams:
@@ -387,6 +406,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _check_data(self, blocks: Blocks) -> None:
         n = blocks.n_positive_weight_rows()
+        self.n_omitted_ = blocks.n_omitted()
+        if blocks.omit_missing and n < self.n_components:
+            raise ValueError(
+                f"After leaving out the {self.n_omitted_} of {blocks.n_samples} rows that "
+                f"hold missing values, {n} rows remain (with positive weight), fewer than "
+                f"n_components={self.n_components}: use fewer components or input with "
+                "fewer missing values.")
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -448,15 +474,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ---------------------------------------------------------------- predict
     def _predict_blocks(self, blocks: Blocks, numpy_fn, dask_fn):
         params = self.fitted_params()
-        if blocks.is_dask:
-            return dask_fn(blocks.X, params)
-        return numpy_fn(blocks.X, params)
+        fn = dask_fn if blocks.is_dask else numpy_fn
+        if self.missing == "omit":
+            return masked_result(fn, blocks.X, params, _FILLS[numpy_fn])
+        return fn(blocks.X, params)
 
     def _apply(self, X, numpy_fn, dask_fn):
         params = self.fitted_params()
         if is_dask(X):
-            return dask_fn(dask_input(self, X, reset=False), params)
-        return numpy_fn(numpy_input(self, X, reset=False), params)
+            fn, X = dask_fn, dask_input(self, X, reset=False)
+        else:
+            fn, X = numpy_fn, numpy_input(self, X, reset=False, missing=self.missing)
+        if self.missing == "omit":
+            return masked_result(fn, X, params, _FILLS[numpy_fn])
+        return fn(X, params)
 
     def predict(self, X):
         """Most probable component of each row.
@@ -487,11 +518,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _total_log_likelihood(self, X) -> tuple[float, int]:
         s = self.score_samples(X)
+        omit = self.missing == "omit"  # omitted rows (NaN) count for nothing
         if is_dask(s):
             import dask
+            import dask.array as da
 
-            total, n = dask.compute(s.sum(), s.shape[0])
+            total, n = dask.compute(da.nansum(s), (~da.isnan(s)).sum()) if omit else \
+                dask.compute(s.sum(), s.shape[0])
             return float(total), int(n)
+        if omit:
+            return float(np.nansum(s)), int((~np.isnan(s)).sum())
         return float(s.sum()), len(s)
 
     def score(self, X, y=None) -> float:
@@ -576,6 +612,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                      for m, c, s in zip(self.means_, self.covariances_, counts)]
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(counts)])
         return np.vstack(parts), y
+
+
+_FILLS = {predict_block: fill_for("label"), predict_proba_block: fill_for("probabilities"),
+          score_samples_block: fill_for("log_likelihood")}
+"""What an omitted row gets from each of the predict family."""
 
 
 class _Restarts:
@@ -683,6 +724,8 @@ class SharedPasses:
     sample_weight : array-like of shape (n_samples,), default=None
     cache : {"auto", "memory", "none"}, default="auto"
         Where dask input lives meanwhile (as :class:`GaussianMixture`'s ``cache``).
+    missing : {"error", "omit"}, default="error"
+        Rows holding NaN (as :class:`GaussianMixture`'s ``missing``).
 
     Attributes
     ----------
@@ -701,8 +744,9 @@ class SharedPasses:
     >>> logliks = shared.total_log_likelihood(models)  # doctest: +SKIP
     """
 
-    def __init__(self, X, sample_weight=None, *, cache: str = "auto"):
-        self._template = GaussianMixture(cache=cache)
+    def __init__(self, X, sample_weight=None, *, cache: str = "auto",
+                 missing: str = "error"):
+        self._template = GaussianMixture(cache=cache, missing=missing)
         self._template._validate_params()
         self._data = self._template._blocks(X, sample_weight, reset=True)
         self.passes = 0
@@ -743,6 +787,7 @@ class SharedPasses:
         for i, m in enumerate(models):
             m._validate_params()
             m.n_features_in_ = self._template.n_features_in_
+            m.n_omitted_ = self._data.n_omitted()
             if hasattr(self._template, "feature_names_in_"):
                 m.feature_names_in_ = self._template.feature_names_in_
             m._check_parameters(self.n_features)

@@ -29,6 +29,7 @@ class PredictionOptions:
     probabilities: bool = False
     log_likelihood: bool = False
     format: str = "auto"
+    missing: str = "error"  # "omit": rows holding NaN get label -1 and NaN results
 
     @property
     def any(self) -> bool:
@@ -62,9 +63,13 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
     import dask.array as da
     import zarr
 
+    from ..parallel.missing import masked_all
     from ..parallel.predict import predict_all_dask
 
-    labels, loglik, proba = predict_all_dask(dataset.X, params)
+    if opts.missing == "omit":
+        labels, loglik, proba = masked_all(predict_all_dask, dataset.X, params)
+    else:
+        labels, loglik, proba = predict_all_dask(dataset.X, params)
     wanted = {"label": (labels.astype(np.int32), opts.labels),
               "log_likelihood": (loglik, opts.log_likelihood),
               "probabilities": (proba, opts.probabilities)}
@@ -90,8 +95,10 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
         stored = da.store(sources, targets, lock=False, compute=False)
         # one lazy collection per target (a tuple when there are several)
         writes = list(stored) if isinstance(stored, (tuple, list)) else [stored]
-    sizes = da.bincount(labels, minlength=params.n_components)
-    return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None)
+    # omitted rows (label -1, NaN log-likelihood) are in neither statistic
+    sizes = da.bincount(labels + 1, minlength=params.n_components + 1)[1:]
+    total = da.nansum(loglik) if opts.missing == "omit" else loglik.sum()
+    return PendingPredictions(writes, total, sizes, url if sources else None)
 
 
 def prediction_frame(part, params: GMMParams, features: list, keep: list,
@@ -107,7 +114,12 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
     start = 0
     if offsets is not None and partition_info is not None:
         start = int(offsets[partition_info["number"]])
-    res = predict_all_block(X, params, start)
+    if opts.missing == "omit":
+        from ..parallel.missing import masked_all
+
+        res = np.column_stack(masked_all(predict_all_block, X, params))
+    else:
+        res = predict_all_block(X, params, start)
     out = {"label": res[:, 0].astype(np.int32), "log_likelihood": res[:, 1]}
     if opts.probabilities:
         for j in range(params.n_components):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -67,7 +68,8 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     """
     t0 = time.perf_counter()
     params = model.fitted_params()
-    pending = predictions(dataset, params, pub.staging_url, prediction_options(output),
+    pending = predictions(dataset, params, pub.staging_url,
+                          replace(prediction_options(output), missing=model.missing),
                           output.storage_options)
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
@@ -110,10 +112,11 @@ def score_rows(client, model, dataset: Dataset, output, pub: Publication,
                reporter: Reporter, model_path: str) -> dict:
     """Score an input with a saved model into the staging directory (no ``model/``)."""
     pending = predictions(dataset, model.fitted_params(), pub.staging_url,
-                          prediction_options(output), output.storage_options)
+                          replace(prediction_options(output), missing=model.missing),
+                          output.storage_options)
     *_, total, sizes = compute(
         client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes],
         reporter, "scoring")
     return scoring_metrics(dataset, model_path, model.n_components, float(total), sizes,
-                           pending.path)
+                           pending.path, missing=model.missing)
 

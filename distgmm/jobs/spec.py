@@ -33,6 +33,7 @@ from ..options import (
     CRITERIA,
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
+    MISSING,
     OUTPUT_FORMATS,
 )
 
@@ -131,6 +132,7 @@ class ModelSpec(_Frozen):
     random_state: int | None = 0
     cache: Literal[CACHES] = "auto"  # type: ignore[valid-type]
     compute_dtype: Literal[COMPUTE_DTYPES] = "float64"  # type: ignore[valid-type]
+    missing: Literal[MISSING] = "error"  # type: ignore[valid-type]
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod
