@@ -158,3 +158,22 @@ def test_cli_missing_errors_exit_2(tmp_path, args, message):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("distgmm: error")]
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_two_d_predictions_open_in_xarray(tmp_path):
+    import xarray as xr
+
+    Xn, keep = _with_missing(seed=13)
+    np.save(tmp_path / "x.npy", Xn)
+    r = run_cli("fit", str(tmp_path / "x.npy"), "-k", "3", "--missing", "omit", "-o",
+                str(tmp_path / "out"), "--probabilities", "--log-likelihood",
+                "--n-workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr
+    ds = xr.open_zarr(str(tmp_path / "out" / "predictions.zarr"))
+    assert ds["label"].dims == ("row",) and ds["log_likelihood"].dims == ("row",)
+    assert ds["probabilities"].dims == ("row", "component")
+    assert ds.sizes == {"row": len(Xn), "component": 3}
+    g = zarr.open_group(str(tmp_path / "out" / "predictions.zarr"), mode="r")
+    np.testing.assert_array_equal(ds["label"].values, g["label"][:])
+    assert (ds["label"].values[~keep] == -1).all()

@@ -19,6 +19,8 @@ from ..numerics.predict import predict_all_block
 from ..options import OUTPUT_FORMATS
 
 PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet"}
+ROW_DIMS = ("row", "component")
+"""Dimension names of 2-D input's prediction arrays (Zarr v3 ``dimension_names``)."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,16 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
                 continue
             arr = arr.rechunk({0: rows})
             z = group.create_array(name, shape=arr.shape, dtype=arr.dtype,
-                                   chunks=(rows,) + arr.shape[1:])
+                                   chunks=(rows,) + arr.shape[1:],
+                                   dimension_names=ROW_DIMS[:arr.ndim])
             # misaligned dask -> zarr writes can lose data silently (zarr-python #3682)
             if not _aligned(arr.chunks[0], z.chunks[0]):
                 raise RuntimeError(f"dask chunks {arr.chunks[0]} do not align with Zarr "
                                    f"chunks {z.chunks}; refusing to write.")
             sources.append(arr)
             targets.append(z)
+    if sources:
+        consolidate(group.store)
     writes = []
     if sources:
         stored = da.store(sources, targets, lock=False, compute=False)
@@ -99,6 +104,19 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
     sizes = da.bincount(labels + 1, minlength=params.n_components + 1)[1:]
     total = da.nansum(loglik) if opts.missing == "omit" else loglik.sum()
     return PendingPredictions(writes, total, sizes, url if sources else None)
+
+
+def consolidate(store) -> None:
+    """Consolidate a group's metadata (only metadata: arrays' data may come later), so
+    ``xarray.open_zarr`` opens it without a warning or a listing of the store."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        # zarr says consolidated metadata is not in the v3 spec; xarray reads it anyway
+        warnings.simplefilter("ignore", UserWarning)
+        zarr.consolidate_metadata(store)
 
 
 def prediction_frame(part, params: GMMParams, features: list, keep: list,
