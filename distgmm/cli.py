@@ -105,6 +105,13 @@ def _input_options(f):
                      "outputs (Parquet)."),
         click.option("--chunk-size", default="128MiB", show_default=True,
                      help="Target size of a row chunk."),
+        click.option("--variables", help="Comma-separated data variables of an "
+                     "xarray-written Zarr group (gridded input), one feature each or one "
+                     "per position along --feature-dim."),
+        click.option("--feature-dim", metavar="NAME", help="Dimension whose positions are "
+                     "features (gridded Zarr); the other dimensions are stacked into rows."),
+        click.option("--feature-axis", type=int, metavar="I", help="The feature dimension "
+                     "by position, for an N-D Zarr array without dimension names."),
     ]):
         f = opt(f)
     return f
@@ -153,7 +160,8 @@ def _input_section(path, kw) -> dict:
     return {"path": path, "format": kw["input_format"], "array": kw["array"],
             "columns": _split(kw["columns"]), "filters": list(kw["filters"]),
             "id_column": kw["id_column"], "passthrough": _split(kw["passthrough"]) or (),
-            "chunk_size": kw["chunk_size"]}
+            "chunk_size": kw["chunk_size"], "variables": _split(kw["variables"]),
+            "feature_dim": kw["feature_dim"], "feature_axis": kw["feature_axis"]}
 
 
 def _output_section(kw) -> dict:

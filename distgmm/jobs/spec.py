@@ -66,6 +66,10 @@ class InputSpec(_Frozen):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     chunk_size: ByteSize = ByteSize(DEFAULT_CHUNK_BYTES)
     chunk_rows: Annotated[int, Field(ge=1)] | None = None
+    # gridded Zarr (xarray groups, N-D arrays): see distgmm.io.sources.GriddedSource
+    variables: tuple[str, ...] | None = None
+    feature_dim: str | None = None
+    feature_axis: int | None = None
 
     @field_validator("filters")
     @classmethod
@@ -89,7 +93,9 @@ class InputSpec(_Frozen):
         opts = {"format": self.format, "array": self.array, "columns": self.columns,
                 "filters": self.filters, "id_column": self.id_column,
                 "passthrough": self.passthrough, "storage_options": self.storage_options,
-                "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size)}
+                "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size),
+                "variables": self.variables, "feature_dim": self.feature_dim,
+                "feature_axis": self.feature_axis}
         return opts
 
 

@@ -2,11 +2,13 @@
 
 from .array import ArraySource, NpySource
 from .base import DEFAULT_CHUNK_BYTES, Dataset, Source, chunk_rows
+from .gridded import GriddedSource
 from .parquet import ParquetSource, parse_filter
 from .registry import detect_format, open_source
 from .zarr import ZarrSource
 
 __all__ = [
-    "DEFAULT_CHUNK_BYTES", "ArraySource", "Dataset", "NpySource", "ParquetSource",
+    "DEFAULT_CHUNK_BYTES", "ArraySource", "Dataset", "GriddedSource", "NpySource",
+    "ParquetSource",
     "Source", "ZarrSource", "chunk_rows", "detect_format", "open_source", "parse_filter",
 ]

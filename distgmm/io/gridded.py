@@ -1,0 +1,270 @@
+"""Gridded data (xarray DataArray / Dataset, N-D Zarr) seen as rows x features, and back.
+
+Rows are all sample dimensions stacked; features are one feature dimension and/or
+several variables. The stacking never copies the data and never rechunks along the
+sample dimensions:
+
+1. every variable is transposed lazily to ``(*sample_dims, feature_dim)`` (a view of
+   each block, no data movement);
+2. :func:`dask.array.reshape_blockwise` turns each source block ``(t, y, x, f)`` into a
+   block of ``t*y*x`` rows, so row chunk ``r`` of the stacked view IS source block
+   number ``r`` (blocks numbered in C order of the block grid), its rows in C order
+   inside the block; the row order is therefore block-major, not NumPy's C order of
+   the whole grid (identical when the sample dimensions are in one chunk);
+3. variables (and chunks along the feature dimension) are joined side by side, and
+   runs of consecutive row chunks are merged into chunks of about ``chunk_bytes``:
+   both are concatenations of whole source blocks (each output chunk reads a fixed set
+   of whole blocks; no chunk is split, so the graph does not multiply).
+
+Results go back the same way: rows are split at the source blocks' boundaries and
+``reshape_blockwise`` rebuilds each block, so labels come back chunked exactly like the
+input's sample dimensions (aligned Zarr writes). xarray is imported only when gridded
+data is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def is_xarray(X) -> bool:
+    """True for an ``xarray.DataArray`` or ``xarray.Dataset`` (without importing xarray)."""
+    return type(X).__module__.split(".")[0] == "xarray" and hasattr(X, "dims")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the rows of a stacked view lie on the grid, and what the features are.
+
+    Attributes
+    ----------
+    sample_dims : tuple of str
+    sample_shape : tuple of int
+    sample_chunks : tuple of tuple of int
+        The source's chunks along the sample dimensions (outputs are chunked alike).
+    block_rows : tuple of int
+        Rows of each source block, in block-major order (the stacked view's row order).
+    feature_dim : str or None
+    variables : tuple of str or None
+        Data variables of a Dataset, in feature order; None for a DataArray.
+    feature_coords : tuple or None
+        Values along the feature dimension (its coordinate, or positions).
+    feature_names : tuple of str
+    coords : Any
+        The input's coordinates that lie on sample dimensions only (xarray).
+    attrs : dict
+        The input's attributes.
+    """
+
+    sample_dims: tuple
+    sample_shape: tuple
+    sample_chunks: tuple
+    block_rows: tuple
+    feature_dim: str | None
+    variables: tuple | None
+    feature_coords: tuple | None
+    feature_names: tuple
+    coords: Any = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return int(np.prod(self.sample_shape))
+
+    def features(self) -> dict:
+        """What a fitted model remembers of its features (JSON-safe)."""
+        return {"feature_dim": self.feature_dim,
+                "variables": list(self.variables) if self.variables else None,
+                "feature_coords": _json_list(self.feature_coords),
+                "feature_names": list(self.feature_names)}
+
+
+def _json_list(values):
+    if values is None:
+        return None
+    return [v.item() if isinstance(v, np.generic) else
+            (str(v) if not isinstance(v, (int, float, str, bool)) else v) for v in values]
+
+
+def _as_dataset(obj, variables):
+    """A Dataset and the variables to use (a DataArray is a one-variable Dataset)."""
+    if hasattr(obj, "data_vars"):
+        names = list(variables) if variables else list(obj.data_vars)
+        unknown = [v for v in names if v not in obj.data_vars]
+        if unknown:
+            raise ValueError(
+                f"No variable(s) {unknown} in the dataset; it holds "
+                f"{sorted(map(str, obj.data_vars))}: pick from those (--variables a,b).")
+        if not names:
+            raise ValueError("The dataset holds no data variables: point at the right "
+                             "store or group.")
+        return obj, names, True
+    name = obj.name if obj.name is not None else "data"
+    return obj.to_dataset(name=name), [name], False
+
+
+def _check_variables(ds, names, feature_dim):
+    """Same dims, numeric dtypes, and the feature dimension present."""
+    first = ds[names[0]]
+    for v in names:
+        var = ds[v]
+        if var.dtype.kind not in "fiub":
+            raise ValueError(
+                f"Variable {v!r} has dtype {var.dtype}, which is not a real number type: "
+                "leave it out of the variables (--variables) or encode it as numbers.")
+        if set(var.dims) != set(first.dims):
+            raise ValueError(
+                f"Variables {names[0]!r} {tuple(first.dims)} and {v!r} {tuple(var.dims)} "
+                "have different dimensions: cluster variables that share their dimensions "
+                "(run once per set).")
+    if feature_dim is not None and feature_dim not in first.dims:
+        raise ValueError(
+            f"No dimension {feature_dim!r} in {names[0]!r}, whose dimensions are "
+            f"{tuple(map(str, first.dims))}: name one of those as the feature dimension "
+            "(--feature-dim).")
+    if first.ndim == 0 or (feature_dim is not None and first.ndim == 1):
+        raise ValueError(
+            f"{names[0]!r} has dimensions {tuple(first.dims)}: there is no sample "
+            "dimension left to stack into rows.")
+
+
+def _blocks_of(var, sample_dims, feature_dim):
+    """The variable as a dask array ``(*sample_dims, features)``, source chunks kept."""
+    import dask.array as da
+
+    order = (*sample_dims, feature_dim) if feature_dim else tuple(sample_dims)
+    data = var.transpose(*order).data
+    if not hasattr(data, "__dask_graph__"):  # in memory: one block, C order
+        data = da.from_array(np.asarray(data), chunks=-1)
+    if not feature_dim:
+        data = data[..., None]
+    return data
+
+
+def _feature_names(names, coords, several) -> tuple:
+    if coords is None:
+        return tuple(names)
+    out = []
+    for v in names:
+        for c in coords:
+            c = c.item() if isinstance(c, np.generic) else c
+            out.append(f"{v}_{c}" if several else str(c))
+    return tuple(out)
+
+
+def _grouped(block_rows: tuple, target: int) -> tuple:
+    """Runs of consecutive blocks of about ``target`` rows (never a block split)."""
+    out, run = [], 0
+    for n in block_rows:
+        if run and run + n > target:
+            out.append(run)
+            run = 0
+        run += n
+    if run or not out:
+        out.append(run)
+    return tuple(out)
+
+
+def _sample_coords(ds, sample_dims) -> dict:
+    return {k: c.variable for k, c in ds.coords.items() if set(c.dims) <= set(sample_dims)}
+
+
+def stack(obj, feature_dim: str | None = None, variables=None,
+          chunk_bytes: int | None = None):
+    """Rows x features view of a DataArray or Dataset, and its :class:`Grid`.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Dask-backed (never computed here) or in memory.
+    feature_dim : str, optional
+        The dimension whose positions are features. A DataArray's default is its last
+        dimension; a Dataset's default is none (each variable one feature).
+    variables : sequence of str, optional
+        A Dataset's data variables to use (default: all).
+    chunk_bytes : int, optional
+        Merge consecutive source blocks into row chunks of about this size (default:
+        :data:`distgmm.io.sources.base.DEFAULT_CHUNK_BYTES`, at least 8 chunks).
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_rows, n_features)
+        Float, features in one chunk, each row chunk whole source blocks.
+    grid : Grid
+    """
+    import dask.array as da
+
+    from .sources.base import DEFAULT_CHUNK_BYTES, chunk_rows
+
+    ds, names, several = _as_dataset(obj, variables)
+    if feature_dim is None and not hasattr(obj, "data_vars"):
+        feature_dim = obj.dims[-1] if obj.ndim > 1 else None
+    _check_variables(ds, names, feature_dim)
+    sample_dims = tuple(d for d in ds[names[0]].dims if d != feature_dim)
+    parts = [_blocks_of(ds[v], sample_dims, feature_dim) for v in names]
+    first = parts[0].chunks[:-1]
+    # variables chunked differently along the sample dims follow the first's chunks
+    parts = [p if p.chunks[:-1] == first else p.rechunk(first + (p.chunks[-1],))
+             for p in parts]
+    n = int(np.prod(parts[0].shape[:-1]))
+    rows = [da.reshape_blockwise(p, (n, p.shape[-1])) for p in parts]
+    X = rows[0] if len(rows) == 1 else da.concatenate(rows, axis=1)
+    if X.numblocks[1] > 1:  # features side by side: a concatenation of whole blocks
+        X = X.rechunk({1: -1})
+    X = X if X.dtype.kind == "f" else X.astype(np.float64)
+    block_rows = tuple(int(c) for c in X.chunks[0])
+    target = chunk_rows(X.shape[1], X.dtype.itemsize, chunk_bytes or DEFAULT_CHUNK_BYTES,
+                        1, n)
+    groups = _grouped(block_rows, target)
+    if groups != block_rows:
+        X = X.rechunk({0: groups})
+    coords = None
+    if feature_dim is not None:
+        fc = ds[feature_dim].values if feature_dim in ds.coords else \
+            np.arange(ds.sizes[feature_dim])
+        coords = tuple(fc.tolist())
+    grid = Grid(sample_dims, tuple(ds[names[0]].transpose(*sample_dims, ...).shape[
+                    :len(sample_dims)]), tuple(first), block_rows, feature_dim,
+                tuple(names) if several else None, coords,
+                _feature_names(names, coords, several or len(names) > 1),
+                _sample_coords(ds, sample_dims), dict(obj.attrs))
+    return X, grid
+
+
+def unstack(values, grid: Grid, extra_dim_size: int | None = None):
+    """Per-row results (dask, rows as in :func:`stack`) back on the grid: shape
+    ``sample_shape`` (+ ``(extra_dim_size,)``), chunked like the source."""
+    import dask.array as da
+
+    v = values.rechunk({0: grid.block_rows})
+    shape, chunks = grid.sample_shape, grid.sample_chunks
+    if values.ndim == 2:
+        shape, chunks = shape + (values.shape[1],), chunks + ((values.shape[1],),)
+        v = v.rechunk({1: -1})
+    return da.reshape_blockwise(v, shape, chunks=chunks)
+
+
+def as_dataarray(values, grid: Grid, name: str, extra_dim: str | None = None):
+    """Lazy DataArray of per-row results on the grid, with the input's coordinates."""
+    import xarray as xr
+
+    dims = grid.sample_dims + ((extra_dim,) if values.ndim == 2 else ())
+    return xr.DataArray(unstack(values, grid), dims=dims, coords=grid.coords, name=name)
+
+
+def check_features(fitted: dict | None, grid: Grid) -> None:
+    """Gridded input to predict must have the fit's feature dim, variables and
+    feature coordinates (by name and value, not only by count)."""
+    if not fitted:
+        return
+    now = grid.features()
+    for key, what in (("feature_dim", "feature dimension"), ("variables", "variables"),
+                      ("feature_coords", f"coordinates along {fitted['feature_dim']!r}")):
+        if fitted[key] != now[key]:
+            raise ValueError(
+                f"The data's {what} {now[key]!r} differ from the fit's {fitted[key]!r}: "
+                f"give data with the same {what} (select or reorder them, e.g. "
+                ".sel()/.transpose()).")
