@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from .io.gridded import result_for, rows_for
 from .io.model import read_model, save_model, unreadable
 from .numerics.gaussian import (
     CollapseError,
@@ -223,6 +224,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         iteration (``"iterations"``, every restart in order).
     n_omitted_ : int
         Rows the fit left out for missing values (0 unless ``missing="omit"``).
+    gridded_features_ : dict
+        Defined after a fit on xarray input: its ``feature_dim``, ``variables``,
+        ``feature_coords`` and ``feature_names``; the predict family refuses xarray
+        data whose features differ.
 
     Examples
     --------
@@ -353,12 +358,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def fit(self, X, y=None, sample_weight=None, *, callback=None,
-            checkpoint=None) -> GaussianMixture:
+            checkpoint=None, feature_dim: str | None = None) -> GaussianMixture:
         """Estimate the parameters with EM.
 
         Parameters
         ----------
         X : array-like, DataFrame, dask array or dask DataFrame of shape (n_samples, n_features)
+            Or an ``xarray.DataArray`` / ``xarray.Dataset``: rows are all dimensions
+            but ``feature_dim`` stacked (lazily), features the positions along it and/or
+            a Dataset's variables (:func:`distgmm.io.gridded.stack`).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Per-row weights (a row of weight 2 counts as two identical rows).
@@ -369,29 +377,41 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Save the EM state after every iteration; if it already holds a state for
             the same settings and input, continue from there. The result equals an
             uninterrupted fit's.
+        feature_dim : str, optional
+            xarray input: the feature dimension (a DataArray's default: its last; a
+            Dataset's default: none, each variable one feature). The model remembers
+            it, the variables and the feature coordinates (``gridded_features_``).
 
         Returns
         -------
         self
         """
-        self._fit(X, sample_weight, callback, checkpoint)
+        self._fit(X, sample_weight, callback, checkpoint, feature_dim)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None,
+                    feature_dim: str | None = None):
         """Fit, then label ``X`` with the final parameters.
 
         Returns
         -------
         labels : ndarray (or lazy dask array for dask input) of shape (n_samples,)
+            A lazy DataArray on the input's grid for xarray input.
         """
-        blocks = self._fit(X, sample_weight, callback)
-        return self._predict_blocks(blocks, predict_block, predict_dask)
+        grid = []
+        blocks = self._fit(X, sample_weight, callback, None, feature_dim, grid)
+        labels = self._predict_blocks(blocks, predict_block, predict_dask)
+        return result_for(labels, grid[0], "label")
 
     @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
-    def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
+    def _fit(self, X, sample_weight, callback=None, checkpoint=None, feature_dim=None,
+             grid_out: list | None = None) -> Blocks:
         self._validate_params()
         # before any restart's thread starts: a thread's catch_warnings would hide it
         warn_if_no_kernel(self.compute_dtype)
+        X, grid = rows_for(self, X, sample_weight, feature_dim, reset=not self._warm())
+        if grid_out is not None:
+            grid_out.append(grid)
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         self._check_data(blocks)
         restarts = _Restarts(self, callback, checkpoint)
@@ -479,8 +499,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return masked_result(fn, blocks.X, params, _FILLS[numpy_fn])
         return fn(blocks.X, params)
 
-    def _apply(self, X, numpy_fn, dask_fn):
+    def _apply(self, X, numpy_fn, dask_fn, feature_dim=None, kind=None):
         params = self.fitted_params()
+        X, grid = rows_for(self, X, None, feature_dim, reset=False)
+        if grid is not None and kind is not None:  # a lazy DataArray on the input's grid
+            return result_for(self._apply(X, numpy_fn, dask_fn), grid, kind)
         if is_dask(X):
             fn, X = dask_fn, dask_input(self, X, reset=False)
         else:
@@ -489,35 +512,41 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return masked_result(fn, X, params, _FILLS[numpy_fn])
         return fn(X, params)
 
-    def predict(self, X):
+    def predict(self, X, *, feature_dim: str | None = None):
         """Most probable component of each row.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,), or a lazy dask array for dask input
+            For xarray input, a lazy DataArray with the input's sample dims and
+            coordinates.
         """
-        return self._apply(X, predict_block, predict_dask)
+        return self._apply(X, predict_block, predict_dask, feature_dim, "label")
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, *, feature_dim: str | None = None):
         """Posterior probability of each component for each row.
 
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components), or a lazy dask array
+            For xarray input, a lazy DataArray (sample dims, ``component``).
         """
-        return self._apply(X, predict_proba_block, predict_proba_dask)
+        return self._apply(X, predict_proba_block, predict_proba_dask, feature_dim,
+                           "probabilities")
 
-    def score_samples(self, X):
+    def score_samples(self, X, *, feature_dim: str | None = None):
         """Log-likelihood of each row.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,), or a lazy dask array
+            For xarray input, a lazy DataArray with the input's sample dims.
         """
-        return self._apply(X, score_samples_block, score_samples_dask)
+        return self._apply(X, score_samples_block, score_samples_dask, feature_dim,
+                           "log_likelihood")
 
     def _total_log_likelihood(self, X) -> tuple[float, int]:
-        s = self.score_samples(X)
+        s = self._apply(X, score_samples_block, score_samples_dask)  # rows, even for xarray
         omit = self.missing == "omit"  # omitted rows (NaN) count for nothing
         if is_dask(s):
             import dask

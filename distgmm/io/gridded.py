@@ -268,3 +268,38 @@ def check_features(fitted: dict | None, grid: Grid) -> None:
                 f"The data's {what} {now[key]!r} differ from the fit's {fitted[key]!r}: "
                 f"give data with the same {what} (select or reorder them, e.g. "
                 ".sel()/.transpose()).")
+
+
+RESULT_DIMS = {"label": None, "probabilities": "component", "log_likelihood": None}
+
+
+def rows_for(model, X, sample_weight, feature_dim: str | None, *, reset: bool):
+    """``(rows, grid)``: xarray input as a lazy rows x features dask array, checked
+    against (or, with ``reset``, remembered as) the model's fitted features; other input
+    is returned as is with ``grid=None``."""
+    if not is_xarray(X):
+        if reset and hasattr(model, "gridded_features_"):  # a refit on other data
+            del model.gridded_features_
+        return X, None
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not taken with xarray input: omit it, or give "
+                         "the stacked rows (a dask array) with per-row weights.")
+    fitted = None if reset else getattr(model, "gridded_features_", None)
+    variables = None
+    if fitted:
+        feature_dim = feature_dim if feature_dim is not None else fitted["feature_dim"]
+        variables = fitted["variables"]
+    rows, grid = stack(X, feature_dim, variables)
+    if reset:
+        model.gridded_features_ = grid.features()
+    else:
+        check_features(fitted, grid)
+    return rows, grid
+
+
+def result_for(values, grid: Grid | None, kind: str):
+    """Per-row results as a lazy DataArray on the input's grid (``values`` unchanged
+    for other input)."""
+    if grid is None:
+        return values
+    return as_dataarray(values, grid, kind, RESULT_DIMS[kind])
