@@ -24,6 +24,8 @@ data is used.
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,3 +305,71 @@ def result_for(values, grid: Grid | None, kind: str):
     if grid is None:
         return values
     return as_dataarray(values, grid, kind, RESULT_DIMS[kind])
+
+
+def _cf_attrs(kind: str, n_components: int) -> dict:
+    """CF-style attributes of each output variable."""
+    if kind == "label":
+        # no _FillValue: xarray would decode -1 to NaN and the labels to floats
+        return {"long_name": "most probable mixture component (-1: missing input)",
+                "flag_values": list(range(-1, n_components)),
+                "flag_meanings": " ".join(["missing"] + [f"component_{j}"
+                                                         for j in range(n_components)])}
+    if kind == "probabilities":
+        return {"long_name": "posterior probability of each mixture component",
+                "units": "1"}
+    return {"long_name": "log-likelihood of the features under the mixture"}
+
+
+def prediction_dataset(dataset, labels, loglik, proba, opts, n_components: int):
+    """The chosen per-row results as an xarray Dataset on the input's grid (lazy)."""
+    import xarray as xr
+
+    grid = dataset.grid
+    wanted = {"label": (labels.astype(np.int32), opts.labels),
+              "probabilities": (proba, opts.probabilities),
+              "log_likelihood": (loglik, opts.log_likelihood)}
+    data_vars = {}
+    for kind, (values, keep) in wanted.items():
+        if keep:
+            arr = as_dataarray(values, grid, kind, RESULT_DIMS[kind])
+            data_vars[kind] = arr.assign_attrs(_cf_attrs(kind, n_components))
+    coords = {k: xr.Variable(v.dims, v.data, v.attrs) for k, v in (grid.coords or {}).items()}
+    if "probabilities" in data_vars:
+        coords["component"] = ("component", np.arange(n_components))
+    attrs = {**grid.attrs, "n_components": n_components,
+             "input": json.dumps(dataset.description, default=str)}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def gridded_predictions(dataset, params, url: str, opts, storage_options: dict | None):
+    """Lazy prediction pass of gridded input into ``url`` (``predictions.zarr``) as a
+    Dataset that ``xarray.open_zarr`` opens: the input's sample dims, coordinates and
+    attributes, chunks equal to the input's sample chunks (aligned writes)."""
+    import dask.array as da
+
+    from ..parallel.missing import masked_all
+    from ..parallel.predict import predict_all_dask
+    from .outputs import PendingPredictions
+
+    if opts.missing == "omit":
+        labels, loglik, proba = masked_all(predict_all_dask, dataset.X, params)
+    else:
+        labels, loglik, proba = predict_all_dask(dataset.X, params)
+    writes = []
+    if opts.any:
+        out = prediction_dataset(dataset, labels, loglik, proba, opts, params.n_components)
+        encoding = {name: {"chunks": [max(c) for c in v.chunks]}
+                    for name, v in out.data_vars.items()}
+        for name in ("probabilities", "log_likelihood"):
+            if name in encoding:
+                encoding[name]["_FillValue"] = np.nan
+        with warnings.catch_warnings():
+            # zarr: consolidated metadata is not in the v3 spec (xarray reads it)
+            warnings.simplefilter("ignore", UserWarning)
+            writes = [out.to_zarr(url, mode="w-", compute=False, consolidated=True,
+                                  encoding=encoding,
+                                  storage_options=storage_options or None)]
+    sizes = da.bincount(labels + 1, minlength=params.n_components + 1)[1:]
+    total = da.nansum(loglik) if opts.missing == "omit" else loglik.sum()
+    return PendingPredictions(writes, total, sizes, url if writes else None)

@@ -201,6 +201,13 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
     """
     fmt = opts.resolve_format(dataset)
     url = posixpath.join(staging_url, PREDICTIONS[fmt])
+    if getattr(dataset, "grid", None) is not None:  # results back on the input's grid
+        if fmt != "zarr":
+            raise ValueError("Gridded input writes its results as predictions.zarr on "
+                             "the input's grid: drop --output-format parquet.")
+        from .gridded import gridded_predictions
+
+        return gridded_predictions(dataset, params, url, opts, storage_options)
     make = _zarr_predictions if fmt == "zarr" else _parquet_predictions
     return make(dataset, params, url, opts, storage_options)
 
