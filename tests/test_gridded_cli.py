@@ -31,9 +31,10 @@ def _write(tmp_path, fmt, chunks):
 def test_cube_equals_the_hand_built_profiles(tmp_path, fmt, chunks):
     ds, path = _write(tmp_path, fmt, chunks)
     out = tmp_path / "out"
+    report = ("--report",) if fmt == 3 else ()
     r = run_cli("fit", path, "--variables", "temp,salt", "--feature-dim", "depth",
                 "--missing", "omit", "--probabilities", "--log-likelihood", "-o", str(out),
-                *FIT)
+                *report, *FIT)
     assert r.returncode == 0, r.stderr
     X, keep = _hand_rows(ds)
     # the same start: the CLI's initialiser on the same rows, without an EM iteration
@@ -73,6 +74,25 @@ def test_cube_equals_the_hand_built_profiles(tmp_path, fmt, chunks):
     assert pred["label"].attrs["flag_values"] == [-1, 0, 1]
     assert "long_name" in pred["log_likelihood"].attrs
     assert np.isnan(pred["log_likelihood"].encoding["_FillValue"])
+    if report:
+        _check_report_and_predict(out, path, tmp_path, pred)
+
+
+def _check_report_and_predict(out, path, tmp_path, pred):
+    from PIL import Image
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"report/label_map.png", "report/profiles.png"} <= set(metrics["report"])
+    for name in ("label_map", "profiles"):
+        assert Image.open(out / "report" / f"{name}.png").size[0] > 300
+    # the saved model labels the same cube again, through the same gridded writer
+    r = run_cli("predict", str(out), path, "--variables", "temp,salt", "--feature-dim",
+                "depth", "-o", str(tmp_path / "again"), "--n-workers", "1")
+    assert r.returncode == 0, r.stderr
+    again = xr.open_zarr(tmp_path / "again" / "predictions.zarr")
+    np.testing.assert_array_equal(again["label"].values, pred["label"].values)
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["n_omitted"] == \
+        metrics["n_omitted"]
 
 
 def _bad_store(tmp_path):

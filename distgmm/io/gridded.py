@@ -25,7 +25,6 @@ data is used.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,10 +346,11 @@ def gridded_predictions(dataset, params, url: str, opts, storage_options: dict |
     Dataset that ``xarray.open_zarr`` opens: the input's sample dims, coordinates and
     attributes, chunks equal to the input's sample chunks (aligned writes)."""
     import dask.array as da
+    import zarr
 
     from ..parallel.missing import masked_all
     from ..parallel.predict import predict_all_dask
-    from .outputs import PendingPredictions
+    from .outputs import PendingPredictions, consolidate
 
     if opts.missing == "omit":
         labels, loglik, proba = masked_all(predict_all_dask, dataset.X, params)
@@ -364,12 +364,30 @@ def gridded_predictions(dataset, params, url: str, opts, storage_options: dict |
         for name in ("probabilities", "log_likelihood"):
             if name in encoding:
                 encoding[name]["_FillValue"] = np.nan
-        with warnings.catch_warnings():
-            # zarr: consolidated metadata is not in the v3 spec (xarray reads it)
-            warnings.simplefilter("ignore", UserWarning)
-            writes = [out.to_zarr(url, mode="w-", compute=False, consolidated=True,
-                                  encoding=encoding,
-                                  storage_options=storage_options or None)]
+        # the metadata is written now, the data by the pass; consolidated here (only
+        # metadata), as xarray would at the end of the pass
+        writes = [out.to_zarr(url, mode="w-", compute=False, consolidated=False,
+                              encoding=encoding, storage_options=storage_options or None)]
+        consolidate(zarr.open_group(url, mode="r+", storage_options=storage_options or None
+                                    ).store)
     sizes = da.bincount(labels + 1, minlength=params.n_components + 1)[1:]
     total = da.nansum(loglik) if opts.missing == "omit" else loglik.sum()
     return PendingPredictions(writes, total, sizes, url if writes else None)
+
+
+def report_terms(dataset, model) -> list:
+    """Lazy labels of the first 2-D slice of the sample dims (e.g. the first time step),
+    for the report's map; empty when there is a single sample dim."""
+    from ..parallel.missing import masked_result
+    from ..parallel.predict import predict_dask
+
+    grid = dataset.grid
+    if len(grid.sample_dims) < 2:
+        return []
+    params = model.fitted_params()
+    if model.missing == "omit":
+        labels = masked_result(predict_dask, dataset.X, params, -1)
+    else:
+        labels = predict_dask(dataset.X, params)
+    labels = unstack(labels, grid)
+    return [labels[(0,) * (labels.ndim - 2)]]

@@ -17,7 +17,7 @@ from .base import DEFAULT_CHUNK_BYTES, Dataset
 from .zarr import ZarrRows, _open_node, open_zarr_array
 
 
-def _array_dims(z, feature_axis: int | None) -> list[str]:
+def _array_dims(z) -> list[str]:
     """Dimension names from the metadata (v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS``)."""
     names = getattr(z.metadata, "dimension_names", None) or z.attrs.get("_ARRAY_DIMENSIONS")
     if names and all(names) and len(names) == z.ndim:
@@ -31,7 +31,7 @@ def _open_array(path, array, storage_options, feature_dim, feature_axis):
     import xarray as xr
 
     z = open_zarr_array(path, array, storage_options)
-    dims = _array_dims(z, feature_axis)
+    dims = _array_dims(z)
     if feature_axis is not None:
         if not -z.ndim <= feature_axis < z.ndim:
             raise ValueError(f"--feature-axis {feature_axis} is out of range for the "
