@@ -135,3 +135,31 @@ def test_all_land_exits_2(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "360 of 360 rows that hold missing values, 0 rows remain" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_example_ocean_job(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    jobs = Path(__file__).resolve().parent.parent / "jobs"
+    cube = runpy.run_path(str(jobs / "ocean_cube.py"))
+    (tmp_path / "distgmm-demo").mkdir()
+    cube["main"](str(tmp_path / "distgmm-demo" / "ocean.zarr"))
+    r = run_cli("run", str(jobs / "gridded-ocean.yaml"), "--n-workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "distgmm-demo" / "ocean-output"
+    pred = xr.open_zarr(out / "predictions.zarr")
+    ds = cube["ocean_cube"]()
+    land = np.isnan(ds["temp"].isel(depth=0).values)
+    labels = pred["label"].values
+    assert (labels[land] == -1).all()
+    # three water masses, recovered up to the components' order
+    yy, xx = np.meshgrid(ds.lat.values, ds.lon.values, indexing="ij")
+    truth = np.where(yy > 10, 0, np.where(xx > 30, 2, 1))
+    truth = np.broadcast_to(truth, labels.shape)[~land]
+    found = labels[~land]
+    pairs = {(t, f) for t, f in zip(truth, found)}
+    assert len(pairs) == 3 and len({f for _, f in pairs}) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_omitted"] == land.sum() and "report/profiles.png" in metrics["report"]
