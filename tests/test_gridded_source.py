@@ -92,22 +92,32 @@ def test_row_chunks_are_whole_source_blocks(tmp_path, fmt):
     json.dumps(data.description)
 
 
-def test_merged_row_chunks_keep_the_graph_small(tmp_path):
+def test_small_store_chunks_are_read_together(tmp_path):
     ds = _cube(shape=(4, 3, 40, 40))
     ds.to_zarr(tmp_path / "c.zarr", mode="w",
-               encoding={v: {"chunks": (1, 3, 4, 4)} for v in ("temp", "salt")})  # 400 blocks
+               encoding={v: {"chunks": (1, 3, 4, 4)} for v in ("temp", "salt")})  # 400 chunks
     data = GriddedSource(str(tmp_path / "c.zarr"), ("temp", "salt"), "depth",
                          chunk_bytes=800 * 6 * 8).load()  # 800 rows per chunk
-    block_rows = data.grid.block_rows
-    assert len(block_rows) == 400 and set(block_rows) == {16}
-    # about 8 row chunks, each a run of whole blocks
-    assert data.X.chunks[0] == (800,) * 8
-    edges = set(np.cumsum(block_rows))
-    assert set(np.cumsum(data.X.chunks[0])) <= edges
-    # tasks grow with the blocks (read, transpose/reshape, join), not with their product
-    assert len(data.X.__dask_graph__()) < 12 * 400
+    # whole store chunks merged, innermost dim first: (1, 4, 4) -> (1, 20, 40) = 800 rows
+    assert data.grid.sample_chunks == ((1,) * 4, (20, 20), (40,))
+    assert data.grid.block_rows == (800,) * 8 and data.X.chunks[0] == (800,) * 8
+    # a handful of tasks per read chunk, not per store chunk
+    assert len(data.X.__dask_graph__()) < 12 * 8
     np.testing.assert_array_equal(
         unstack(data.X[:, 0], data.grid).compute(), ds["temp"].isel(depth=0).values)
+    hand = np.concatenate([ds[v].transpose("time", "y", "x", "depth").values.reshape(-1, 3)
+                           for v in ("temp", "salt")], axis=1)
+    assert sorted(map(tuple, data.X.compute())) == sorted(map(tuple, hand))
+
+
+def test_user_chunks_are_merged_into_row_chunks():
+    ds = _cube(shape=(4, 3, 40, 40)).chunk({"time": 1, "y": 4, "x": 4})  # 400 blocks
+    X, grid = stack(ds, "depth", ["temp", "salt"], chunk_bytes=800 * 6 * 8)
+    assert len(grid.block_rows) == 400 and set(grid.block_rows) == {16}
+    assert X.chunks[0] == (800,) * 8
+    assert set(np.cumsum(X.chunks[0])) <= set(np.cumsum(grid.block_rows))
+    np.testing.assert_array_equal(unstack(X[:, 3], grid).compute(),
+                                  ds["salt"].isel(depth=0).values)
 
 
 def test_feature_dim_in_several_chunks_is_joined(tmp_path):

@@ -156,6 +156,11 @@ def _feature_names(names, coords, several) -> tuple:
     return tuple(out)
 
 
+def _side_by_side(*blocks):
+    return np.concatenate([np.asarray(b, dtype=np.float64) if b.dtype.kind != "f" else b
+                           for b in blocks], axis=1)
+
+
 def _grouped(block_rows: tuple, target: int) -> tuple:
     """Runs of consecutive blocks of about ``target`` rows (never a block split)."""
     out, run = [], 0
@@ -211,11 +216,15 @@ def stack(obj, feature_dim: str | None = None, variables=None,
     parts = [p if p.chunks[:-1] == first else p.rechunk(first + (p.chunks[-1],))
              for p in parts]
     n = int(np.prod(parts[0].shape[:-1]))
+    # a feature dim in several chunks is joined (a merge along that dim only)
+    parts = [p if p.numblocks[-1] == 1 else p.rechunk({p.ndim - 1: -1}) for p in parts]
     rows = [da.reshape_blockwise(p, (n, p.shape[-1])) for p in parts]
-    X = rows[0] if len(rows) == 1 else da.concatenate(rows, axis=1)
-    if X.numblocks[1] > 1:  # features side by side: a concatenation of whole blocks
-        X = X.rechunk({1: -1})
-    X = X if X.dtype.kind == "f" else X.astype(np.float64)
+    dtype = np.result_type(*[r.dtype for r in rows], np.float32)
+    # variables side by side, block by block: one blockwise task per row chunk, which
+    # the passes fold together with its reads (a concatenate layer would not fold)
+    X = rows[0].astype(dtype) if len(rows) == 1 else da.map_blocks(
+        _side_by_side, *rows, dtype=dtype,
+        chunks=(rows[0].chunks[0], (sum(r.shape[1] for r in rows),)))
     block_rows = tuple(int(c) for c in X.chunks[0])
     target = chunk_rows(X.shape[1], X.dtype.itemsize, chunk_bytes or DEFAULT_CHUNK_BYTES,
                         1, n)
@@ -391,3 +400,27 @@ def report_terms(dataset, model) -> list:
         labels = predict_dask(dataset.X, params)
     labels = unstack(labels, grid)
     return [labels[(0,) * (labels.ndim - 2)]]
+
+
+def read_chunks(sizes: dict, store_chunks: dict, feature_dim: str | None, n_features: int,
+                itemsize: int, chunk_bytes: int) -> dict:
+    """Dask chunks for reading a store: whole store chunks merged, innermost sample dim
+    first, to about ``chunk_bytes`` of rows; all of ``feature_dim`` in one chunk.
+
+    One read then fetches many store chunks in one call to zarr (which fetches them
+    concurrently) instead of one task per store chunk.
+    """
+    from .sources.base import chunk_rows
+
+    dims = [d for d in sizes if d != feature_dim]
+    n_rows = int(np.prod([sizes[d] for d in dims]))
+    target = chunk_rows(n_features, itemsize, chunk_bytes, 1, n_rows)
+    out = {d: min(int(store_chunks.get(d) or sizes[d]), sizes[d]) for d in dims}
+    for d in reversed(dims):
+        rows = int(np.prod(list(out.values())))
+        if rows >= target:
+            break
+        out[d] = min(sizes[d], out[d] * max(1, target // rows))
+    if feature_dim is not None:
+        out[feature_dim] = -1
+    return out

@@ -113,7 +113,30 @@ class GriddedSource:
             raise ValueError(f"{self.path} is a Zarr group holding variables "
                              f"{sorted(map(str, ds.data_vars))}: pick them with "
                              "--variables a,b (input.variables in a job spec).")
+        chunks = self._read_chunks(ds)
+        if chunks:  # metadata only: the same store, read in bigger whole-chunk pieces
+            # inline_array: each read task carries the (small) store handle; as one
+            # shared graph key it would pull every read onto the worker holding it
+            ds = xr.open_dataset(url, engine="zarr", chunks=chunks, inline_array=True,
+                                 consolidated=None,
+                                 storage_options=self.storage_options or None)
         return ds, self.feature_dim, {}
+
+    def _read_chunks(self, ds) -> dict | None:
+        """Dask chunks of whole store chunks (None where stack() will refuse the input)."""
+        from ..gridded import read_chunks
+
+        names = list(self.variables)
+        if any(v not in ds.data_vars for v in names):
+            return None
+        first = ds[names[0]]
+        if (self.feature_dim is not None and self.feature_dim not in first.dims) or any(
+                set(ds[v].dims) != set(first.dims) for v in names):
+            return None
+        store = first.encoding.get("preferred_chunks") or {}
+        n_features = sum(ds[v].sizes.get(self.feature_dim, 1) for v in names)
+        return read_chunks(dict(first.sizes), store, self.feature_dim, n_features,
+                           max(ds[v].dtype.itemsize for v in names), self.chunk_bytes)
 
     def load(self) -> Dataset:
         from ..gridded import stack
