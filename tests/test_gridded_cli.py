@@ -163,3 +163,20 @@ def test_example_ocean_job(tmp_path):
     assert len(pairs) == 3 and len({f for _, f in pairs}) == 3
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_omitted"] == land.sum() and "report/profiles.png" in metrics["report"]
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gridded.py"
+    spec = importlib.util.spec_from_file_location("bench_gridded", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "gridded"
+    assert bench.main(["--time", "2", "--depth", "3", "--ny", "20", "--nx", "20", "--chunk",
+                       "10", "--iters", "3", "--repeats", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["cache"] for r in rows] == ["none", "memory"]
+    assert all(r["gridded_s"] > 0 and r["flat_s"] > 0 and r["rows"] == 800 for r in rows)

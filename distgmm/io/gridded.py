@@ -58,6 +58,9 @@ class Grid:
         The input's coordinates that lie on sample dimensions only (xarray).
     attrs : dict
         The input's attributes.
+    store_chunks : tuple of int or None
+        The store's chunk edges along the sample dims (read chunks are whole multiples
+        of them); prediction stores are chunked alike.
     """
 
     sample_dims: tuple
@@ -70,6 +73,7 @@ class Grid:
     feature_names: tuple
     coords: Any = None
     attrs: dict = field(default_factory=dict)
+    store_chunks: tuple | None = None
 
     @property
     def n_rows(self) -> int:
@@ -368,8 +372,10 @@ def gridded_predictions(dataset, params, url: str, opts, storage_options: dict |
     writes = []
     if opts.any:
         out = prediction_dataset(dataset, labels, loglik, proba, opts, params.n_components)
-        encoding = {name: {"chunks": [max(c) for c in v.chunks]}
-                    for name, v in out.data_vars.items()}
+        grid = dataset.grid
+        encoding = {name: {"chunks": list(grid.store_chunks or [max(c) for c in v.chunks[
+            :len(grid.sample_dims)]]) + [max(c) for c in v.chunks[len(grid.sample_dims):]]}
+            for name, v in out.data_vars.items()}
         for name in ("probabilities", "log_likelihood"):
             if name in encoding:
                 encoding[name]["_FillValue"] = np.nan

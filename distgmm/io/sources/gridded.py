@@ -9,7 +9,7 @@ CF decoding), so ``missing="omit"`` leaves them out.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def _array_dims(z) -> list[str]:
     return [f"dim_{i}" for i in range(z.ndim)]
 
 
-def _open_array(path, array, storage_options, feature_dim, feature_axis):
+def _open_array(path, array, storage_options, feature_dim, feature_axis, chunk_bytes):
     """A lone N-D Zarr array as a lazy DataArray named by its metadata."""
     import dask.array as da
     import xarray as xr
@@ -45,8 +45,17 @@ def _open_array(path, array, storage_options, feature_dim, feature_axis):
     if np.dtype(z.dtype).kind not in "fiub":
         raise ValueError(f"{path} has dtype {z.dtype}, which is not a real number type: "
                          "store the features as integers or floats.")
-    data = da.from_array(ZarrRows(z, path), chunks=z.chunks, asarray=True,
-                         inline_array=False)
+    from ..gridded import read_chunks
+
+    if feature_dim not in dims:
+        raise ValueError(f"No dimension {feature_dim!r} in {path}, whose dimensions are "
+                         f"{tuple(dims)}: name one of those (--feature-dim), or give "
+                         "--feature-axis.")
+    sizes = dict(zip(dims, z.shape))
+    merged = read_chunks(sizes, dict(zip(dims, z.chunks)), feature_dim,
+                         sizes[feature_dim], z.dtype.itemsize, chunk_bytes)
+    data = da.from_array(ZarrRows(z, path), asarray=True, inline_array=False,
+                         chunks=tuple(sizes[d] if merged[d] == -1 else merged[d] for d in dims))
     fill = z.attrs.get("_FillValue", z.attrs.get("missing_value"))
     if fill is not None:  # CF: the fill value marks a missing value
         data = data.astype(np.float64)
@@ -90,9 +99,11 @@ class GriddedSource:
         if self.variables or (hasattr(node, "members") and not self.array):
             return self._open_group()
         obj, feature_dim, z = _open_array(self.path, self.array, self.storage_options,
-                                          self.feature_dim, self.feature_axis)
+                                          self.feature_dim, self.feature_axis,
+                                          self.chunk_bytes)
         return obj, feature_dim, {"zarr_format": z.metadata.zarr_format,
-                                  "store_chunks": list(z.chunks)}
+                                  "store_chunks": list(z.chunks),
+                                  "store_chunk_sizes": dict(zip(obj.dims, z.chunks))}
 
     def _open_group(self):
         import xarray as xr
@@ -114,13 +125,15 @@ class GriddedSource:
                              f"{sorted(map(str, ds.data_vars))}: pick them with "
                              "--variables a,b (input.variables in a job spec).")
         chunks = self._read_chunks(ds)
+        store = dict(ds[self.variables[0]].encoding.get("preferred_chunks") or {}) \
+            if chunks else None
         if chunks:  # metadata only: the same store, read in bigger whole-chunk pieces
             # inline_array: each read task carries the (small) store handle; as one
             # shared graph key it would pull every read onto the worker holding it
             ds = xr.open_dataset(url, engine="zarr", chunks=chunks, inline_array=True,
                                  consolidated=None,
                                  storage_options=self.storage_options or None)
-        return ds, self.feature_dim, {}
+        return ds, self.feature_dim, {"store_chunk_sizes": store}
 
     def _read_chunks(self, ds) -> dict | None:
         """Dask chunks of whole store chunks (None where stack() will refuse the input)."""
@@ -143,6 +156,11 @@ class GriddedSource:
 
         obj, feature_dim, more = self._open()
         X, grid = stack(obj, feature_dim, self.variables or None, self.chunk_bytes)
+        store = more.pop("store_chunk_sizes", None)
+        if store:  # outputs are chunked like the store (reads are whole multiples)
+            grid = replace(grid, store_chunks=tuple(
+                min(int(store.get(d) or n), n) for d, n in zip(grid.sample_dims,
+                                                                grid.sample_shape)))
         desc = {"kind": "zarr-gridded", "path": self.path, "shape": list(X.shape),
                 "dtype": str(X.dtype), "variables": list(self.variables) or None,
                 "array": self.array, "feature_dim": grid.feature_dim,
