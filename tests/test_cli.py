@@ -85,13 +85,14 @@ def test_cli_choices_are_the_options_lists():
     expected = {"covariance_type": options.COVARIANCE_TYPES, "init_params": options.INIT_PARAMS,
                 "cache": options.CACHES, "compute_dtype": options.COMPUTE_DTYPES,
                 "criterion": options.CRITERIA, "input_format": options.INPUT_FORMATS,
-                "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json")}
+                "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json"),
+                "missing": options.MISSING}
     commands = cli.commands
     fit, sweep, demo = commands["fit"], commands["sweep"], commands["demo"]
     for command, names in ((fit, ["covariance_type", "init_params", "cache", "compute_dtype",
-                                  "input_format", "output_format", "log_format"]),
+                                  "input_format", "output_format", "log_format", "missing"]),
                            (sweep, ["criterion", "init_params", "cache", "compute_dtype",
-                                    "input_format", "output_format", "log_format"]),
+                                    "input_format", "output_format", "log_format", "missing"]),
                            (demo, ["covariance_type", "log_format"]),
                            (commands["predict"], ["input_format", "output_format",
                                                   "log_format"])):

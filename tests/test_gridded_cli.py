@@ -139,18 +139,18 @@ def test_all_land_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_example_ocean_job(tmp_path):
-    import runpy
     from pathlib import Path
 
+    from distgmm.jobs.ocean import ocean_cube, write_ocean_cube
+
     jobs = Path(__file__).resolve().parent.parent / "jobs"
-    cube = runpy.run_path(str(jobs / "ocean_cube.py"))
     (tmp_path / "distgmm-demo").mkdir()
-    cube["main"](str(tmp_path / "distgmm-demo" / "ocean.zarr"))
+    write_ocean_cube(str(tmp_path / "distgmm-demo" / "ocean.zarr"))
     r = run_cli("run", str(jobs / "gridded-ocean.yaml"), "--n-workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "distgmm-demo" / "ocean-output"
     pred = xr.open_zarr(out / "predictions.zarr")
-    ds = cube["ocean_cube"]()
+    ds = ocean_cube()
     land = np.isnan(ds["temp"].isel(depth=0).values)
     labels = pred["label"].values
     assert (labels[land] == -1).all()

@@ -1,6 +1,6 @@
-"""Write the synthetic ocean cube that jobs/gridded-ocean.yaml clusters.
+"""The synthetic ocean cube that ``jobs/gridded-ocean.yaml`` clusters.
 
-    python jobs/ocean_cube.py distgmm-demo/ocean.zarr      # then
+    python -m distgmm.jobs.ocean distgmm-demo/ocean.zarr      # then
     distgmm run jobs/gridded-ocean.yaml
 
 A (time, depth, y, x) cube of temperature and salinity written by xarray (Zarr v3,
@@ -48,7 +48,8 @@ def ocean_cube(n_time: int = 4, n_depth: int = 12, ny: int = 60, nx: int = 80,
         attrs={"title": "synthetic ocean cube (distgmm example)"})
 
 
-def main(path: str) -> None:
+def write_ocean_cube(path: str) -> None:
+    """Write :func:`ocean_cube` to ``path`` (Zarr v3, chunked along time and space)."""
     ds = ocean_cube()
     # xarray consolidates the metadata by default (zarr warns it is not in the v3 spec)
     ds.chunk({"time": 1, "depth": -1, "lat": 20, "lon": 20}).to_zarr(
@@ -57,4 +58,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "distgmm-demo/ocean.zarr")
+    write_ocean_cube(sys.argv[1] if len(sys.argv) > 1 else "distgmm-demo/ocean.zarr")
