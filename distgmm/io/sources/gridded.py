@@ -9,6 +9,7 @@ CF decoding), so ``missing="omit"`` leaves them out.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -130,9 +131,11 @@ class GriddedSource:
         if chunks:  # metadata only: the same store, read in bigger whole-chunk pieces
             # inline_array: each read task carries the (small) store handle; as one
             # shared graph key it would pull every read onto the worker holding it
-            ds = xr.open_dataset(url, engine="zarr", chunks=chunks, inline_array=True,
-                                 consolidated=None,
-                                 storage_options=self.storage_options or None)
+            with warnings.catch_warnings():  # "not consolidated" was said once above
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ds = xr.open_dataset(url, engine="zarr", chunks=chunks, inline_array=True,
+                                     consolidated=None,
+                                     storage_options=self.storage_options or None)
         return ds, self.feature_dim, {"store_chunk_sizes": store}
 
     def _read_chunks(self, ds) -> dict | None:
