@@ -141,6 +141,13 @@ def _input_options(f):
         click.option("--as-of", metavar="TIMESTAMP", help="Tables: read the snapshot "
                      "current at this ISO timestamp, e.g. 2026-11-21T00:00:00Z."),
         _STORAGE_OPTION,
+        click.option("--variables", help="Comma-separated data variables of an "
+                     "xarray-written Zarr group (gridded input), one feature each or one "
+                     "per position along --feature-dim."),
+        click.option("--feature-dim", metavar="NAME", help="Dimension whose positions are "
+                     "features (gridded Zarr); the other dimensions are stacked into rows."),
+        click.option("--feature-axis", type=int, metavar="I", help="The feature dimension "
+                     "by position, for an N-D Zarr array without dimension names."),
     ]):
         f = opt(f)
     return f
@@ -194,7 +201,8 @@ def _input_section(path, kw) -> dict:
             "id_column": kw["id_column"], "passthrough": _split(kw["passthrough"]) or (),
             "chunk_size": kw["chunk_size"], "version": kw.get("table_version"),
             "snapshot": kw.get("snapshot"), "as_of": kw.get("as_of"),
-            "storage_options": _url_options(path, kw)}
+            "variables": _split(kw["variables"]), "feature_dim": kw["feature_dim"],
+            "feature_axis": kw["feature_axis"], "storage_options": _url_options(path, kw)}
 
 
 def _url_options(path, kw) -> dict:
@@ -258,6 +266,10 @@ def _em_options(f):
                      default="float64", show_default=True,
                      help="Precision of the E-step arithmetic (float32: numpy tiles, "
                           "results to ~1e-5; faster only without the compiled kernel)."),
+        click.option("--missing", type=click.Choice(options.MISSING), default="error",
+                     show_default=True,
+                     help="Rows holding NaN (or the store's fill value): refuse them, or "
+                          "omit them from the fit (label -1)."),
     ]):
         f = opt(f)
     return f
@@ -270,7 +282,7 @@ def _run_model_job(input_path, model: dict, kw: dict, where: str, restart: bool,
     from .jobs.spec import JobSpec
 
     em = ("max_iter", "tol", "reg_covar", "n_init", "init_params", "random_state", "cache",
-          "compute_dtype")
+          "compute_dtype", "missing")
     raw = {
         "input": _input_section(input_path, kw),
         "model": {**model, **{k: kw[k] for k in em}},

@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from .io.gridded import result_for, rows_for
 from .io.model import read_model, save_model, unreadable
 from .numerics.finite import NonFiniteError
 from .numerics.gaussian import (
@@ -32,7 +33,14 @@ from .numerics.gaussian import (
 from .numerics.params import GMMParams, information_criteria, n_parameters
 from .numerics.predict import predict_block, predict_proba_block, score_samples_block
 from .numerics.suffstats import chunk_stats, merge, warn_if_no_kernel
-from .options import CACHES, COMPUTE_DTYPES, COVARIANCE_TYPES, INIT_PARAMS, covariance_shape
+from .options import (
+    CACHES,
+    COMPUTE_DTYPES,
+    COVARIANCE_TYPES,
+    INIT_PARAMS,
+    MISSING,
+    covariance_shape,
+)
 from .parallel.blas import one_blas_thread
 from .parallel.blocks import Blocks, dask_blocks, numpy_blocks
 from .parallel.em import EMResult, FitState, IterationInfo, run_em
@@ -46,6 +54,7 @@ from .parallel.inputs import (
     numpy_input,
 )
 from .parallel.lockstep import run_lockstep
+from .parallel.missing import fill_for, masked_result
 from .parallel.outliers import OutlierMixin
 from .parallel.predict import (
     predict_dask,
@@ -59,6 +68,7 @@ _CHOICES = {
     "init_params": INIT_PARAMS,
     "cache": CACHES,
     "compute_dtype": COMPUTE_DTYPES,
+    "missing": MISSING,
 }
 """The string parameters and their choices, from :mod:`distgmm.options`."""
 
@@ -197,6 +207,10 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         without a C compiler. Statistics are always summed in float64 across tiles and
         chunks and the M-step is float64, but with ``"float32"`` results agree with
         scikit-learn to about 1e-5 rather than 1e-12.
+    missing : {"error", "omit"}, default="error"
+        Rows holding NaN: ``"error"`` refuses them; ``"omit"`` leaves them out of every
+        statistic (as if their weight were 0), and the predict family gives them label
+        -1, NaN probabilities and NaN log-likelihood.
 
     Attributes
     ----------
@@ -216,6 +230,12 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
     timings_ : dict
         Seconds spent in initialisation (``"init"``, all restarts) and in each EM
         iteration (``"iterations"``, every restart in order).
+    n_omitted_ : int
+        Rows the fit left out for missing values (0 unless ``missing="omit"``).
+    gridded_features_ : dict
+        Defined after a fit on xarray input: its ``feature_dim``, ``variables``,
+        ``feature_coords`` and ``feature_names``; the predict family refuses xarray
+        data whose features differ.
 
     Examples
     --------
@@ -248,6 +268,7 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "cache": [StrOptions(set(CACHES))],
         "compute_dtype": [StrOptions(set(COMPUTE_DTYPES))],
+        "missing": [StrOptions(set(MISSING))],
     }
 
     def __init__(
@@ -269,6 +290,7 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         verbose_interval: int = 10,
         cache: str = "auto",
         compute_dtype: str = "float64",
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -286,6 +308,7 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.cache = cache
         self.compute_dtype = compute_dtype
+        self.missing = missing
 
     # ------------------------------------------------------------------ checks
     def _validate_params(self) -> None:
@@ -311,13 +334,14 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
 
     def _blocks(self, X, sample_weight, *, reset: bool) -> Blocks:
         min_samples = 2 if reset else 1
+        omit = self.missing == "omit"
         if is_dask(X):
             X = dask_input(self, X, reset=reset, min_samples=min_samples)
             w = None if sample_weight is None else dask_sample_weight(sample_weight, X)
-            return dask_blocks(X, w, cache=self.cache)
-        X = numpy_input(self, X, reset=reset, min_samples=min_samples)
+            return dask_blocks(X, w, cache=self.cache, omit_missing=omit)
+        X = numpy_input(self, X, reset=reset, min_samples=min_samples, missing=self.missing)
         w = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
-        return numpy_blocks(X, w)
+        return numpy_blocks(X, w, omit_missing=omit)
 
     # ---------------------------------------------------------------- fitting
     def _initial(self, blocks: Blocks, seed: int) -> GMMParams:
@@ -342,12 +366,15 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         )
 
     def fit(self, X, y=None, sample_weight=None, *, callback=None,
-            checkpoint=None) -> GaussianMixture:
+            checkpoint=None, feature_dim: str | None = None) -> GaussianMixture:
         """Estimate the parameters with EM.
 
         Parameters
         ----------
         X : array-like, DataFrame, dask array or dask DataFrame of shape (n_samples, n_features)
+            Or an ``xarray.DataArray`` / ``xarray.Dataset``: rows are all dimensions
+            but ``feature_dim`` stacked (lazily), features the positions along it and/or
+            a Dataset's variables (:func:`distgmm.io.gridded.stack`).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Per-row weights (a row of weight 2 counts as two identical rows).
@@ -358,33 +385,45 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
             Save the EM state after every iteration; if it already holds a state for
             the same settings and input, continue from there. The result equals an
             uninterrupted fit's.
+        feature_dim : str, optional
+            xarray input: the feature dimension (a DataArray's default: its last; a
+            Dataset's default: none, each variable one feature). The model remembers
+            it, the variables and the feature coordinates (``gridded_features_``).
 
         Returns
         -------
         self
         """
         try:
-            self._fit(X, sample_weight, callback, checkpoint)
+            self._fit(X, sample_weight, callback, checkpoint, feature_dim)
         except NonFiniteError as e:  # name the column, as a DataFrame's names allow
             raise e.named(getattr(self, "feature_names_in_", None)) from None
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None,
+                    feature_dim: str | None = None):
         """Fit, then label ``X`` with the final parameters.
 
         Returns
         -------
         labels : ndarray (or lazy dask array for dask input) of shape (n_samples,)
+            A lazy DataArray on the input's grid for xarray input.
         """
-        blocks = self._fit(X, sample_weight, callback)
-        return self._predict_blocks(blocks, predict_block, predict_dask)
+        grid = []
+        blocks = self._fit(X, sample_weight, callback, None, feature_dim, grid)
+        labels = self._predict_blocks(blocks, predict_block, predict_dask)
+        return result_for(labels, grid[0], "label")
 
     @one_blas_thread()  # the driver's M-steps and in-process tasks: see parallel/blas.py
-    def _fit(self, X, sample_weight, callback=None, checkpoint=None) -> Blocks:
+    def _fit(self, X, sample_weight, callback=None, checkpoint=None, feature_dim=None,
+             grid_out: list | None = None) -> Blocks:
         self._validate_params()
         self.forget_outlier_threshold()  # a threshold of the old parameters means nothing
         # before any restart's thread starts: a thread's catch_warnings would hide it
         warn_if_no_kernel(self.compute_dtype)
+        X, grid = rows_for(self, X, sample_weight, feature_dim, reset=not self._warm())
+        if grid_out is not None:
+            grid_out.append(grid)
         blocks = self._blocks(X, sample_weight, reset=not self._warm())
         self._check_data(blocks)
         restarts = _Restarts(self, callback, checkpoint)
@@ -399,6 +438,13 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
 
     def _check_data(self, blocks: Blocks) -> None:
         n = blocks.n_positive_weight_rows()
+        self.n_omitted_ = blocks.n_omitted()
+        if blocks.omit_missing and n < self.n_components:
+            raise ValueError(
+                f"After leaving out the {self.n_omitted_} of {blocks.n_samples} rows that "
+                f"hold missing values, {n} rows remain (with positive weight), fewer than "
+                f"n_components={self.n_components}: use fewer components or input with "
+                "fewer missing values.")
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -468,53 +514,71 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
     # ---------------------------------------------------------------- predict
     def _predict_blocks(self, blocks: Blocks, numpy_fn, dask_fn):
         params = self.fitted_params()
-        if blocks.is_dask:
-            return dask_fn(blocks.X, params)
-        return numpy_fn(blocks.X, params)
+        fn = dask_fn if blocks.is_dask else numpy_fn
+        if self.missing == "omit":
+            return masked_result(fn, blocks.X, params, _FILLS[numpy_fn])
+        return fn(blocks.X, params)
 
-    def _apply(self, X, numpy_fn, dask_fn):
+    def _apply(self, X, numpy_fn, dask_fn, feature_dim=None, kind=None):
         params = self.fitted_params()
+        X, grid = rows_for(self, X, None, feature_dim, reset=False)
+        if grid is not None and kind is not None:  # a lazy DataArray on the input's grid
+            return result_for(self._apply(X, numpy_fn, dask_fn), grid, kind)
         if is_dask(X):
-            return dask_fn(dask_input(self, X, reset=False), params)
-        return numpy_fn(numpy_input(self, X, reset=False), params)
+            fn, X = dask_fn, dask_input(self, X, reset=False)
+        else:
+            fn, X = numpy_fn, numpy_input(self, X, reset=False, missing=self.missing)
+        if self.missing == "omit":
+            return masked_result(fn, X, params, _FILLS[numpy_fn])
+        return fn(X, params)
 
-    def predict(self, X):
+    def predict(self, X, *, feature_dim: str | None = None):
         """Most probable component of each row.
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,), a lazy dask array for a dask array, or
-            a lazy dask Series named ``label`` on the index of a dask DataFrame
+        labels : ndarray of shape (n_samples,), or a lazy dask array for dask input
+            For a dask DataFrame, a lazy dask Series named ``label`` on its index; for
+            xarray input, a lazy DataArray with the input's sample dims and coordinates.
         """
         if is_dask(X) and hasattr(X, "columns"):
             return predict_frame(dask_frame_input(self, X), self.fitted_params())
-        return self._apply(X, predict_block, predict_dask)
+        return self._apply(X, predict_block, predict_dask, feature_dim, "label")
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, *, feature_dim: str | None = None):
         """Posterior probability of each component for each row.
 
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components), or a lazy dask array
+            For xarray input, a lazy DataArray (sample dims, ``component``).
         """
-        return self._apply(X, predict_proba_block, predict_proba_dask)
+        return self._apply(X, predict_proba_block, predict_proba_dask, feature_dim,
+                           "probabilities")
 
-    def score_samples(self, X):
+    def score_samples(self, X, *, feature_dim: str | None = None):
         """Log-likelihood of each row.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,), or a lazy dask array
+            For xarray input, a lazy DataArray with the input's sample dims.
         """
-        return self._apply(X, score_samples_block, score_samples_dask)
+        return self._apply(X, score_samples_block, score_samples_dask, feature_dim,
+                           "log_likelihood")
 
     def _total_log_likelihood(self, X) -> tuple[float, int]:
-        s = self.score_samples(X)
+        s = self._apply(X, score_samples_block, score_samples_dask)  # rows, even for xarray
+        omit = self.missing == "omit"  # omitted rows (NaN) count for nothing
         if is_dask(s):
             import dask
+            import dask.array as da
 
-            total, n = dask.compute(s.sum(), s.shape[0])
+            total, n = dask.compute(da.nansum(s), (~da.isnan(s)).sum()) if omit else \
+                dask.compute(s.sum(), s.shape[0])
             return float(total), int(n)
+        if omit:
+            return float(np.nansum(s)), int((~np.isnan(s)).sum())
         return float(s.sum()), len(s)
 
     def score(self, X, y=None) -> float:
@@ -599,6 +663,11 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
                      for m, c, s in zip(self.means_, self.covariances_, counts)]
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(counts)])
         return np.vstack(parts), y
+
+
+_FILLS = {predict_block: fill_for("label"), predict_proba_block: fill_for("probabilities"),
+          score_samples_block: fill_for("log_likelihood")}
+"""What an omitted row gets from each of the predict family."""
 
 
 class _Restarts:
@@ -707,6 +776,8 @@ class SharedPasses:
     sample_weight : array-like of shape (n_samples,), default=None
     cache : {"auto", "memory", "none"}, default="auto"
         Where dask input lives meanwhile (as :class:`GaussianMixture`'s ``cache``).
+    missing : {"error", "omit"}, default="error"
+        Rows holding NaN (as :class:`GaussianMixture`'s ``missing``).
 
     Attributes
     ----------
@@ -725,8 +796,9 @@ class SharedPasses:
     >>> logliks = shared.total_log_likelihood(models)  # doctest: +SKIP
     """
 
-    def __init__(self, X, sample_weight=None, *, cache: str = "auto"):
-        self._template = GaussianMixture(cache=cache)
+    def __init__(self, X, sample_weight=None, *, cache: str = "auto",
+                 missing: str = "error"):
+        self._template = GaussianMixture(cache=cache, missing=missing)
         self._template._validate_params()
         self._data = self._template._blocks(X, sample_weight, reset=True)
         self.passes = 0
@@ -767,6 +839,7 @@ class SharedPasses:
         for i, m in enumerate(models):
             m._validate_params()
             m.n_features_in_ = self._template.n_features_in_
+            m.n_omitted_ = self._data.n_omitted()
             if hasattr(self._template, "feature_names_in_"):
                 m.feature_names_in_ = self._template.feature_names_in_
             m._check_parameters(self.n_features)

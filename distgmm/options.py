@@ -64,3 +64,6 @@ def covariance_shape(covariance_type: str, n_components: int, n_features: int) -
     k, d = n_components, n_features
     return {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
             "spherical": (k,)}[covariance_type]
+
+MISSING = ("error", "omit")
+"""What a fit does with rows holding NaN: refuse them, or leave them out (label -1)."""

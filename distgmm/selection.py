@@ -116,7 +116,8 @@ def select_model(X, n_components: Iterable[int] | int = range(1, 11),
         raise ValueError("No candidates: give at least one n_components and covariance_type.")
     models = [GaussianMixture(int(k), covariance_type=ct, n_init=n_init, **params)
               for ct, k in grid]
-    shared = SharedPasses(X, sample_weight, cache=models[0].cache)
+    shared = SharedPasses(X, sample_weight, cache=models[0].cache,
+                          missing=models[0].missing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the table says "converged"
         errors = shared.fit(models, callback=callback)

@@ -87,14 +87,15 @@ def test_cli_choices_are_the_options_lists():
                 "criterion": options.CRITERIA, "input_format": options.INPUT_FORMATS,
                 "output_format": options.OUTPUT_FORMATS, "log_format": ("text", "json"),
                 "kind": options.ESTIMATORS,
-                "weight_concentration_prior_type": options.WEIGHT_CONCENTRATION_PRIOR_TYPES}
+                "weight_concentration_prior_type": options.WEIGHT_CONCENTRATION_PRIOR_TYPES,
+                "missing": options.MISSING}
     commands = cli.commands
     fit, sweep, demo = commands["fit"], commands["sweep"], commands["demo"]
     for command, names in ((fit, ["covariance_type", "init_params", "cache", "compute_dtype",
                                   "input_format", "output_format", "log_format", "kind",
-                                  "weight_concentration_prior_type"]),
+                                  "weight_concentration_prior_type", "missing"]),
                            (sweep, ["criterion", "init_params", "cache", "compute_dtype",
-                                    "input_format", "output_format", "log_format"]),
+                                    "input_format", "output_format", "log_format", "missing"]),
                            (demo, ["covariance_type", "log_format"]),
                            (commands["predict"], ["input_format", "output_format",
                                                   "log_format"])):

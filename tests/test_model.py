@@ -126,7 +126,7 @@ def test_every_constructor_parameter_round_trips(tmp_path, data, capsys):
         n_init=2, init_params="random", weights_init=np.array([0.2, 0.3, 0.5]),
         means_init=data[rng.choice(len(data), k, replace=False)],
         precisions_init=np.full((k, d), 0.5), random_state=7, warm_start=True, verbose=1,
-        verbose_interval=3, cache="none", compute_dtype="float32",
+        verbose_interval=3, cache="none", compute_dtype="float32", missing="omit",
     )
     defaults = GaussianMixture().get_params()
     assert params.keys() == defaults.keys(), "a new constructor parameter: set it here"

@@ -21,6 +21,8 @@ from ..options import OUTPUT_FORMATS, TABLE_OUTPUT_FORMATS
 
 PREDICTIONS = {"zarr": "predictions.zarr", "parquet": "predictions.parquet",
                "delta": "predictions.delta", "icechunk": "predictions.icechunk"}
+ROW_DIMS = ("row", "component")
+"""Dimension names of 2-D input's prediction arrays (Zarr v3 ``dimension_names``)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class PredictionOptions:
     format: str = "auto"
     # a model's outlier threshold: an ``outlier`` column, log-likelihood <= threshold
     outlier_threshold: float | None = None
+    missing: str = "error"  # "omit": rows holding NaN get label -1 and NaN results
 
     @property
     def any(self) -> bool:
@@ -70,9 +73,13 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
     import dask.array as da
     import zarr
 
+    from ..parallel.missing import masked_all
     from ..parallel.predict import predict_all_dask
 
-    labels, loglik, proba = predict_all_dask(dataset.X, params)
+    if opts.missing == "omit":
+        labels, loglik, proba = masked_all(predict_all_dask, dataset.X, params)
+    else:
+        labels, loglik, proba = predict_all_dask(dataset.X, params)
     wanted = {"label": (labels.astype(np.int32), opts.labels),
               "log_likelihood": (loglik, opts.log_likelihood),
               "probabilities": (proba, opts.probabilities)}
@@ -89,21 +96,39 @@ def _zarr_predictions(dataset, params: GMMParams, url: str, opts: PredictionOpti
                 continue
             arr = arr.rechunk({0: rows})
             z = group.create_array(name, shape=arr.shape, dtype=arr.dtype,
-                                   chunks=(rows,) + arr.shape[1:])
+                                   chunks=(rows,) + arr.shape[1:],
+                                   dimension_names=ROW_DIMS[:arr.ndim])
             # misaligned dask -> zarr writes can lose data silently (zarr-python #3682)
             if not _aligned(arr.chunks[0], z.chunks[0]):
                 raise RuntimeError(f"dask chunks {arr.chunks[0]} do not align with Zarr "
                                    f"chunks {z.chunks}; refusing to write.")
             sources.append(arr)
             targets.append(z)
+    if sources:
+        consolidate(group.store)
     writes = []
     if sources:
         stored = da.store(sources, targets, lock=False, compute=False)
         # one lazy collection per target (a tuple when there are several)
         writes = list(stored) if isinstance(stored, (tuple, list)) else [stored]
-    sizes = da.bincount(labels, minlength=params.n_components)
-    return PendingPredictions(writes, loglik.sum(), sizes, url if sources else None,
+    # omitted rows (label -1, NaN log-likelihood) are in neither statistic
+    sizes = da.bincount(labels + 1, minlength=params.n_components + 1)[1:]
+    total = da.nansum(loglik) if opts.missing == "omit" else loglik.sum()
+    return PendingPredictions(writes, total, sizes, url if sources else None,
                               None if flagged is None else flagged.sum())
+
+
+def consolidate(store) -> None:
+    """Consolidate a group's metadata (only metadata: arrays' data may come later), so
+    ``xarray.open_zarr`` opens it without a warning or a listing of the store."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        # zarr says consolidated metadata is not in the v3 spec; xarray reads it anyway
+        warnings.simplefilter("ignore", UserWarning)
+        zarr.consolidate_metadata(store)
 
 
 def prediction_frame(part, params: GMMParams, features: list, keep: list,
@@ -119,7 +144,12 @@ def prediction_frame(part, params: GMMParams, features: list, keep: list,
     start = 0
     if offsets is not None and partition_info is not None:
         start = int(offsets[partition_info["number"]])
-    res = predict_all_block(X, params, start)
+    if opts.missing == "omit":
+        from ..parallel.missing import masked_all
+
+        res = np.column_stack(masked_all(predict_all_block, X, params))
+    else:
+        res = predict_all_block(X, params, start)
     out = {"label": res[:, 0].astype(np.int32), "log_likelihood": res[:, 1]}
     if opts.probabilities:
         for j in range(params.n_components):
@@ -212,6 +242,13 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
         return table_predictions(fmt, dataset, params, staging_url, opts, storage_options,
                                  table)
     url = posixpath.join(staging_url, PREDICTIONS[fmt])
+    if getattr(dataset, "grid", None) is not None:  # results back on the input's grid
+        if fmt != "zarr":
+            raise ValueError("Gridded input writes its results as predictions.zarr on "
+                             "the input's grid: drop --output-format parquet.")
+        from .gridded import gridded_predictions
+
+        return gridded_predictions(dataset, params, url, opts, storage_options)
     make = _zarr_predictions if fmt == "zarr" else _parquet_predictions
     return make(dataset, params, url, opts, storage_options)
 

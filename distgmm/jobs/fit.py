@@ -53,8 +53,12 @@ def _fit_job_model(spec, loaded: LoadedInput, previous: PreviousRun | None,
     if loaded.dataset.feature_names:
         model.feature_names_in_ = np.asarray(loaded.dataset.feature_names, dtype=object)
     seconds = time.perf_counter() - t0
+    omitted = getattr(model, "n_omitted_", 0)
     reporter.event("fit", f"fitted in {seconds:.1f} s: {model.n_iter_} iterations, "
-                   f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}",
+                   f"converged={model.converged_}, lower bound {model.lower_bound_:.6f}"
+                   + (f", {omitted} rows omitted (missing values)"
+                      if model.missing == "omit" else ""),
+                   **({"n_omitted": omitted} if model.missing == "omit" else {}),
                    n_iter=model.n_iter_, converged=model.converged_,
                    lower_bound=model.lower_bound_, seconds=round(seconds, 3))
     return FittedModel(model, selection, seconds)

@@ -11,7 +11,7 @@ import json
 import posixpath
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..io.checkpoint import Checkpoint
 from ..io.sources import Dataset, Source, open_source
@@ -65,8 +65,7 @@ def persist(client, dataset: Dataset, cache: str, reporter: Reporter) -> Dataset
         return dataset
     X = client.persist(dataset.X)
     reporter.wait(X, "loading the data into cluster memory")
-    return Dataset(X, dataset.feature_names, dataset.frame, dataset.id_column,
-                   dataset.passthrough, dataset.description)
+    return replace(dataset, X=X)
 
 
 def checkpoint_expectations(spec, dataset: Dataset) -> dict:

@@ -13,9 +13,15 @@ from ..io.sources import Dataset
 from ..numerics.params import information_criteria
 
 
-def _scored(dataset: Dataset, n_components: int, total: float, sizes) -> dict:
-    return {"mean_log_likelihood": total / dataset.n_samples,
-            "cluster_sizes": sizes_array(sizes, n_components)}
+def _scored(dataset: Dataset, n_components: int, total: float, sizes,
+            missing: str = "error") -> dict:
+    counts = sizes_array(sizes, n_components)
+    if missing != "omit":
+        return {"mean_log_likelihood": total / dataset.n_samples, "cluster_sizes": counts}
+    # rows omitted for missing values have no label: they are the rows not counted
+    scored = sum(counts)
+    return {"mean_log_likelihood": total / scored if scored else float("nan"),
+            "cluster_sizes": counts, "n_omitted": dataset.n_samples - scored}
 
 
 def _where(dataset: Dataset, predictions_path: str | None, **more) -> dict:
@@ -25,11 +31,11 @@ def _where(dataset: Dataset, predictions_path: str | None, **more) -> dict:
 
 
 def scoring_metrics(dataset: Dataset, model_path: str, n_components: int, total: float,
-                    sizes, predictions_path: str | None) -> dict:
+                    sizes, predictions_path: str | None, missing: str = "error") -> dict:
     """What ``distgmm predict`` reports: the rows scored under a saved model."""
     return {"n_samples": dataset.n_samples, "n_features": dataset.n_features,
             "n_components": n_components, "model": model_path,
-            **_scored(dataset, n_components, total, sizes),
+            **_scored(dataset, n_components, total, sizes, missing),
             **_where(dataset, predictions_path)}
 
 
@@ -50,7 +56,9 @@ def fit_metrics(model, dataset: Dataset, total: float, sizes,
                 predictions_path: str | None) -> dict:
     """What a fit reports: its summary, the scored rows and the information criteria."""
     k, ct = model.n_components, model.covariance_type
-    scored = _scored(dataset, k, total, sizes)
+    scored = _scored(dataset, k, total, sizes, model.missing)
+    n = dataset.n_samples - scored.get("n_omitted", 0)
+    omitted = {"n_omitted": scored["n_omitted"]} if "n_omitted" in scored else {}
     return {
         "n_samples": dataset.n_samples, "n_features": dataset.n_features,
         "n_components": k, "covariance_type": ct,
@@ -58,8 +66,9 @@ def fit_metrics(model, dataset: Dataset, total: float, sizes,
         "lower_bound": float(model.lower_bound_),
         "lower_bounds": [float(v) for v in model.lower_bounds_],
         "mean_log_likelihood": scored["mean_log_likelihood"],
-        **information_criteria(total, dataset.n_samples, k, dataset.n_features, ct),
+        **information_criteria(total, n, k, dataset.n_features, ct),
         "weights": model.weights_.tolist(), "cluster_sizes": scored["cluster_sizes"],
+        **omitted,
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
         **_where(dataset, predictions_path, model="model"),
         **_bayes(model),

@@ -118,7 +118,8 @@ def _fig_projection(plt, points, labels, means, covariances, mean, axes):
 
 
 def write_report(url: str, metrics: dict, model, projection: dict,
-                 storage_options: dict | None = None) -> list[str]:
+                 storage_options: dict | None = None, gridded: dict | None = None
+                 ) -> list[str]:
     """Draw the figures and write ``report/*.png`` and ``report.html`` under ``url``.
 
     Parameters
@@ -132,6 +133,10 @@ def write_report(url: str, metrics: dict, model, projection: dict,
     projection : dict
         ``total`` and ``cross`` (sum of ``x - center`` and of its outer products),
         ``n``, ``center``, ``points`` (a sample of rows) and ``labels`` (their labels).
+    gridded : dict, optional
+        Gridded input: ``grid`` and ``label_map`` (the labels of the first 2-D slice);
+        adds the label map and the mean profile of each component
+        (:mod:`distgmm.jobs.gridded_report`).
 
     Returns
     -------
@@ -159,6 +164,10 @@ def write_report(url: str, metrics: dict, model, projection: dict,
     figures["projection"] = _fig_projection(
         plt, projection["points"], projection["labels"], model.means_,
         _full_covariances(model), mean, axes)
+    if gridded:
+        from .gridded_report import gridded_figures
+
+        figures.update(gridded_figures(plt, model, **gridded))
     written, images = [], []
     fs.makedirs(posixpath.join(root, "report"), exist_ok=True)
     for name, fig in figures.items():

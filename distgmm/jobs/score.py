@@ -62,18 +62,26 @@ def _committed(pending, done: list, metrics: dict) -> None:
         metrics["outputs"]["table"] = pending.commit(done[:len(pending.writes)])
 
 
-def _report_terms(dataset: Dataset, center: np.ndarray) -> list:
+def _report_terms(dataset: Dataset, center: np.ndarray, model=None) -> list:
     """Lazy sum and cross-product of ``X - center`` (principal axes without
-    cancellation far from the origin) and a row sample, for the report."""
+    cancellation far from the origin), a row sample, the complete rows' count and the
+    sample's complete rows, for the report (gridded input: and a label map)."""
+    import dask.array as da
+
+    from ..io.gridded import report_terms
+    from ..parallel.missing import complete_rows
     from .report import _pyplot
 
     _pyplot()  # fail before the pass if matplotlib is missing
     X = dataset.X.astype(np.float64)
-    Xc = X - center
+    keep = complete_rows(X)  # rows omitted for missing values add nothing
+    Xc = (X - center) if getattr(model, "missing", "error") != "omit" else \
+        da.where(keep[:, None], X - center, 0.0)
     n = dataset.n_samples
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(n, min(n, REPORT_POINTS), replace=False))
-    return [Xc.sum(axis=0), Xc.T @ Xc, X[idx]]
+    grid = report_terms(dataset, model) if dataset.grid is not None and model else []
+    return [Xc.sum(axis=0), Xc.T @ Xc, X[idx], keep.sum(), keep[idx], *grid]
 
 
 def write_results(client, model, dataset: Dataset, output, pub: Publication,
@@ -92,7 +100,8 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     t0 = time.perf_counter()
     params = model.fitted_params()
     pending = predictions(dataset, params, pub.staging_url,
-                          prediction_options(output, model), output.storage_options,
+                          replace(prediction_options(output, model), missing=model.missing),
+                          output.storage_options,
                           table_target(output, pub.staging_url, run.get("job")))
     reporter.event("predict", "scoring every row under the final model"
                    + (" and writing the results" if pending.path else ""))
@@ -101,7 +110,7 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
         scored.append(pending.outliers)
     if previous is not None:
         scored.append(score_samples_dask(dataset.X, previous.model.fitted_params()).sum())
-    figures = _report_terms(dataset, params.center) if output.report else []
+    figures = _report_terms(dataset, params.center, model) if output.report else []
     done = compute(client, [*pending.writes, *scored, *figures], reporter,
                    "writing results")
     results = done[len(pending.writes):]
@@ -129,27 +138,30 @@ def _write_report(model, dataset: Dataset, metrics: dict, figures: list,
     from .report import write_report
 
     params = model.fitted_params()
-    x_sum, x_cross, points = figures
+    x_sum, x_cross, points, n_complete, complete, *label_map = figures
+    points = points[complete]
     return write_report(
         pub.staging_url, metrics, model,
-        {"total": x_sum, "cross": x_cross, "n": dataset.n_samples, "center": params.center,
+        {"total": x_sum, "cross": x_cross, "n": n_complete, "center": params.center,
          "points": points, "labels": predict_block(points, params)},
-        output.storage_options)
+        output.storage_options,
+        gridded={"grid": dataset.grid, "label_map": label_map[0] if label_map else None}
+        if dataset.grid is not None else None)
 
 
 def score_rows(client, model, dataset: Dataset, output, pub: Publication,
                reporter: Reporter, model_path: str) -> dict:
     """Score an input with a saved model into the staging directory (no ``model/``)."""
     pending = predictions(dataset, model.fitted_params(), pub.staging_url,
-                          prediction_options(output, model), output.storage_options,
-                          table_target(output, pub.staging_url))
+                          replace(prediction_options(output, model), missing=model.missing),
+                          output.storage_options, table_target(output, pub.staging_url))
     counted = [] if pending.outliers is None else [pending.outliers]
     done = compute(
         client, [*pending.writes, pending.total_log_likelihood, pending.cluster_sizes,
                  *counted], reporter, "scoring")
     results = done[len(pending.writes):]
     metrics = {**scoring_metrics(dataset, model_path, model.n_components, float(results[0]),
-                                 results[1], pending.path),
+                                 results[1], pending.path, missing=model.missing),
                **outlier_metrics(model, results[2] if counted else None, dataset.n_samples)}
     _committed(pending, done, metrics)
     return metrics

@@ -34,6 +34,7 @@ from ..options import (
     ESTIMATORS,
     INPUT_FORMATS,
     JOB_INIT_PARAMS,
+    MISSING,
     OUTPUT_FORMATS,
     TABLE_OUTPUT_FORMATS,
     WEIGHT_CONCENTRATION_PRIOR_TYPES,
@@ -85,6 +86,10 @@ class InputSpec(_Frozen):
     @classmethod
     def _rows_not_bool(cls, value):
         return bounds.not_bool(value)
+    # gridded Zarr (xarray groups, N-D arrays): see distgmm.io.sources.GriddedSource
+    variables: tuple[str, ...] | None = None
+    feature_dim: str | None = None
+    feature_axis: int | None = None
 
     @field_validator("filters")
     @classmethod
@@ -109,7 +114,9 @@ class InputSpec(_Frozen):
                 "filters": self.filters, "id_column": self.id_column,
                 "passthrough": self.passthrough, "storage_options": self.storage_options,
                 "chunk_rows": self.chunk_rows, "chunk_bytes": int(self.chunk_size),
-                "version": self.version, "snapshot": self.snapshot, "as_of": self.as_of}
+                "version": self.version, "snapshot": self.snapshot, "as_of": self.as_of,
+                "variables": self.variables, "feature_dim": self.feature_dim,
+                "feature_axis": self.feature_axis}
         return opts
 
 
@@ -176,6 +183,7 @@ class ModelSpec(_Frozen):
             raise ValueError("init_params: previous starts a GaussianMixture from the last "
                              "run; with kind: bayes use kmeans (or another initialisation)")
         return self
+    missing: Literal[MISSING] = "error"  # type: ignore[valid-type]
 
     @field_validator("n_components", "covariance_type", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..numerics.finite import NonFiniteError
 from ..options import CACHES
+from .missing import add, first_found, first_row, omit_missing_rows, row_summary
 from .nonfinite import locate_nonfinite
 from .reduction import SPLIT_EVERY, dask_map_reduce, numpy_map_reduce
 
@@ -27,6 +28,8 @@ class Blocks:
     blocks : list of (block_index, row_start)
         Non-empty row blocks.
     is_dask : bool
+    omit_missing : bool
+        Rows holding NaN weigh nothing in every pass (``missing="omit"``).
     """
 
     X: object
@@ -34,6 +37,18 @@ class Blocks:
     blocks: list
     is_dask: bool
     split_every: int = SPLIT_EVERY
+    omit_missing: bool = False
+
+    def _summary(self) -> np.ndarray:
+        """``[complete rows, their total weight, those of positive weight]`` (one pass,
+        once)."""
+        if getattr(self, "_summary_cache", None) is None:
+            self._summary_cache = self.map_reduce(row_summary, add)
+        return self._summary_cache
+
+    def n_omitted(self) -> int:
+        """Rows left out for missing values (0 unless ``omit_missing``)."""
+        return self.n_samples - int(self._summary()[0]) if self.omit_missing else 0
 
     @property
     def n_samples(self) -> int:
@@ -45,6 +60,8 @@ class Blocks:
 
     def total_weight(self) -> float:
         """Sum of sample weights (``n_samples`` when unweighted)."""
+        if self.omit_missing:
+            return float(self._summary()[1])
         if self.sample_weight is None:
             return float(self.n_samples)
         total = self.sample_weight.sum()
@@ -52,19 +69,26 @@ class Blocks:
 
     def n_positive_weight_rows(self) -> int:
         """Rows that carry weight (all rows when unweighted)."""
+        if self.omit_missing:
+            return int(self._summary()[2])
         if self.sample_weight is None:
             return self.n_samples
         count = (self.sample_weight > 0).sum()
         return int(count.compute() if self.is_dask else count)
 
     def first_row(self) -> np.ndarray:
-        """The first row as float64 (reads one block)."""
+        """The first row as float64 (reads one block; the first complete row when
+        omitting missing values)."""
+        if self.omit_missing:
+            return self.map_reduce(first_row, first_found)
         row = self.X[self.blocks[0][1]]
         return np.asarray(row.compute() if self.is_dask else row, dtype=np.float64)
 
     def map_reduce(self, fn: Callable, combine: Callable, *args):
         """One pass: ``fn(X_block, w_block, row_start, *args)`` per block, tree-merged."""
         run = dask_map_reduce if self.is_dask else numpy_map_reduce
+        if self.omit_missing:  # the kernels see complete rows only; the tree is unchanged
+            fn, args = omit_missing_rows, (fn, *args)
         try:
             return run(self.X, self.sample_weight, self.blocks, fn, combine, args,
                        self.split_every)
@@ -79,10 +103,12 @@ class Blocks:
         return error
 
 
-def numpy_blocks(X: np.ndarray, sample_weight=None, block_rows: int = NUMPY_BLOCK_ROWS) -> Blocks:
+def numpy_blocks(X: np.ndarray, sample_weight=None, block_rows: int = NUMPY_BLOCK_ROWS,
+                 omit_missing: bool = False) -> Blocks:
     """Blocks over an in-memory array."""
     starts = list(range(0, X.shape[0], block_rows))
-    return Blocks(X, sample_weight, list(enumerate(starts)), is_dask=False)
+    return Blocks(X, sample_weight, list(enumerate(starts)), is_dask=False,
+                  omit_missing=omit_missing)
 
 
 def _cluster_memory() -> float:
@@ -111,7 +137,8 @@ def should_persist(X, cache: str) -> bool:
     return cache == "memory" or (cache == "auto" and X.nbytes <= _cluster_memory())
 
 
-def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
+def dask_blocks(X, sample_weight=None, cache: str = "auto",
+                omit_missing: bool = False) -> Blocks:
     """Blocks over a dask array: features in one chunk, empty chunks dropped.
 
     Parameters
@@ -123,6 +150,8 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
         ``"memory"`` persists the data once on the cluster; ``"none"`` re-reads the
         source on every pass (out-of-core); ``"auto"`` persists when the data takes at
         most half the workers' memory.
+    omit_missing : bool
+        Leave rows holding NaN out of every pass.
     """
     if cache not in CACHES:
         raise ValueError(f"cache={cache!r} is not one of {CACHES}.")
@@ -143,4 +172,4 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto") -> Blocks:
             X, sample_weight = dask.persist(X, sample_weight)
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
     blocks = [(i, int(s)) for i, (s, n) in enumerate(zip(starts, X.chunks[0])) if n > 0]
-    return Blocks(X, sample_weight, blocks, is_dask=True)
+    return Blocks(X, sample_weight, blocks, is_dask=True, omit_missing=omit_missing)

@@ -92,8 +92,10 @@ def check_weight_summary(all_finite: bool, smallest: float, total: float) -> Non
         raise ValueError("Every sample_weight is zero: give at least one positive weight.")
 
 
-def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
-    """Validate numpy/pandas/list input (scikit-learn's checks plus named columns)."""
+def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1,
+                missing: str = "error") -> np.ndarray:
+    """Validate numpy/pandas/list input (scikit-learn's checks plus named columns);
+    ``missing="omit"`` lets rows holding NaN through (infinities are still refused)."""
     names = None
     if hasattr(X, "dtypes") and hasattr(X, "columns"):
         check_columns(X.columns, X.dtypes)
@@ -105,7 +107,8 @@ def numpy_input(estimator, X, *, reset: bool, min_samples: int = 1) -> np.ndarra
         estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
         reset=reset, ensure_all_finite=False,
     )
-    check_finite(X, names)
+    check_finite(X if missing == "error" else np.nan_to_num(X, nan=0.0, posinf=np.inf,
+                                                            neginf=-np.inf), names)
     return X
 
 

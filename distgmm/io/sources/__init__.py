@@ -3,6 +3,7 @@
 from .array import ArraySource, NpySource
 from .base import DEFAULT_CHUNK_BYTES, Dataset, Source, chunk_rows
 from .delta import DeltaSource
+from .gridded import GriddedSource
 from .iceberg import IcebergSource
 from .icechunk import IcechunkSource
 from .parquet import ParquetSource, parse_filter
@@ -10,7 +11,7 @@ from .registry import detect_format, open_source
 from .zarr import ZarrSource
 
 __all__ = [
-    "DEFAULT_CHUNK_BYTES", "ArraySource", "Dataset", "DeltaSource", "IcebergSource",
-    "IcechunkSource", "NpySource", "ParquetSource",
+    "DEFAULT_CHUNK_BYTES", "ArraySource", "Dataset", "DeltaSource", "GriddedSource",
+    "IcebergSource", "IcechunkSource", "NpySource", "ParquetSource",
     "Source", "ZarrSource", "chunk_rows", "detect_format", "open_source", "parse_filter",
 ]

@@ -35,6 +35,8 @@ class Dataset:
     description : dict
         JSON-safe account of the input (kind, location, shape, chunks, options) for
         metrics and fingerprints.
+    grid : distgmm.io.gridded.Grid or None
+        For gridded input: where each row lies on the grid (outputs go back there).
     """
 
     X: Any
@@ -43,6 +45,7 @@ class Dataset:
     id_column: str | None = None
     passthrough: tuple[str, ...] = ()
     description: dict = field(default_factory=dict)
+    grid: Any = None
 
     @property
     def n_samples(self) -> int:

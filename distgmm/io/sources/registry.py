@@ -10,6 +10,7 @@ from ...options import INPUT_FORMATS
 from .array import ArraySource, NpySource
 from .base import Source
 from .delta import DeltaSource
+from .gridded import GriddedSource
 from .iceberg import IcebergSource
 from .icechunk import IcechunkSource
 from .parquet import ParquetSource
@@ -17,6 +18,8 @@ from .zarr import ZarrSource
 
 SOURCES = {"zarr": ZarrSource, "parquet": ParquetSource, "npy": NpySource,
            "delta": DeltaSource, "iceberg": IcebergSource, "icechunk": IcechunkSource}
+GRIDDED_OPTIONS = ("variables", "feature_dim", "feature_axis")
+"""Options that make Zarr input gridded (:class:`GriddedSource`)."""
 _SUFFIXES = {".zarr": "zarr", ".zip": "zarr", ".parquet": "parquet", ".pq": "parquet",
              ".parq": "parquet", ".npy": "npy"}
 
@@ -108,13 +111,15 @@ def open_source(data, *, format: str = "auto", **options) -> Source:
         fmt = (detect_format(data, options.get("storage_options")) if format == "auto"
                else format)
         cls, where = SOURCES[fmt], f"{fmt} input"
+        if fmt == "zarr" and any(k in options for k in GRIDDED_OPTIONS):
+            cls, where = GriddedSource, "gridded zarr input"
     allowed = {f.name for f in dataclasses.fields(cls)} - {"path", "data"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(
             f"Option(s) {unknown} do not apply to {where}; it takes {sorted(allowed)}."
         )
-    for key in ("columns", "filters", "passthrough"):
+    for key in ("columns", "filters", "passthrough", "variables"):
         if key in options:
             options[key] = tuple(options[key])
     return cls(data, **options)
