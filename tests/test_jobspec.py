@@ -133,3 +133,20 @@ def test_spec_choices_are_the_options_lists(section, key, values):
     quoted = ", ".join(f"'{v}'" for v in values[:-1]) + f" or '{values[-1]}'"
     with pytest.raises(ValueError, match=f"{section}.{key}: Input should be {re.escape(quoted)}"):
         JobSpec.from_mapping(BASE, ["root=/r", "date=1", f"{section}.{key}=bogus"])
+
+
+def test_a_job_keeps_its_fingerprint_across_added_settings():
+    """Upgrading must not change what a published job is recognised by: this value is
+    what distgmm gave this spec before the table, gridded, outlier and Bayesian settings
+    existed (commit 355feb9). Setting one of them does change it."""
+    raw = {"name": "nightly",
+           "input": {"path": "/lake/events", "format": "parquet", "columns": ["a", "b"],
+                     "filters": ["date == '2026-11-20'"]},
+           "model": {"n_components": 4, "covariance_type": "diag"},
+           "output": {"path": "/lake/clusters/2026-11-20", "probabilities": True}}
+    before = "a53faa8016b6550a3b8094600dc5a8e994ff68c0ed6d3a5d5d2bf16be0afad2d"
+    assert JobSpec.from_mapping(raw).fingerprint() == before
+    for section, key, value in (("model", "missing", "omit"), ("model", "kind", "bayes"),
+                                ("model", "outliers", 0.01), ("input", "version", 3)):
+        changed = {**raw, section: {**raw[section], key: value}}
+        assert JobSpec.from_mapping(changed).fingerprint() != before, key

@@ -371,9 +371,23 @@ class JobSpec(_Frozen):
         doc = self.model_dump(mode="json", exclude={
             "name": True, "run_key": True, "cluster": True, "input": {"storage_options"},
             "output": {"overwrite", "storage_options"}})
-        if doc["model"].get("outliers") is None:  # jobs without it keep their fingerprint
-            doc["model"].pop("outliers", None)
+        for section, defaults in _ADDED_LATER.items():
+            for key, default in defaults.items():
+                if doc[section].get(key, default) == default:
+                    doc[section].pop(key, None)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+_ADDED_LATER = {
+    "input": {"version": None, "snapshot": None, "as_of": None, "variables": None,
+              "feature_dim": None, "feature_axis": None},
+    "model": {"outliers": None, "kind": "gmm", "weight_concentration_prior_type":
+              "dirichlet_process", "weight_concentration_prior": None, "missing": "error"},
+    "output": {"table": None, "partition": {}},
+}
+"""Settings added after specs were in use, left out of the fingerprint at their defaults:
+a job that does not use them keeps its fingerprint, so an upgrade neither refits nor
+refuses ("already exists") what that job published."""
 
 
 def _check_column_clash(spec: JobSpec, where: str) -> None:
