@@ -185,8 +185,11 @@ class GaussianMixture(OutlierMixin, DensityMixin, BaseEstimator):
         Number of EM iterations per initialisation.
     n_init : int, default=1
         Number of initialisations; the best lower bound is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        ``"kmeans"`` is k-means|| followed by a few distributed Lloyd passes.
+    init_params : {"kmeans", "k-means||", "k-means++", "random", "random_from_data"}, \
+default="kmeans"
+        ``"kmeans"`` clusters a random sample of rows (all rows when the data is small)
+        with scikit-learn's KMeans: two passes over the data. ``"k-means||"`` is the
+        distributed k-means|| seeding with a few distributed Lloyd passes (more passes).
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None

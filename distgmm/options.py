@@ -10,7 +10,7 @@ from __future__ import annotations
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 """Covariance types, in the order of the compiled kernel's type codes (0..3)."""
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("kmeans", "k-means||", "k-means++", "random", "random_from_data")
 """Initialisations of :class:`distgmm.GaussianMixture`."""
 
 JOB_INIT_PARAMS = (*INIT_PARAMS, "previous")

@@ -60,7 +60,7 @@ def test_every_private_symbol_still_exists():
     for route in _dask.ROUTES.values():
         for module, attribute in route.apis:
             assert hasattr(importlib.import_module(module), attribute), f"{module}.{attribute}"
-    assert _dask._usable == {"fold": True, "graph": True}
+    assert _dask._usable == {"fold": True, "defer": True, "graph": True}
     assert _dask._in_tested_range(dask.__version__)
 
 
@@ -144,13 +144,50 @@ def test_a_missing_private_api_disables_only_its_route(data, monkeypatch, rechec
     monkeypatch.delattr(dask.optimization, "cull")  # `from dask.optimization import` fails
     with pytest.warns(RuntimeWarning, match=r"'graph'.*ImportError.*Consequence: passes"):
         usable = recheck()
-    assert usable == {"fold": True, "graph": False}
+    assert usable == {"fold": True, "defer": True, "graph": False}
     Xd = da.from_array(data, chunks=(300, 3))
     with dask.config.set(scheduler="threads"):
         public = fit(Xd, cache="none")
         monkeypatch.undo()
         recheck()
         assert_same_fit(public, fit(Xd, cache="none"))
+
+
+def test_out_of_core_chunks_stream_through_one_task_per_group(data, tmp_path, monkeypatch):
+    """More chunks than groups: a few group tasks read them, and the bits do not move."""
+    import zarr
+
+    from distgmm.parallel import reduction
+
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=data.shape,
+                          chunks=(100, 3), dtype="f8")
+    z[:] = data
+    Xd = da.from_zarr(str(tmp_path / "x.zarr"))
+    calls = []
+    real = reduction.streamed_nodes
+
+    def counted(*args):
+        calls.append(len(args[4]))  # chunk positions of this group
+        return real(*args)
+
+    monkeypatch.setattr(reduction, "streamed_nodes", counted)
+    with dask.config.set(scheduler="threads"):
+        streamed = fit(Xd, cache="none")
+        n_groups = reduction.TASKS_PER_THREAD * reduction.worker_threads()
+        passes = len(calls) // n_groups
+        assert len(calls) == passes * n_groups and passes >= 2
+        assert sum(calls[:n_groups]) == Xd.numblocks[0]
+        calls.clear()
+        with _dask.private_routes(False):
+            public = fit(Xd, cache="none")
+    assert not calls
+    assert_same_fit(streamed, public)
+
+
+def test_a_changed_defer_behaviour_disables_only_its_route(data, monkeypatch, recheck):
+    monkeypatch.setattr(_dask, "run_deferred", lambda task: "not run")
+    with pytest.warns(RuntimeWarning, match=r"'defer'.*no longer passed as data"):
+        assert recheck() == {"fold": True, "defer": False, "graph": True}
 
 
 def test_a_failing_task_spec_import_disables_both_routes(monkeypatch, recheck):

@@ -64,18 +64,22 @@ class KeyedRows:
     row_ids: np.ndarray  # (m,) global row index, breaks ties deterministically
     rows: np.ndarray  # (m, d) float64
     mass: float = 0.0  # sum of weighted costs (D^2 passes)
+    weights: np.ndarray | None = None  # (m,) the rows' sample weights, when asked for
 
     def merge(self, other: KeyedRows) -> KeyedRows:
         keys = np.concatenate([self.keys, other.keys])
         ids = np.concatenate([self.row_ids, other.row_ids])
         order = np.lexsort((ids, keys))[: self.n_keep]
+        weights = None
+        if self.weights is not None and other.weights is not None:
+            weights = np.concatenate([self.weights, other.weights])[order]
         return KeyedRows(
             self.n_keep, keys[order], ids[order],
-            np.concatenate([self.rows, other.rows])[order], self.mass + other.mass,
+            np.concatenate([self.rows, other.rows])[order], self.mass + other.mass, weights,
         )
 
 
-def _keep_smallest(keys, X, row_start, n_keep, mass=0.0) -> KeyedRows:
+def _keep_smallest(keys, X, row_start, n_keep, mass=0.0, w=None) -> KeyedRows:
     ids = np.arange(row_start, row_start + len(keys))
     finite = np.isfinite(keys)
     keys, ids = keys[finite], ids[finite]
@@ -84,18 +88,23 @@ def _keep_smallest(keys, X, row_start, n_keep, mass=0.0) -> KeyedRows:
         keys, ids = keys[near], ids[near]
     order = np.lexsort((ids, keys))[:n_keep]
     rows = np.asarray(X[ids[order] - row_start], dtype=np.float64)
-    return KeyedRows(n_keep, keys[order], ids[order], rows, mass)
+    weights = None if w is None else w[ids[order] - row_start]
+    return KeyedRows(n_keep, keys[order], ids[order], rows, mass, weights)
 
 
-def uniform_rows(X, sample_weight, row_start, key, n_keep) -> KeyedRows:
-    """Sample rows uniformly (by weight) without replacement: smallest ``-log(u)/w``."""
+def uniform_rows(X, sample_weight, row_start, key, n_keep, with_weights=False) -> KeyedRows:
+    """Sample rows uniformly (by weight) without replacement: smallest ``-log(u)/w``.
+
+    The result depends only on the rows' global indices, not on the chunking (the keys
+    are row-addressed). ``with_weights=True`` keeps each sampled row's weight too.
+    """
     u = row_uniforms(key, row_start, X.shape[0])[:, 0]
     w = _weights(sample_weight, X.shape[0])
     with np.errstate(divide="ignore"):
         keys = -np.log1p(-u) / w
     for _ in shifted_tiles(X, 0.0, row_start):
         pass  # only the finiteness check
-    return _keep_smallest(keys, X, row_start, n_keep)
+    return _keep_smallest(keys, X, row_start, n_keep, w=w if with_weights else None)
 
 
 def d2_sample(X, sample_weight, row_start, key, n_keep, centers, exponential=False) -> KeyedRows:

@@ -22,6 +22,13 @@ Private routes
     memory of an out-of-core fit at 247-268 MiB from 1e5 to 1e7 rows (a raw read of
     the same data: 237-240 MiB).
     Fallback: the chunks as the array graph gives them (public route below).
+``defer``: ``dask._task_spec.DataNode`` holding folded ``Task`` objects, called in a task
+    Out of core with more chunks than worker threads, one task per group of consecutive
+    chunks receives the chunks' folded loading tasks as data and runs them itself, one
+    read ahead of the arithmetic (:func:`distgmm.parallel.reduction.streamed_nodes`):
+    per-pass scheduler work grows with the worker threads, not the chunks, and a pass
+    costs about max(read, compute). Fallback: one task per chunk (route ``fold``).
+
 ``graph``: ``dask.optimization.cull`` and ``dask.delayed.Delayed(key, graph)``
     Computing a hand-built low-level graph (the folded chunk tasks and the reduction
     tree) with the active scheduler. The public route builds the same tree with
@@ -105,6 +112,13 @@ ROUTES = {
         "loaded chunks wait in worker memory (peak memory grows with the rows) and "
         "iterations are slower (0.48 -> 0.57 s at 1e6 x 16); results are unchanged",
     ),
+    "defer": Route(
+        "defer",
+        (("dask._task_spec", "DataNode"), ("dask._task_spec", "Task")),
+        "out-of-core passes with many small chunks run one task per chunk instead of "
+        "one task per worker thread reading its chunks with the next read overlapped "
+        "(per-iteration cost grows with the number of chunks); results are unchanged",
+    ),
     "graph": Route(
         "graph",
         (("dask.optimization", "cull"), ("dask.delayed", "Delayed")),
@@ -145,6 +159,22 @@ def _probe_fold() -> None:
         raise AssertionError("Task.substitute no longer nests a dependency")
 
 
+def _probe_defer() -> None:
+    """Tasks carried as data into another task and run there: raises if changed."""
+    from dask._task_spec import Task, TaskRef
+
+    graph = {"lit": 2.0, "load": Task("load", operator.add, TaskRef("lit"), 1.0)}
+    (loader,) = _fold({**graph, "use": Task("use", len, TaskRef("load"))},
+                      ["use"])["use"].args  # a self-contained loading task
+    outer = task_with_deferred("outer", _run_all, defer([loader, None]))
+    if outer({}) != [3.0, None]:
+        raise AssertionError("a DataNode-wrapped list of Tasks is no longer passed as data")
+
+
+def _run_all(loaders):
+    return [run_deferred(t) for t in loaders]
+
+
 def _probe_graph() -> None:
     """Cull and compute a tiny graph: raises if ``cull`` or ``Delayed`` changed."""
     from dask.delayed import Delayed
@@ -155,7 +185,8 @@ def _probe_graph() -> None:
         raise AssertionError("cull or Delayed(key, graph) behave differently")
 
 
-_PROBES: dict[str, Callable[[], None]] = {"fold": _probe_fold, "graph": _probe_graph}
+_PROBES: dict[str, Callable[[], None]] = {"fold": _probe_fold, "graph": _probe_graph,
+                                          "defer": _probe_defer}
 
 
 def _warn(route: Route, why: str) -> None:
@@ -283,6 +314,31 @@ def fold_inputs(graph: Mapping, keys: list) -> dict:
         the route is off: every chunk then stays a reference.
     """
     return _fold(graph, keys) if enabled("fold") else {}
+
+
+def defer(tasks: list):
+    """Wrap a list of folded, self-contained loading tasks (or ``None``) so that the task
+    it is an argument of receives them unexecuted (route ``defer``)."""
+    from dask._task_spec import DataNode
+
+    return DataNode(None, list(tasks))
+
+
+def self_contained(folded: Mapping, keys: list) -> bool:
+    """Whether every key was folded into a task that needs no other graph key."""
+    return all(k in folded and not folded[k].dependencies for k in keys)
+
+
+def run_deferred(task):
+    """Run a task received through :func:`defer` (no dependencies left); ``None`` stays."""
+    return None if task is None else task({})
+
+
+def task_with_deferred(key, func: Callable, *args):
+    """A graph task ``func(*args)`` whose :func:`defer` arguments arrive as data."""
+    from dask._task_spec import Task
+
+    return Task(key, func, *args)
 
 
 def compute_graph(graph: Mapping, keys: list) -> tuple:

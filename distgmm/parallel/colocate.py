@@ -80,6 +80,22 @@ def colocated_groups(graph: Mapping, keys: list, also: list = ()) -> list[list[i
     return groups
 
 
+def active_client():
+    """The ``distributed.Client`` that ``dask.compute`` would run on now, or None."""
+    import dask
+
+    chosen = dask.config.get("scheduler", None)
+    if chosen is not None and hasattr(chosen, "nthreads") and hasattr(chosen, "get"):
+        return chosen
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):  # no distributed, or no client at all
+        return None
+    return client if client_is_active(client) else None
+
+
 def client_is_active(client) -> bool:
     """Whether ``dask.compute`` would run on ``client`` now.
 

@@ -1,5 +1,9 @@
-"""Initial parameters from data: k-means||, k-means++, random, random_from_data.
+"""Initial parameters from data: sampled k-means, k-means||, k-means++, random, ...
 
+The default ``kmeans`` start costs one pass (two for weighted data): it draws a random
+sample of rows (by weight; the same rows whatever the chunking) and fits scikit-learn's
+mixture to it on the driver from several k-means starts; the best fit starts EM on all
+the rows. Data smaller than the sample is used whole.
 Every pass over the data is one :meth:`Blocks.map_reduce`. All randomness derives from
 one integer ``seed`` (drawn from ``random_state``) through row-addressed Philox streams,
 so a rerun gives the same initial parameters.
@@ -52,6 +56,81 @@ def _local_kmeans(candidates: np.ndarray, weights: np.ndarray, k: int, seed: int
         warnings.simplefilter("ignore")
         km = KMeans(n_clusters=k, n_init=3, random_state=seed % (2**31))
         return km.fit(candidates, sample_weight=np.maximum(weights, 1e-12)).cluster_centers_
+
+
+SAMPLE_ROWS_PER_COMPONENT = 500
+MIN_SAMPLE_ROWS = 20_000
+LOCAL_INITS = 4
+LOCAL_MAX_ITER = 100
+
+
+def sample_size(k: int) -> int:
+    """Rows drawn for the sampled start: a component holding 1 % of the rows is seen
+    about 200 times when K is small, and every component hundreds of times when K is
+    large."""
+    return max(MIN_SAMPLE_ROWS, SAMPLE_ROWS_PER_COMPONENT * k)
+
+
+def draw_sample(blocks: Blocks, seed: int, n_sample: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One pass: ``n_sample`` rows drawn by weight without replacement.
+
+    Returns the rows, their weights for a local fit (ones: drawing by weight already
+    weighted them) and whether the sample is the whole data (then in its original
+    order, with the rows' own weights). The rows depend only on their global indices,
+    not on the chunking.
+    """
+    res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_sample, True)
+    if len(res.rows) < n_sample:
+        order = np.argsort(res.row_ids, kind="stable")
+        return res.rows[order], res.weights[order], True
+    return res.rows, np.ones(len(res.rows)), False
+
+
+def _weighted_kmeans(rows: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    with _QUIET_KMEANS, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km = KMeans(n_clusters=k, n_init=LOCAL_INITS, random_state=seed % (2**31))
+        return km.fit(rows, sample_weight=weights).cluster_centers_
+
+
+def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: float,
+                   seed: int) -> GMMParams:
+    """The best of ``LOCAL_INITS`` k-means-started EM fits on the sample (in memory)."""
+    from sklearn.mixture import GaussianMixture
+
+    with _QUIET_KMEANS, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converging on the sample is fine: a start
+        gm = GaussianMixture(
+            k, covariance_type=covariance_type, reg_covar=reg_covar, n_init=LOCAL_INITS,
+            max_iter=LOCAL_MAX_ITER, random_state=seed % (2**31),
+        ).fit(rows)
+    return GMMParams(gm.weights_, gm.means_, gm.precisions_cholesky_, covariance_type,
+                     gm.covariances_)
+
+
+def sampled_start(blocks: Blocks, k: int, covariance_type: str, reg_covar: float, seed: int,
+                  n_sample: int | None = None) -> GMMParams:
+    """The default ``kmeans`` start: at most two passes over the data.
+
+    One pass draws a random sample of rows (:func:`draw_sample`); on the driver,
+    scikit-learn's ``GaussianMixture`` with ``LOCAL_INITS`` k-means starts is fitted to
+    the sample and the best fit starts EM on the whole data. Weighted data small enough
+    to be sampled whole is clustered by weighted k-means instead, and one more pass
+    turns its labels into the first statistics (scikit-learn's mixture takes no
+    weights). Fewer distinct rows than components: padded centres, so EM says so.
+    """
+    m = sample_size(k) if n_sample is None else n_sample
+    rows, weights, whole = draw_sample(blocks, seed, m)
+    unique = _unique_rows(rows)
+    if len(unique) <= k:
+        centers = np.vstack([unique, np.repeat(unique[:1], k - len(unique), axis=0)])
+        return _from_hard(blocks, centers, covariance_type, reg_covar)
+    if whole and not np.all(weights == weights[0]):
+        return _from_hard(blocks, _weighted_kmeans(rows, weights, k, seed),
+                          covariance_type, reg_covar)
+    return _local_mixture(rows, k, covariance_type, reg_covar, seed)
 
 
 def kmeans_parallel(
@@ -161,6 +240,8 @@ def initial_params(
     """
     k = n_components
     if init_params == "kmeans":
+        return sampled_start(blocks, k, covariance_type, reg_covar, seed)
+    if init_params == "k-means||":
         return _from_hard(blocks, kmeans_parallel(blocks, k, seed), covariance_type, reg_covar)
     if init_params == "random":
         center = blocks.first_row()  # any common origin near the data avoids cancellation

@@ -150,7 +150,13 @@ def dask_map_reduce(
         return _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args,
                              split_every)
     if _dask.enabled("graph"):
-        partials = _graph_pass(inputs, xkeys, wkeys, blocks, fn, combine, args, split_every)
+        folded = _dask.fold_inputs(inputs, xkeys + [k for k in wkeys if k is not None])
+        groups = streamed_groups(folded, xkeys, wkeys, worker_threads())
+        if groups is not None:
+            return _streamed_pass(inputs, folded, xkeys, wkeys, blocks, groups, fn,
+                                  combine, args, split_every)
+        partials = _graph_pass(inputs, folded, xkeys, wkeys, blocks, fn, combine, args,
+                               split_every)
     else:
         partials = _delayed_pass(X, w, blocks, fn, combine, args, split_every)
     # the last level runs here, on partials fetched straight from the workers: one
@@ -185,12 +191,12 @@ def _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args, split
     return total
 
 
-def _graph_pass(inputs, xkeys, wkeys, blocks, fn, combine, args, split_every) -> tuple:
+def _graph_pass(inputs, folded, xkeys, wkeys, blocks, fn, combine, args,
+                split_every) -> tuple:
     """All but the last tree level as one hand-built graph, chunk reads folded in."""
     from . import _dask
 
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
-    folded = _dask.fold_inputs(inputs, xkeys + [k for k in wkeys if k is not None])
     layer: dict = {}
     keys = []
     for j, (xkey, wkey, (_, row_start)) in enumerate(zip(xkeys, wkeys, blocks)):
@@ -204,6 +210,98 @@ def _graph_pass(inputs, xkeys, wkeys, blocks, fn, combine, args, split_every) ->
         keys = [(name, level, j) for j in range(len(groups))]
         layer.update({k: (reduce_list, combine, list(g)) for k, g in zip(keys, groups)})
     return _dask.compute_graph({**inputs, **layer}, keys)
+
+
+TASKS_PER_THREAD = 2
+"""Out-of-core groups per worker thread: two, so a slow worker's share can move."""
+
+
+def worker_threads() -> int:
+    """Threads of the active scheduler: the client's workers', else this machine's."""
+    from .colocate import active_client
+
+    client = active_client()
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return os.cpu_count() or 1
+
+
+def streamed_groups(folded: dict, xkeys: list, wkeys: list, threads: int) -> list | None:
+    """Consecutive chunk positions, ``TASKS_PER_THREAD`` groups per worker thread.
+
+    ``None`` (one task per chunk) when the chunks are not all folded, self-contained
+    reads (persisted data, or the ``fold``/``defer`` routes are off) or when there are
+    not more chunks than groups.
+    """
+    from . import _dask
+
+    n_groups = TASKS_PER_THREAD * threads
+    keys = xkeys + [k for k in wkeys if k is not None]
+    if (len(xkeys) <= n_groups or not _dask.enabled("defer")
+            or not _dask.self_contained(folded, keys)):
+        return None
+    bounds = np.linspace(0, len(xkeys), n_groups + 1).round().astype(int)
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _load(xtask, wtask):
+    from ._dask import run_deferred
+
+    return run_deferred(xtask), run_deferred(wtask)
+
+
+def streamed_nodes(fn, combine, split_every, n_leaves, positions, loaders, starts, *args):
+    """A group task out of core: read each chunk while the previous one is computed.
+
+    ``loaders`` holds each chunk's (x, w) loading tasks, received unexecuted. One
+    background thread reads chunk ``i + 1`` while ``fn`` runs on chunk ``i`` (reading
+    Zarr or Parquet releases the GIL), so at most two chunks are in memory. Partials are
+    folded up the tree as soon as a node's children are all present: the same nodes
+    and bits as :func:`tree_nodes`.
+    """
+    nodes: dict = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
+        ahead = reader.submit(_load, *loaders[0])
+        for i, j in enumerate(positions):
+            x, w = ahead.result()
+            if i + 1 < len(positions):
+                ahead = reader.submit(_load, *loaders[i + 1])
+            nodes[(0, j)] = in_one_blas_thread(fn, x, w, starts[i], *args)
+            del x, w
+            _fold_up(nodes, j, n_leaves, combine, split_every)
+    return nodes
+
+
+def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int) -> None:
+    """Fold leaf ``j``'s ancestors whose children are all present (as :func:`fold_tree`)."""
+    level, index, width = 0, j, n_leaves
+    while width > 1:
+        g = index // split_every
+        kids = [(level, i) for i in range(g * split_every, min((g + 1) * split_every, width))]
+        if not all(k in nodes for k in kids):
+            return
+        nodes[(level + 1, g)] = reduce_list(combine, [nodes.pop(k) for k in kids])
+        level, index, width = level + 1, g, -(-width // split_every)
+
+
+def _streamed_pass(inputs, folded, xkeys, wkeys, blocks, groups, fn, combine, args,
+                   split_every):
+    """One task per group of consecutive out-of-core chunks; the driver ends the tree."""
+    from . import _dask
+
+    name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
+    layer = {}
+    for g, positions in enumerate(groups):
+        loaders = [(folded[xkeys[j]], None if wkeys[j] is None else folded[wkeys[j]])
+                   for j in positions]
+        layer[(name, g)] = _dask.task_with_deferred(
+            (name, g), streamed_nodes, fn, combine, split_every, len(blocks), positions,
+            _dask.defer(loaders), [blocks[j][1] for j in positions], *args)
+    nodes: dict = {}
+    for part in _dask.compute_graph({**inputs, **layer}, list(layer)):
+        nodes.update(part)
+    (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
+    return total
 
 
 def _chunk_task(fn, row_start, args, x, w):

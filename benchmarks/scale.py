@@ -1,0 +1,122 @@
+"""Per-iteration overhead against the number of chunks, on a simulated larger cluster.
+
+Starts a real ``dask scheduler`` and ``--workers`` single-thread ``dask worker``
+processes on 127.0.0.1, then fits data of tiny chunks (``--chunk-rows`` rows x 4
+features, K=2, diag: the arithmetic is negligible, so what is measured is the cost of a
+pass: building, scheduling, gathering and combining) with 100, 1,000 and 10,000 chunks,
+persisted and out of core (a Zarr array with those chunks, ``cache="none"``).
+Per iteration = (fit of ``--n2`` iterations - fit of ``--n1``) / (n2 - n1), same start.
+
+Usage::
+
+    python benchmarks/scale.py --workers 8 --out benchmarks/results/issue17-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_cluster(n_workers: int, tmp: str):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    bindir = os.path.dirname(sys.executable)
+    procs = [subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host",
+                               "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for _ in range(n_workers):
+        procs.append(subprocess.Popen(
+            [os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1",
+             "--no-nanny", "--host", "127.0.0.1", "--dashboard-address", ":0",
+             "--local-directory", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return address, procs
+
+
+def per_iteration(X, k, n1, n2, **kw):
+    import distgmm
+
+    means = np.asarray(X[:k].compute() if hasattr(X, "compute") else X[:k])
+
+    def once(iters):
+        gm = distgmm.GaussianMixture(k, covariance_type="diag", means_init=means,
+                                     max_iter=iters, tol=0, **kw)
+        t = time.perf_counter()
+        gm.fit(X)
+        return time.perf_counter() - t
+
+    once(1)
+    return (once(n2) - once(n1)) / (n2 - n1)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--chunks", type=int, action="append")
+    p.add_argument("--chunk-rows", type=int, default=20)
+    p.add_argument("--n1", type=int, default=2)
+    p.add_argument("--n2", type=int, default=5)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    chunk_counts = args.chunks or [100, 1_000, 10_000]
+
+    import dask.array as da
+    import zarr
+    from distributed import Client
+
+    rng = np.random.default_rng(0)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        address, procs = start_cluster(args.workers, tmp)
+        try:
+            with Client(address, timeout=60) as client:
+                client.wait_for_workers(args.workers, timeout=120)
+                for n_chunks in chunk_counts:
+                    n = n_chunks * args.chunk_rows
+                    X = rng.normal(size=(n, 4)) + rng.integers(0, 2, n)[:, None] * 4.0
+                    path = f"{tmp}/x-{n_chunks}.zarr"
+                    z = zarr.create_array(store=path, shape=X.shape,
+                                          chunks=(args.chunk_rows, 4), dtype="f8")
+                    z[:] = X
+                    persisted = da.from_array(X, chunks=(args.chunk_rows, 4))
+                    r = {"chunks": n_chunks, "workers": args.workers,
+                         "persisted_s": per_iteration(persisted, 2, args.n1, args.n2,
+                                                      cache="memory"),
+                         "out_of_core_s": per_iteration(da.from_zarr(path), 2, args.n1,
+                                                        args.n2, cache="none")}
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+        finally:
+            for proc in procs[::-1]:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=30)
+    base = results[0]
+    print("| chunks | persisted s/iter | / first | out of core s/iter | / first |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['chunks']:,} | {r['persisted_s']:.3f} | "
+              f"{r['persisted_s'] / base['persisted_s']:.2f} | {r['out_of_core_s']:.3f} | "
+              f"{r['out_of_core_s'] / base['out_of_core_s']:.2f} |")
+    if args.out is not None:
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
