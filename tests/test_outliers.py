@@ -120,11 +120,17 @@ def test_the_estimator_helper_sets_attributes_and_flags_new_rows(tmp_path, model
 
 
 def test_a_tampered_threshold_is_refused(tmp_path, model):
+    from distgmm.io.integrity import content_hash
+
     gm = load_model(_saved(model, tmp_path / "a"))
     gm.outlier_threshold(blobs(n=3000, d=3, k=3, seed=11)[0], 0.1)
     path = _saved(gm, tmp_path / "b")
     meta = json.loads((tmp_path / "b" / "model.json").read_text())
     meta["outliers"]["fraction"] = 0.9
+    (tmp_path / "b" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="corrupt model .*content hash does not match"):
+        load_model(path)
+    meta["sha256"] = content_hash(meta)  # a deliberate edit: caught by the range check
     (tmp_path / "b" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="outliers entry .* out of range"):
         load_model(path)
