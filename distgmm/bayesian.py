@@ -165,6 +165,9 @@ default="dirichlet_process"
         As :class:`distgmm.GaussianMixture`'s.
     compute_dtype : {"float64", "float32"}, default="float64"
         As :class:`distgmm.GaussianMixture`'s.
+    missing : {"error", "omit"}, default="error"
+        As :class:`distgmm.GaussianMixture`'s: ``"omit"`` leaves rows holding NaN out of
+        every statistic (label -1, NaN results).
 
     Attributes
     ----------
@@ -229,6 +232,7 @@ degrees_of_freedom_prior_, covariance_prior_
         verbose_interval: int = 10,
         cache: str = "auto",
         compute_dtype: str = "float64",
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -248,6 +252,7 @@ degrees_of_freedom_prior_, covariance_prior_
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.cache = cache
+        self.missing = missing
         self.compute_dtype = compute_dtype
 
     # ------------------------------------------------------------------ checks

@@ -236,7 +236,7 @@ def test_sklearn_parameters_and_defaults():
     ours = BayesianGaussianMixture().get_params()
     theirs = SKB().get_params()
     assert {k: ours[k] for k in theirs} == theirs
-    assert set(ours) - set(theirs) == {"cache", "compute_dtype"}
+    assert set(ours) - set(theirs) == {"cache", "compute_dtype", "missing"}
 
 
 X_BAD = mixture(2, 3, 200, seed=0)[0]
