@@ -18,6 +18,7 @@ from ..io.sources import Dataset, Source, open_source
 from ..parallel.blocks import should_persist
 from ..parallel.inputs import check_features
 from .events import Reporter
+from .watchdog import check_chunk_fits, largest_chunk_bytes
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,13 @@ class LoadedInput:
     seconds: float
 
 
-def checkpoint_url(output_url: str) -> str:
-    """Where a job's checkpoint lives: a hidden file next to its output."""
+def checkpoint_url(output_url: str, checkpoint_dir: str | None = None) -> str:
+    """Where a job's checkpoint lives: a hidden file next to its output, or in
+    ``checkpoint_dir`` (named after the output and a hash of its full path)."""
     parent, name = posixpath.split(output_url.rstrip("/"))
+    if checkpoint_dir:
+        digest = hashlib.sha256(output_url.rstrip("/").encode()).hexdigest()[:12]
+        return posixpath.join(checkpoint_dir.rstrip("/"), f".{name}-{digest}.checkpoint.json")
     return posixpath.join(parent, f".{name}.checkpoint.json")
 
 
@@ -73,13 +78,14 @@ def load_input(spec, source: Source, client, reporter: Reporter, *,
     """Load a job's input, settle its checkpoint, and persist it if the job caches."""
     t0 = time.perf_counter()
     dataset = open_dataset(source, spec.input.path, reporter)
+    check_chunk_fits(client, largest_chunk_bytes(dataset.X))
     smallest = min(spec.model.candidates[0])
     if dataset.n_samples < smallest:
         raise ValueError(f"The input has {dataset.n_samples} rows but n_components="
                          f"{smallest}: use fewer components or more data.")
     fingerprint = input_fingerprint(dataset)
     identity = {"job": spec.fingerprint(), "input": fingerprint}
-    ckpt = Checkpoint(checkpoint_url(spec.output.path), identity,
+    ckpt = Checkpoint(checkpoint_url(spec.output.path, spec.output.checkpoint_dir), identity,
                       spec.output.storage_options)
     if restart:
         ckpt.clear()
