@@ -146,20 +146,34 @@ class Publication:
         return state
 
     def __enter__(self) -> Publication:
+        from .interrupts import critical
+
         self.check()
-        self.fs.makedirs(self.staging, exist_ok=False)
+        with critical():  # a signal between makedirs and the with block would leak it
+            self.fs.makedirs(self.staging, exist_ok=False)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            self._remove(self.staging)
+            self._discard()
             return False
         try:
             self._publish()
         except BaseException:
-            self._remove(self.staging)
+            self._discard()
             raise
         return False
+
+    def _discard(self, settle: float = 1.0) -> None:
+        """Remove the staging directory, again if a write already under way when the
+        run was interrupted (zarr's I/O thread, a cancelled task) recreates it."""
+        self._remove(self.staging)
+        if not self._local:
+            return
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._remove(self.staging)
 
     def _remove(self, path: str) -> None:
         try:

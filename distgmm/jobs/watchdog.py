@@ -113,11 +113,11 @@ class Watchdog:
         if not workers:
             address = getattr(self.client.scheduler, "address", "the scheduler")
             return f"no workers are connected to {address}", False
+        paused = {a: w for a, w in workers.items() if w.get("status") == "paused"}
+        if paused and (keys or len(paused) == len(workers)):  # all paused: none can start
+            return _paused_text(paused, self.chunk_bytes), True
         if not keys:
             return None
-        paused = {a: w for a, w in workers.items() if w.get("status") == "paused"}
-        if paused:
-            return _paused_text(paused, self.chunk_bytes), True
         return (f"{len(keys)} task(s) assigned to {len(workers)} worker(s), none "
                 "finished"), False
 
