@@ -422,7 +422,7 @@ def info(model_path, system, reporter):
 @click.option("--random-state", type=int, default=0, show_default=True)
 @_cluster_options
 @_common
-def demo(reporter, **kw):
+def demo(reporter, stall_timeout, **kw):
     """Generate a synthetic Zarr dataset and cluster it end to end (the quickstart)."""
     from .jobs.demo import run_demo
 

@@ -78,6 +78,7 @@ def test_exit_classes_of_the_other_failures():
     assert classify(Interrupted(signal.SIGINT)).code == 130
     assert classify(KeyboardInterrupt()).code == 130
     assert classify(AlreadyRunning("held by pid 1")).code == 0
+    assert classify(AlreadyPublished("/out is already published by this job")).code == 0
     assert classify(FileNotFoundError("no input")).code == 2
     assert classify(ValueError("bad k")).code == 2
     assert classify(RuntimeError("a bug")) is None  # traceback, exit 1
@@ -229,3 +230,15 @@ def test_a_chunk_no_worker_can_hold_is_refused(client):
     with pytest.raises(MemorySizingError, match="--chunk-size") as info:
         check_chunk_fits(client, limit)
     assert classify(info.value).code == 78
+
+
+def test_the_checkpoint_and_lease_can_live_elsewhere():
+    from distgmm.jobs.lease import lease_url
+    from distgmm.jobs.load import checkpoint_url
+
+    assert checkpoint_url("/lake/a/2026") == "/lake/a/.2026.checkpoint.json"
+    a = checkpoint_url("/lake/a/2026", "/state/")
+    b = checkpoint_url("/lake/b/2026", "/state")
+    assert a.startswith("/state/.2026-") and a.endswith(".checkpoint.json")
+    assert a != b  # two outputs with one name do not share a checkpoint
+    assert lease_url(a) == a.removesuffix(".checkpoint.json") + ".lease.json"

@@ -235,3 +235,24 @@ def test_a_task_killing_its_worker_by_memory_is_78_not_75():
     assert failure.code == 78, info.value
     assert "exceeding their memory limit" in failure.message
     assert "--chunk-size" in failure.message
+
+
+def test_sigterm_mid_fit_resumes_from_a_checkpoint_dir(data, tmp_path, scheduler_address):
+    out, state = tmp_path / "out", tmp_path / "state"
+    args = fit_args(data, out, "--checkpoint-dir", state, "--log-format", "json")
+    proc = start(args, scheduler_address)
+    deadline = time.time() + 120
+    while not (state.exists() and any(p.endswith(".checkpoint.json")
+                                      for p in os.listdir(state))):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    one_error_line(stderr, "terminated (SIGTERM)")
+    assert not any(p.startswith(".out.") for p in os.listdir(tmp_path))  # all in state/
+    assert [p for p in os.listdir(state) if "lease" in p] == []
+    r = run_cli(*args, address=scheduler_address)
+    assert r.returncode == 0, r.stderr
+    assert '"resume"' in r.stderr
+    assert (out / SUCCESS).exists() and os.listdir(state) == []

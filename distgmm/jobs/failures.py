@@ -139,10 +139,13 @@ def bad_input(exc: BaseException) -> Failure | None:
 
 
 def already_running(exc: BaseException) -> Failure | None:
-    """The same job runs elsewhere and still holds its lease: nothing to do, exit 0."""
+    """The same job runs elsewhere and still holds its lease, or already published its
+    output: nothing to do, exit 0."""
+    from ..io.publish import AlreadyPublished
     from .lease import AlreadyRunning
 
-    return Failure(EXIT_OK, _one_line(exc)) if isinstance(exc, AlreadyRunning) else None
+    done = isinstance(exc, (AlreadyRunning, AlreadyPublished))
+    return Failure(EXIT_OK, _one_line(exc)) if done else None
 
 
 #: Tried in order on the exception, then on its cause/context chain.
