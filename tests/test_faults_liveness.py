@@ -194,7 +194,7 @@ def test_workers_paused_by_memory_exit_78_within_the_stall_timeout(tmp_path):
     path = tmp_path / "big.zarr"
     zarr.create_array(store=str(path), shape=X.shape, chunks=(50_000, 8),
                       dtype="f8")[:] = X
-    cluster = DaskCLICluster(tmp_path / "c", n_workers=2, memory_limit="230MiB")
+    cluster = DaskCLICluster(tmp_path / "c", n_workers=2, memory_limit="260MiB")
     os.makedirs(cluster.dir)
     try:
         cluster.start()
@@ -207,8 +207,13 @@ def test_workers_paused_by_memory_exit_78_within_the_stall_timeout(tmp_path):
         cluster.stop()
     print(f"memory-paused workers: exit {r.returncode} after {elapsed:.1f} s")
     assert r.returncode == 78, r.stderr
-    assert "waiting for workers:" in r.stderr  # said why before giving up
-    one_error_line(r.stderr, "paused by memory")
+    # on a loaded machine a worker may cross the nanny's kill line instead of pausing:
+    # the same memory sizing failure, found from the nanny's restart events
+    line = one_error_line(r.stderr, "distgmm: error: ")
+    if "paused by memory" in line:
+        assert "waiting for workers:" in r.stderr  # said why before giving up
+    else:
+        assert "killed for exceeding their memory limit" in line, line
     assert "--chunk-size" in r.stderr and "--memory-limit" in r.stderr
     assert elapsed < 15 + 60
     assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
