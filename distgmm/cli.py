@@ -1,8 +1,10 @@
 """The ``distgmm`` command: parses arguments and delegates to the runner.
 
 Exit codes: 0 done; 2 bad input, options or job spec (one line on stderr, nothing
-written); 75 transient infrastructure failure (scheduler lost, workers dying beyond
-Dask's retries): rerunning is safe.
+written); 74 I/O error (disk full, read-only, permissions); 75 transient infrastructure
+failure (scheduler lost, workers dying beyond Dask's retries, stalled): rerunning is
+safe; 78 memory sizing (change chunk size, worker memory or cache); 130 SIGINT; 143
+SIGTERM. The table and its classifiers: :mod:`distgmm.jobs.failures`.
 """
 
 from __future__ import annotations
@@ -19,41 +21,19 @@ from . import options
 EXIT_OK, EXIT_BAD_INPUT, EXIT_TRANSIENT = 0, 2, 75
 
 
-def _transient_errors() -> tuple:
-    from distributed.client import FutureCancelledError
-    from distributed.comm.core import CommClosedError
-    from distributed.scheduler import KilledWorker
-
-    return (CommClosedError, KilledWorker, FutureCancelledError, TimeoutError, ConnectionError)
-
-
-# ImportError: an optional filesystem (s3fs, gcsfs) is missing for the URL given
-_BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-              IsADirectoryError, PermissionError, ImportError)
-
-
 def exit_code_for(exc: BaseException) -> int:
-    """2 for bad input, 75 for transient infrastructure failures, 1 for anything else."""
-    if isinstance(exc, _transient_errors()):
-        return EXIT_TRANSIENT
-    if isinstance(exc, ImportError) and (exc.name or "").startswith("distgmm"):
-        return 1  # a broken install (a kernel built from other sources), not bad input
-    if isinstance(exc, _BAD_INPUT):
-        return EXIT_BAD_INPUT
-    return 1
+    """The exit code of ``exc`` (see :mod:`distgmm.jobs.failures`); 1 if unexpected."""
+    from .jobs.failures import classify
+
+    failure = classify(exc)
+    return 1 if failure is None else failure.code
 
 
 def _message(exc: BaseException) -> str:
-    from .jobs.cluster import ClusterUnavailable
+    from .jobs.failures import classify
 
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, ImportError):
-        return (f"{text}: install the filesystem for that URL (pip install "
-                "'distgmm[cloud]' for s3:// and gs://)")
-    if isinstance(exc, _transient_errors()) and not isinstance(exc, ClusterUnavailable):
-        return (f"cluster failure ({type(exc).__name__}: {text}); rerunning is safe, "
-                "it resumes where possible")
-    return text
+    failure = classify(exc)
+    return " ".join(str(exc).split()) if failure is None else failure.message
 
 
 def _common(f):
@@ -69,18 +49,26 @@ def _common(f):
 
         reporter = Reporter(quiet=quiet, log_format=log_format)
         if not debug:  # failures are reported once, as one line, by us
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            for name in ("distributed", "asyncio"):  # asyncio: "Task exception was never
+                logging.getLogger(name).setLevel(logging.CRITICAL)  # retrieved" on ^C
+        from .io.interrupts import handle_signals
+
         try:
-            return f(*args, reporter=reporter, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+            with handle_signals():
+                return f(*args, reporter=reporter, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit):
             raise
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             if debug:
                 raise
             _exit_if_remote(exc, kwargs)
             code = exit_code_for(exc)
             if code == 1:
                 raise
+            if code == EXIT_OK:  # e.g. the same job is running elsewhere
+                if not reporter.quiet:
+                    click.echo(f"distgmm: {_message(exc)}", err=True)
+                sys.exit(EXIT_OK)
             click.echo(f"distgmm: error: {_message(exc)}", err=True)
             sys.exit(code)
 
@@ -170,6 +158,11 @@ def _output_options(f):
         click.option("--output-table", metavar="URL", help="With --output-format delta or "
                      "icechunk: the table the predictions are committed to (default: inside "
                      "the output directory)."),
+        click.option("--checkpoint-dir", metavar="DIR", help="Where the checkpoint and "
+                     "the job's lease live (default: next to the output)."),
+        click.option("--lease-wait", type=float, default=120.0, show_default=True,
+                     metavar="SECONDS", help="How long a second run of the same job "
+                     "waits for the first before exiting 0."),
     ]):
         f = opt(f)
     return f
@@ -185,6 +178,9 @@ def _cluster_options(f):
                      help="Threads per worker of the embedded cluster."),
         click.option("--memory-limit", metavar="SIZE",
                      help="Memory per worker of the embedded cluster, e.g. 4GiB."),
+        click.option("--stall-timeout", type=float, default=300.0, show_default=True,
+                     metavar="SECONDS", help="Stop (saying why) when no task finishes "
+                     "for this long."),
     ]):
         f = opt(f)
     return f
@@ -216,11 +212,13 @@ def _output_section(kw) -> dict:
             "probabilities": kw["probabilities"], "log_likelihood": kw["log_likelihood"],
             "report": kw.get("report", False),
             "overwrite": kw["overwrite"], "table": kw.get("output_table"),
-            "storage_options": _url_options(kw["output"], kw)}
+            "storage_options": _url_options(kw["output"], kw),
+            "checkpoint_dir": kw["checkpoint_dir"], "lease_wait": kw["lease_wait"]}
 
 
 def _cluster_section(kw) -> dict:
-    return {k: kw[k] for k in ("address", "n_workers", "threads_per_worker", "memory_limit")}
+    return {k: kw[k] for k in ("address", "n_workers", "threads_per_worker", "memory_limit",
+                               "stall_timeout")}
 
 
 def _print_result(reporter, metrics: dict, output: str) -> None:
@@ -242,7 +240,8 @@ def cli():
 
     Without --address or DASK_SCHEDULER_ADDRESS every command starts an embedded local
     cluster on 127.0.0.1. Exit codes: 0 done, 2 bad input or spec (nothing written),
-    75 cluster failure (safe to rerun).
+    74 I/O error, 75 cluster failure (safe to rerun), 78 memory sizing, 130/143
+    interrupted/terminated.
     """
 
 
@@ -572,7 +571,7 @@ def info(model_path, system, reporter, storage_option=()):
 @click.option("--random-state", type=int, default=0, show_default=True)
 @_cluster_options
 @_common
-def demo(reporter, **kw):
+def demo(reporter, stall_timeout, **kw):
     """Generate a synthetic Zarr dataset and cluster it end to end (the quickstart)."""
     from .jobs.demo import run_demo
 

@@ -239,6 +239,12 @@ CASES = [
     ("model-array-path-escaping", ["predict", "{d}/escaping_model", "{d}/good.zarr"], BAD,
      r"corrupt model .*array path '\.\./model3d/means\.npy' is not a plain"),
     ("info-on-a-corrupt-model", ["info", "{d}/escaping_model"], BAD, r"corrupt model"),
+    ("zero-stall-timeout", ["fit", "{d}/good.zarr", "-k", 2, "--stall-timeout", 0], BAD,
+     r"cluster.stall_timeout: Input should be greater than 0"),
+    ("negative-lease-wait", ["fit", "{d}/good.zarr", "-k", 2, "--lease-wait", -1], BAD,
+     r"output.lease_wait: Input should be greater than or equal to 0"),
+    ("same-job-running-elsewhere", ["fit", "{d}/good.zarr", "-k", 2, "--lease-wait", 0],
+     OK, None),
     # ------------------------------------------------------------------- the cluster
     ("unreachable-scheduler", ["fit", "{d}/good.zarr", "-k", 2, "--address",
                                "tcp://127.0.0.1:9"], TRANSIENT, r"cannot reach the Dask "),
@@ -291,6 +297,13 @@ def test_catalogue(case, argv, expected, pattern, d, published, tmp_path, schedu
         (tmp_path / ".out.checkpoint.json").write_text(json.dumps(
             {"format": "distgmm-checkpoint", "version": 2,
              "identity": {"job": "other", "input": "other"}, "state": {}}))
+    if case == "same-job-running-elsewhere":  # a live holder: this very process
+        import socket
+        import time
+
+        (tmp_path / ".out.lease.json").write_text(json.dumps(
+            {"job": "x", "pid": os.getpid(), "host": socket.gethostname(), "token": "other",
+             "started": time.time(), "heartbeat": time.time(), "ttl": 300}))
     before_data, before_here = _tree(d), _tree(tmp_path)
     published_metrics = (published / "metrics.json").read_text()
     code, err = invoke(argv + ["--quiet"])
@@ -299,6 +312,8 @@ def test_catalogue(case, argv, expected, pattern, d, published, tmp_path, schedu
     assert (published / "metrics.json").read_text() == published_metrics
     if expected == OK:
         assert err == ""
+        if case == "same-job-running-elsewhere":  # exit 0 without computing anything
+            assert not out.exists() and (tmp_path / ".out.lease.json").exists()
         return
     assert len(err.strip().splitlines()) == 1 and err.startswith("distgmm: error: "), err
     assert pattern is not None and re.search(pattern, err), err

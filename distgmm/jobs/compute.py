@@ -21,7 +21,7 @@ def compute(client, collections: list, reporter: Reporter, label: str) -> list:
     try:
         reporter.wait(futures, label)
         return client.gather(futures)
-    except Exception:
+    except (Exception, KeyboardInterrupt):  # SIGINT/SIGTERM cancel the pass too
         try:
             _drain(client, collections, futures)
         except Exception:  # never hide the task's own error

@@ -19,6 +19,7 @@ from ..parallel.blocks import should_persist
 from ..parallel.inputs import check_features
 from .bounds import check_tasks_per_pass
 from .events import Reporter
+from .watchdog import check_chunk_fits, largest_chunk_bytes
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,13 @@ class LoadedInput:
     seconds: float
 
 
-def checkpoint_url(output_url: str) -> str:
-    """Where a job's checkpoint lives: a hidden file next to its output."""
+def checkpoint_url(output_url: str, checkpoint_dir: str | None = None) -> str:
+    """Where a job's checkpoint lives: a hidden file next to its output, or in
+    ``checkpoint_dir`` (named after the output and a hash of its full path)."""
     parent, name = posixpath.split(output_url.rstrip("/"))
+    if checkpoint_dir:
+        digest = hashlib.sha256(output_url.rstrip("/").encode()).hexdigest()[:12]
+        return posixpath.join(checkpoint_dir.rstrip("/"), f".{name}-{digest}.checkpoint.json")
     return posixpath.join(parent, f".{name}.checkpoint.json")
 
 
@@ -85,13 +90,14 @@ def load_input(spec, source: Source, client, reporter: Reporter, *,
     t0 = time.perf_counter()
     dataset = open_dataset(source, spec.input.path, reporter)
     check_tasks_per_pass(dataset.X.numblocks[0], dataset.n_samples, spec.input.path)
+    check_chunk_fits(client, largest_chunk_bytes(dataset.X))
     smallest = min(spec.model.candidates[0])
     if dataset.n_samples < smallest:
         raise ValueError(f"The input has {dataset.n_samples} rows but n_components="
                          f"{smallest}: use fewer components or more data.")
     fingerprint = input_fingerprint(dataset)
     identity = {"job": spec.fingerprint(), "input": fingerprint}
-    ckpt = Checkpoint(checkpoint_url(spec.output.path), identity,
+    ckpt = Checkpoint(checkpoint_url(spec.output.path, spec.output.checkpoint_dir), identity,
                       spec.output.storage_options, expect=checkpoint_expectations(spec, dataset))
     if restart:
         ckpt.clear()

@@ -245,6 +245,10 @@ class OutputSpec(_Frozen):
     # inside the output directory) and, for Delta, the partition this run replaces
     table: str | None = None
     partition: dict[str, str] = Field(default_factory=dict)
+    # where the checkpoint and the job's lease live (default: next to the output)
+    checkpoint_dir: str | None = None
+    # seconds a second run of the same job waits for the first before exiting 0
+    lease_wait: Annotated[float, Field(ge=0, le=86400)] = 120.0
 
     @model_validator(mode="after")
     def _options_need_urls(self):
@@ -268,6 +272,8 @@ class ClusterSpec(_Frozen):
     n_workers: Annotated[int, Field(ge=1)] | None = None
     threads_per_worker: Annotated[int, Field(ge=1)] | None = None
     memory_limit: str | None = None
+    # seconds without a finished task before the watchdog says why and stops the run
+    stall_timeout: Annotated[float, Field(gt=0, le=86400)] = 300.0
 
     @field_validator("n_workers", "threads_per_worker", mode="before")
     @classmethod
@@ -370,7 +376,7 @@ class JobSpec(_Frozen):
         """
         doc = self.model_dump(mode="json", exclude={
             "name": True, "run_key": True, "cluster": True, "input": {"storage_options"},
-            "output": {"overwrite", "storage_options"}})
+            "output": {"overwrite", "storage_options", "checkpoint_dir", "lease_wait"}})
         for section, defaults in _ADDED_LATER.items():
             for key, default in defaults.items():
                 if doc[section].get(key, default) == default:

@@ -1,0 +1,244 @@
+"""Exit classes, signals, publish recovery and races, the job lease, the watchdog.
+
+The classifier table is checked against real exceptions (OSError from the OS, Dask's
+own KilledWorker); publication and the lease against real local and memory://
+filesystems; the watchdog against a real scheduler without workers.
+"""
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distgmm.io.interrupts import Interrupted, critical, handle_signals
+from distgmm.io.publish import SUCCESS, AlreadyPublished, Publication, sweep_stale
+from distgmm.jobs import failures
+from distgmm.jobs.events import Reporter
+from distgmm.jobs.failures import (
+    ClusterStalled,
+    Failure,
+    MemorySizingError,
+    classify,
+    io_path,
+)
+from distgmm.jobs.lease import AlreadyRunning, Lease, sweep_checkpoint_temps
+
+
+def os_error(code, path=None):
+    """The OSError the OS itself raises for ``code`` (errno -> subclass mapping)."""
+    return OSError(code, os.strerror(code), *([path] if path else []))
+
+
+@pytest.mark.parametrize("code, cause", [
+    (errno.ENOSPC, "no space left"), (errno.EROFS, "read-only"),
+    (errno.EACCES, "permission denied"), (errno.EDQUOT, "quota")])
+def test_os_errors_are_io_failures_naming_the_path(code, cause):
+    exc = os_error(code, "/lake/out/.x.staging-1/model.json")
+    assert isinstance(exc, OSError) and exc.errno == code
+    failure = classify(exc)
+    assert failure.code == failures.EXIT_IO == 74
+    assert "/lake/out/.x.staging-1/model.json" in failure.message
+    assert cause in failure.message and errno.errorcode[code] in failure.message
+    assert "\n" not in failure.message
+
+
+def test_a_full_disk_wrapped_in_a_value_error_is_still_io():
+    try:
+        try:
+            raise os_error(errno.ENOSPC, "/tmp/x")
+        except OSError as e:
+            raise ValueError("cannot write the chunk") from e
+    except ValueError as e:
+        assert classify(e).code == 74
+
+
+def test_io_path_names_a_path_the_os_did_not():
+    with pytest.raises(OSError) as info, io_path("/lake/out"):
+        raise os_error(errno.ENOSPC)
+    assert classify(info.value).message.startswith("I/O error on /lake/out:")
+
+
+def test_exit_classes_of_the_other_failures():
+    from distributed.scheduler import KilledWorker
+
+    from distgmm.jobs.cluster import ClusterUnavailable
+
+    killed = KilledWorker("task", type("W", (), {"address": "tcp://w"})(), 3)
+    assert classify(killed).code == 75
+    assert classify(ClusterUnavailable("cannot reach")).code == 75
+    assert classify(ClusterStalled("no progress")).code == 75
+    assert classify(MemorySizingError("paused")).code == 78
+    assert classify(Interrupted(signal.SIGTERM)).code == 143
+    assert classify(Interrupted(signal.SIGINT)).code == 130
+    assert classify(KeyboardInterrupt()).code == 130
+    assert classify(AlreadyRunning("held by pid 1")).code == 0
+    assert classify(AlreadyPublished("/out is already published by this job")).code == 0
+    assert classify(FileNotFoundError("no input")).code == 2
+    assert classify(ValueError("bad k")).code == 2
+    assert classify(RuntimeError("a bug")) is None  # traceback, exit 1
+
+
+def test_one_more_classifier_plugs_in_with_one_line(monkeypatch):
+    class StoreDown(Exception):
+        pass
+
+    monkeypatch.setattr(failures, "CLASSIFIERS", list(failures.CLASSIFIERS))
+    assert classify(StoreDown("endpoint")) is None
+    failures.CLASSIFIERS.append(lambda e: Failure(75, "store down") if isinstance(
+        e, StoreDown) else None)
+    assert classify(StoreDown("endpoint")) == Failure(75, "store down")
+
+
+def test_a_signal_inside_a_critical_section_waits_for_its_end():
+    done = []
+    with pytest.raises(Interrupted) as info, handle_signals():
+        with critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler ran here and held the signal
+            done.append(True)
+    assert done == [True] and info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+def _publish(url, job, files=("metrics.json",), fs_kwargs=None, **kw):
+    pub = Publication(url, job=job, **kw)
+    with pub:
+        for name in files:
+            pub.fs.pipe_file(f"{pub.staging}/{name}",
+                             json.dumps({"job": {"fingerprint": job}}).encode())
+    return pub
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_an_unpublished_output_of_the_same_job_is_replaced(tmp_path, root):
+    import fsspec
+
+    url = str(tmp_path / "out") if root == "local" else f"memory://{tmp_path.name}/out"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path, exist_ok=True)  # an interrupted copy: metrics but no _SUCCESS
+    fs.pipe_file(f"{path}/metrics.json", json.dumps({"job": {"fingerprint": "J"}}).encode())
+    fs.pipe_file(f"{path}/half.bin", b"x")
+    _publish(url, "J")
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(path)) == [SUCCESS, "metrics.json"]
+    assert json.loads(fs.cat_file(f"{path}/{SUCCESS}"))["job"] == "J"
+    assert fs.glob(f"{path.rsplit('/', 1)[0]}/.out.*") == []
+    # another job's unpublished leftover is not ours to replace
+    fs.rm(f"{path}/{SUCCESS}")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        _publish(url, "K")
+
+
+def test_losing_the_publish_race_to_the_same_job_is_already_published(tmp_path):
+    url = str(tmp_path / "out")
+    pub = Publication(url, job="J")
+    with pytest.raises(AlreadyPublished), pub:
+        pub.fs.pipe_file(f"{pub.staging}/metrics.json", b"{}")
+        _publish(url, "J")  # the other run publishes while this one writes
+    assert os.listdir(tmp_path) == ["out"]  # our staging is gone, theirs published
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        _publish(url, "K")
+
+
+def test_sweep_removes_only_this_outputs_leftovers(tmp_path):
+    for name in (".out.staging-abc", ".out.old-def", ".other.staging-1", "out2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / ".out.staging-abc" / "part").write_text("x")
+    (tmp_path / "..out.checkpoint.json.0123abcd").write_text("{")
+    (tmp_path / ".out.checkpoint.json").write_text("{}")
+    removed = sweep_stale(str(tmp_path / "out"))
+    removed += sweep_checkpoint_temps(str(tmp_path / ".out.checkpoint.json"))
+    assert len(removed) == 3
+    assert sorted(os.listdir(tmp_path)) == [".other.staging-1", ".out.checkpoint.json",
+                                            "out2"]
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_a_live_lease_blocks_a_second_run_and_is_released(tmp_path, root):
+    url = (str(tmp_path / ".out.lease.json") if root == "local"
+           else f"memory://{tmp_path.name}/.out.lease.json")
+    first, second = Lease(url, "J", ttl=30), Lease(url, "J", ttl=30)
+    first.acquire(0, Reporter(quiet=True))
+    assert not second.try_acquire()
+    t0 = time.monotonic()
+    with pytest.raises(AlreadyRunning, match=f"pid {os.getpid()} on {socket.gethostname()}"):
+        second.acquire(0.5, Reporter(quiet=True))
+    assert 0.4 < time.monotonic() - t0 < 5
+    first.release()
+    assert first.read() is None
+    second.acquire(0, Reporter(quiet=True))
+    second.release()
+
+
+def test_a_dead_holders_lease_is_taken_over(tmp_path):
+    url = str(tmp_path / ".out.lease.json")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Lease(url, "J")._write()  # a lease of this process, rewritten as the dead one's
+    doc = json.loads(open(url).read())
+    doc["pid"] = dead.pid
+    open(url, "w").write(json.dumps(doc))
+    assert Lease(url, "J").try_acquire()  # same host, no such process: free at once
+    doc.update(host="elsewhere", heartbeat=time.time() - 31, ttl=30)
+    open(url, "w").write(json.dumps(doc))
+    assert Lease(url, "J").try_acquire()  # another host, heartbeat too old: expired
+    doc.update(heartbeat=time.time())
+    open(url, "w").write(json.dumps(doc))
+    assert not Lease(url, "J").try_acquire()
+
+
+def test_the_heartbeat_keeps_a_short_lease_alive(tmp_path):
+    url = str(tmp_path / ".out.lease.json")
+    holder = Lease(url, "J", ttl=0.8)
+    holder.acquire(0, Reporter(quiet=True))
+    time.sleep(1.6)  # two ttls: only the heartbeat keeps it
+    assert not Lease(url, "J", ttl=0.8).try_acquire()
+    holder.release()
+
+
+def test_watchdog_says_no_workers_and_stops_the_pass():
+    import io
+
+    from distributed import Client, LocalCluster
+
+    from distgmm.jobs.watchdog import watched
+
+    stream = io.StringIO()
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterStalled, match="no workers are connected") as info, \
+                watched(client, Reporter(stream=stream), stall_timeout=3):
+            client.submit(sum, [1, 2]).result()
+        elapsed = time.monotonic() - t0
+    print(f"no workers: stopped after {elapsed:.1f} s (stall timeout 3 s)")
+    assert elapsed < 3 + 15
+    assert classify(info.value).code == 75
+    assert "waiting for workers: no workers are connected" in stream.getvalue()
+
+
+def test_a_chunk_no_worker_can_hold_is_refused(client):
+    from distgmm.jobs.watchdog import check_chunk_fits
+
+    limit = min(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+    check_chunk_fits(client, limit // 4)
+    with pytest.raises(MemorySizingError, match="--chunk-size") as info:
+        check_chunk_fits(client, limit)
+    assert classify(info.value).code == 78
+
+
+def test_the_checkpoint_and_lease_can_live_elsewhere():
+    from distgmm.jobs.lease import lease_url
+    from distgmm.jobs.load import checkpoint_url
+
+    assert checkpoint_url("/lake/a/2026") == "/lake/a/.2026.checkpoint.json"
+    a = checkpoint_url("/lake/a/2026", "/state/")
+    b = checkpoint_url("/lake/b/2026", "/state")
+    assert a.startswith("/state/.2026-") and a.endswith(".checkpoint.json")
+    assert a != b  # two outputs with one name do not share a checkpoint
+    assert lease_url(a) == a.removesuffix(".checkpoint.json") + ".lease.json"
