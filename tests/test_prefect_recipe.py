@@ -1,13 +1,15 @@
-"""deploy/schedule/prefect_flow.py run by Prefect itself (a temporary local API server on
-127.0.0.1, no Prefect Cloud): two consecutive dates of a hive-partitioned Parquet lake on a
-`dask scheduler` cluster, a retry after a real exit 75 (an unreachable scheduler on the first
-attempt) and no retry after an exit 2."""
+"""deploy/schedule/prefect_flow.py run as a user runs it (`python prefect_flow.py DATE`)
+against Prefect's temporary local API server on 127.0.0.1 (no Prefect Cloud, no usage
+statistics): two consecutive dates of a hive-partitioned Parquet lake on a `dask scheduler`
+cluster, a retry after a real exit 75 (an unreachable scheduler on the first attempt) and no
+retry after an exit 2 (a date without data)."""
 
 import importlib.util
 import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,16 +56,21 @@ def _load_recipe():
     return module
 
 
-def _task_history(flow_run_id) -> list[list[tuple[str, str]]]:
-    """Each task run of the flow run: its states (name, message) in order, from the API."""
+def _runs_by_date() -> dict[str, tuple[str, list[list[str]]]]:
+    """From the Prefect API: each flow run's date -> (its final state, the state names of
+    each of its task runs in order)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    out = {}
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        return [[(s.name, s.message or "") for s in sorted(
-            client.read_task_run_states(r.id), key=lambda s: s.timestamp)] for r in runs]
+        for run in client.read_flow_runs():
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            out[run.parameters["date"]] = (run.state.name, [
+                [s.name for s in sorted(client.read_task_run_states(t.id),
+                                        key=lambda s: s.timestamp)] for t in tasks])
+    return out
 
 
 @pytest.mark.slow
@@ -83,24 +90,23 @@ def test_prefect_runs_the_recipe_on_two_dates_with_a_retry(scheduler_address, tm
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    recipe = _load_recipe()
-    with prefect_test_harness():
-        states = {day: recipe.events_daily(day, return_state=True) for day in (*DAYS, MISSING)}
-        history = {day: _task_history(state.state_details.flow_run_id)
-                   for day, state in states.items()}
-    assert [states[d].name for d in (*DAYS, MISSING)] == ["Completed", "Completed", "Failed"]
+    with prefect_test_harness(server_startup_timeout=120):
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+        codes = [subprocess.run([sys.executable, RECIPE, day], env=env, capture_output=True,
+                                text=True, timeout=300).returncode
+                 for day in (*DAYS, MISSING)]
+        runs = _runs_by_date()
+    assert codes == [0, 0, 1], codes
+    assert {day: state for day, (state, _) in runs.items()} == {
+        DAYS[0]: "Completed", DAYS[1]: "Completed", MISSING: "Failed"}
     # the first date: one task run, retried exactly once after the exit 75
-    (first,) = history[DAYS[0]]
-    names = [name for name, _ in first]
-    assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"], first
-    (second,) = history[DAYS[1]]
-    assert [name for name, _ in second] == ["Pending", "Running", "Completed"], second
-    # exit 2 (no rows for that date) fails the flow run at once: no retry
-    (bad,) = history[MISSING]
-    assert [name for name, _ in bad] == ["Pending", "Running", "Failed"], bad
-    assert "exited 2" in bad[-1][1]
+    assert runs[DAYS[0]][1] == [["Pending", "Running", "AwaitingRetry", "Retrying",
+                                 "Completed"]]
+    assert runs[DAYS[1]][1] == [["Pending", "Running", "Completed"]]
+    assert runs[MISSING][1] == [["Pending", "Running", "Failed"]]  # exit 2: no retry
     ran = [(line.split()[0], line.split("--set date=")[1].split()[0])
            for line in calls.read_text().splitlines()]
     assert ran == [("75", DAYS[0]), ("0", DAYS[0]), ("0", DAYS[1]), ("2", MISSING)]
