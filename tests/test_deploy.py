@@ -48,23 +48,38 @@ def _yaml_commands(node) -> list[list[str]]:
     return []
 
 
-def _literal(node) -> str:
-    """A string literal, with f-string fields written as X."""
+def _env_defaults(tree) -> dict[str, str]:
+    """Module constants `NAME = os.environ.get("VAR", "default")`: NAME -> its default."""
+    out = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and ast.unparse(node.value.func) == "os.environ.get"
+                and len(node.value.args) == 2 and isinstance(node.value.args[1], ast.Constant)):
+            out.update({t.id: str(node.value.args[1].value) for t in node.targets})
+    return out
+
+
+def _literal(node, names: dict[str, str]) -> str:
+    """A string literal, with names resolved to their defaults and other fields written as X."""
     if isinstance(node, ast.Constant):
         return str(node.value)
+    if isinstance(node, ast.Name):
+        return names.get(node.id, "X")
+    if isinstance(node, ast.FormattedValue):
+        return _literal(node.value, names)
     if isinstance(node, ast.JoinedStr):
-        return "".join(_literal(v) if isinstance(v, ast.Constant) else "X" for v in node.values)
+        return "".join(_literal(v, names) for v in node.values)
     return "X"
 
 
 def _python_commands(tree) -> list[list[str]]:
-    found = []
+    found, names = [], _env_defaults(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             found += _text_commands(node.value)
         elif isinstance(node, ast.List) and node.elts and getattr(
                 node.elts[0], "value", None) == "distgmm":
-            found.append([_literal(e) for e in node.elts])
+            found.append([_literal(e, names) for e in node.elts])
     return found
 
 
