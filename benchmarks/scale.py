@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def main(argv=None):
     import zarr
     from distributed import Client
 
+    # a SIGTERM (e.g. from `timeout`) unwinds through the finally below: no stray workers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = np.random.default_rng(0)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
