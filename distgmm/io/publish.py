@@ -221,6 +221,11 @@ class Publication:
     def _publish_copy(self, manifest: bytes | None) -> None:
         """Object stores: no rename; mark the target as this job's, copy, ``_SUCCESS``."""
         if self.fs.exists(self.path):
+            # the old marker first: a bulk delete is not atomic on an object store, and
+            # a reader must never see _SUCCESS beside a half-deleted output
+            marker = posixpath.join(self.path, SUCCESS)
+            if self.fs.exists(marker):
+                self.fs.rm(marker)
             self.fs.rm(self.path, recursive=True)
         if self.job is not None:
             self.fs.pipe_file(posixpath.join(self.path, PUBLISHING),
