@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from .estimator import GaussianMixture
 from .estimator import load_model as _load_gmm
 from .io.model import read_model, unreadable
+from .numerics.finite import NonFiniteError
 from .numerics.params import GMMParams
 from .numerics.suffstats import merge, resp_stats
 from .numerics.variational import (
@@ -44,6 +45,7 @@ from .options import (
     COMPUTE_DTYPES,
     COVARIANCE_TYPES,
     INIT_PARAMS,
+    MISSING,
     WEIGHT_CONCENTRATION_PRIOR_TYPES,
 )
 from .parallel.blocks import Blocks
@@ -55,6 +57,7 @@ _CHOICES = {
     "weight_concentration_prior_type": WEIGHT_CONCENTRATION_PRIOR_TYPES,
     "cache": CACHES,
     "compute_dtype": COMPUTE_DTYPES,
+    "missing": MISSING,
 }
 
 _TO_DO = {
@@ -201,7 +204,7 @@ degrees_of_freedom_prior_, covariance_prior_
 
     _parameter_constraints: dict = {
         **{k: v for k, v in GaussianMixture._parameter_constraints.items()
-           if not k.endswith("_init")},
+           if k not in ("weights_init", "means_init", "precisions_init")},
         "weight_concentration_prior_type": [StrOptions(set(WEIGHT_CONCENTRATION_PRIOR_TYPES))],
         "weight_concentration_prior": [None, Interval(Real, 0.0, None, closed="neither")],
         "mean_precision_prior": [None, Interval(Real, 0.0, None, closed="neither")],
@@ -315,7 +318,8 @@ degrees_of_freedom_prior_, covariance_prior_
                       self.mean_prior_, self.degrees_of_freedom_prior_, self.covariance_prior_)
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, X, y=None, *, callback=None, checkpoint=None) -> BayesianGaussianMixture:
+    def fit(self, X, y=None, *, callback=None, checkpoint=None,
+            feature_dim: str | None = None) -> BayesianGaussianMixture:
         """Estimate the variational posterior, one pass over the data per iteration.
 
         Parameters
@@ -327,22 +331,28 @@ degrees_of_freedom_prior_, covariance_prior_
             iteration.
         checkpoint : distgmm.io.checkpoint.Checkpoint, optional
             As :meth:`GaussianMixture.fit`'s.
+        feature_dim : str, optional
+            For xarray input: the dimension holding the features (as
+            :meth:`GaussianMixture.fit`).
 
         Returns
         -------
         self
         """
-        self._fit(X, None, callback, checkpoint)
+        try:
+            self._fit(X, None, callback, checkpoint, feature_dim)
+        except NonFiniteError as e:  # name the column, as a DataFrame's names allow
+            raise e.named(getattr(self, "feature_names_in_", None)) from None
         return self
 
-    def fit_predict(self, X, y=None, *, callback=None):
+    def fit_predict(self, X, y=None, *, callback=None, feature_dim: str | None = None):
         """Fit, then label ``X`` with the final posterior.
 
         Returns
         -------
         labels : ndarray (or lazy dask array for dask input) of shape (n_samples,)
         """
-        return super().fit_predict(X, callback=callback)
+        return super().fit_predict(X, callback=callback, feature_dim=feature_dim)
 
     def _initial_estimates(self, blocks: Blocks, seed: int):
         """``(nk, xk, sk)`` of the initial responsibilities, as scikit-learn's
@@ -499,6 +509,9 @@ def load_model(path: str, *, storage_options: dict | None = None):
     if saved.feature_names:
         model.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
     model.metrics_ = saved.metrics
+    if saved.outliers is not None:  # a threshold set by --outliers / outlier_threshold
+        model.outlier_threshold_ = saved.outliers["threshold"]
+        model.outlier_fraction_ = saved.outliers["fraction"]
     return model
 
 

@@ -545,7 +545,8 @@ default="kmeans"
             xarray input, a lazy DataArray with the input's sample dims and coordinates.
         """
         if is_dask(X) and hasattr(X, "columns"):
-            return predict_frame(dask_frame_input(self, X), self.fitted_params())
+            return predict_frame(dask_frame_input(self, X), self.fitted_params(),
+                                 omit=self.missing == "omit")
         return self._apply(X, predict_block, predict_dask, feature_dim, "label")
 
     def predict_proba(self, X, *, feature_dim: str | None = None):

@@ -142,3 +142,20 @@ def run_cli(*args, address=None, cwd=None, timeout=300, extra_env=None):
 # moto_server fixtures (S3 on 127.0.0.1); botocore never asks the EC2 metadata address
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from s3_server import s3, s3_server  # noqa: E402,F401
+
+
+def invoke_main(argv) -> tuple:
+    """Run ``distgmm`` in this process (fast): its exit code and what it wrote to stderr."""
+    import contextlib
+    import io
+
+    from distgmm.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()

@@ -15,10 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zarr
-from conftest import blobs
+from conftest import blobs, invoke_main
 
 from distgmm import GaussianMixture
-from distgmm.cli import main
 
 OK, BAD, TRANSIENT = 0, 2, 75
 
@@ -260,18 +259,7 @@ def published(d, tmp_path_factory, scheduler_address):
     return out
 
 
-def invoke(argv, capsys=None):
-    import contextlib
-    import io
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
+invoke = invoke_main  # conftest: distgmm in this process
 
 
 def _tree(path: Path) -> set:

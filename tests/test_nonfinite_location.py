@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import blobs
+from conftest import blobs, invoke_main
 
 from distgmm import GaussianMixture, select_model
-from distgmm.cli import main
 from distgmm.numerics.finite import NonFiniteError
 
 
@@ -73,18 +72,7 @@ def test_dataframes_name_the_column(X):
         GaussianMixture(3, max_iter=2).fit(dd.from_pandas(df, npartitions=7))
 
 
-def _invoke(argv):
-    import contextlib
-    import io
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
+_invoke = invoke_main  # conftest: distgmm in this process
 
 
 @pytest.mark.parametrize("fmt", ["zarr", "parquet"])

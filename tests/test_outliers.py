@@ -194,18 +194,3 @@ def test_a_refit_forgets_the_threshold_of_the_old_parameters(model):
     gm.outlier_threshold(X, 0.05)
     gm.fit(X[:2000])
     assert not hasattr(gm, "outlier_threshold_") and not hasattr(gm, "outlier_fraction_")
-
-
-def test_a_job_without_outliers_keeps_the_fingerprint_it_had_before_the_key(tmp_path):
-    import hashlib
-
-    raw = {"input": {"path": "x.zarr"}, "model": {"n_components": 2},
-           "output": {"path": "out"}}
-    spec = JobSpec.from_mapping(raw)
-    doc = spec.model_dump(mode="json", exclude={
-        "name": True, "run_key": True, "cluster": True, "input": {"storage_options"},
-        "output": {"overwrite", "storage_options"}, "model": {"outliers"}})
-    old = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-    assert spec.fingerprint() == old
-    flagged = JobSpec.from_mapping({**raw, "model": {"n_components": 2, "outliers": 0.01}})
-    assert flagged.fingerprint() != old

@@ -256,8 +256,8 @@ def test_readers_never_see_success_with_an_incomplete_output(s3):
     moments = {}
     real_copy, real_pipe = pub.fs.copy, pub.fs.pipe_file
 
-    def copy(*a, **k):  # the moments around the copy of staging onto the target
-        moments["before copy"] = _listing(s3, "out")
+    def copy(*a, **k):  # the moments before the first and after the last file copied
+        moments.setdefault("before copy", _listing(s3, "out"))
         real_copy(*a, **k)
         moments["after copy"] = _listing(s3, "out")
 

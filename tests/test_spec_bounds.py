@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import blobs, run_cli
+from conftest import blobs, invoke_main, run_cli
 
-from distgmm.cli import main
 from distgmm.jobs import bounds
 
 BAD = 2
@@ -201,18 +200,7 @@ def _tree(path: Path) -> dict:
     return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in path.rglob("*")}
 
 
-def invoke(argv):
-    import contextlib
-    import io
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
+invoke = invoke_main  # conftest: distgmm in this process
 
 
 @pytest.mark.parametrize("case, argv, pattern", CASES, ids=[c[0] for c in CASES])

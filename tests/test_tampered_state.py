@@ -9,7 +9,6 @@ corrupt checkpoint is cleared by ``--restart`` as the message says.
 
 import copy
 import hashlib
-import io
 import json
 import os
 import re
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import blobs, run_cli
+from conftest import blobs, invoke_main, run_cli
 
-from distgmm.cli import main
 from distgmm.io.integrity import MAX_CHECKPOINT_BYTES, MAX_MODEL_JSON_BYTES, content_hash
 from distgmm.jobs.events import Reporter
 
@@ -32,17 +30,7 @@ class Killed(Exception):
     pass
 
 
-def invoke(argv):
-    import contextlib
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
+invoke = invoke_main  # conftest: distgmm in this process
 
 
 def _tree(path: Path) -> dict:

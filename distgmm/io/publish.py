@@ -15,6 +15,8 @@ import posixpath
 import time
 import uuid
 
+from .integrity import MAX_METRICS_BYTES, read_bounded
+
 SUCCESS = "_SUCCESS"
 
 
@@ -48,7 +50,7 @@ def _job_of(fs, path: str) -> str | None:
     for name, key in ((SUCCESS, ("job",)), (PUBLISHING, ("job",)),
                       ("metrics.json", ("job", "fingerprint"))):
         try:
-            doc = json.loads(fs.cat_file(posixpath.join(path, name)))
+            doc = json.loads(read_bounded(fs, posixpath.join(path, name), MAX_METRICS_BYTES))
         except (OSError, ValueError):
             continue
         for k in key:

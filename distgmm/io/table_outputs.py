@@ -248,12 +248,13 @@ def table_predictions(fmt: str, dataset, params, staging_url: str, opts,
         pred = pred.reset_index()
         columns = ["row", *columns]
     sizes, total = pred["label"].value_counts(), pred["log_likelihood"].sum()
+    flagged = None if opts.outlier_threshold is None else pred["outlier"].sum()
     if not opts.any:
-        return PendingPredictions([], total, sizes, None)
+        return PendingPredictions([], total, sizes, None, flagged)
     version = delta_already_committed(table)
     if version is not None:  # this job already committed this partition: no new commit
-        return PendingPredictions([], total, sizes, table.url, commit=lambda _: {
+        return PendingPredictions([], total, sizes, table.url, flagged, commit=lambda _: {
             "format": "delta", "url": table.url, "version": version,
             "partition": table.partition, "committed": False})
     return PendingPredictions(delta_writes(pred, columns, table), total, sizes, table.url,
-                              commit=lambda done: delta_commit(table, done[0]))
+                              flagged, commit=lambda done: delta_commit(table, done[0]))

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 
+from ..io.integrity import MAX_METRICS_BYTES, read_bounded
 from .events import Reporter
 
 # seconds without a heartbeat before a lease expires (DISTGMM_LEASE_TTL overrides)
@@ -87,7 +88,7 @@ class Lease:
     def read(self) -> dict | None:
         """The lease document, None if there is none (or it is unreadable)."""
         try:
-            doc = json.loads(self.fs.cat_file(self.path))
+            doc = json.loads(read_bounded(self.fs, self.path, MAX_METRICS_BYTES))
         except (FileNotFoundError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None

@@ -14,6 +14,7 @@ import posixpath
 
 import numpy as np
 
+from ..io.integrity import MAX_METRICS_BYTES, read_bounded
 from ..io.publish import is_published
 
 _MODEL_ARRAYS = ("weights_", "means_", "precisions_cholesky_")
@@ -28,7 +29,8 @@ def predict_fingerprint(model, input_path: str, source_options: dict, output) ->
     doc = {"model": [model.n_components, model.covariance_type, digest.hexdigest()],
            "input": input_path, "source": options,
            "output": output.model_dump(mode="json",
-                                       exclude={"overwrite", "storage_options"})}
+                                       exclude={"overwrite", "storage_options",
+                                                "checkpoint_dir", "lease_wait"})}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -41,7 +43,8 @@ def already_predicted(output, fingerprint: str) -> dict | None:
         return None
     fs, path = fsspec.core.url_to_fs(output.path, **so)
     try:
-        metrics = json.loads(fs.cat_file(posixpath.join(path, "metrics.json")))
+        metrics = json.loads(read_bounded(fs, posixpath.join(path, "metrics.json"),
+                                          MAX_METRICS_BYTES))
     except (FileNotFoundError, ValueError):
         return None
     same = (metrics.get("job") or {}).get("fingerprint") == fingerprint

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ..estimator import load_model
+from ..bayesian import load_model  # either kind of model
 from ..io.publish import Publication
 from ..io.samples import sample_format, sample_writes
 from ..numerics.sampling import seed_entropy
@@ -84,4 +84,6 @@ def sample_job(model_path: str, n_samples: int, output: str, *, fmt: str = "auto
 def _cluster(spec_cluster: dict, client, reporter: Reporter):
     if client is not None:
         return contextlib.nullcontext(client)
+    # the stall watchdog is the fit's and predict's, not a connection setting
+    spec_cluster = {k: v for k, v in spec_cluster.items() if k != "stall_timeout"}
     return connect(reporter=reporter, **spec_cluster)

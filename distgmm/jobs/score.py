@@ -20,10 +20,11 @@ from dataclasses import replace
 import numpy as np
 
 from ..io.model import write_model_files
-from ..io.outputs import PredictionOptions, predictions
+from ..io.outputs import PredictionOptions, predictions, sizes_array
 from ..io.publish import Publication
 from ..io.sources import Dataset
 from ..numerics.predict import predict_block
+from ..parallel.missing import masked_result
 from ..parallel.predict import score_samples_dask
 from .compute import compute
 from .events import Reporter
@@ -108,8 +109,12 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     scored = [pending.total_log_likelihood, pending.cluster_sizes]
     if pending.outliers is not None:
         scored.append(pending.outliers)
-    if previous is not None:
-        scored.append(score_samples_dask(dataset.X, previous.model.fitted_params()).sum())
+    if previous is not None:  # omitted rows (NaN) count for neither model
+        before_ll = (masked_result(score_samples_dask, dataset.X,
+                                   previous.model.fitted_params(), np.nan)
+                     if model.missing == "omit" else
+                     score_samples_dask(dataset.X, previous.model.fitted_params()))
+        scored.append(np.nansum(before_ll) if model.missing == "omit" else before_ll.sum())
     figures = _report_terms(dataset, params.center, model) if output.report else []
     done = compute(client, [*pending.writes, *scored, *figures], reporter,
                    "writing results")
@@ -117,13 +122,14 @@ def write_results(client, model, dataset: Dataset, output, pub: Publication,
     total, sizes, *before = results[:len(scored)]
     flagged = None if pending.outliers is None else before.pop(0)
     metrics = {**fit_metrics(model, dataset, float(total), sizes, pending.path),
-               **outlier_metrics(model, flagged, dataset.n_samples), **run}
+               **outlier_metrics(model, flagged, sum(sizes_array(sizes, model.n_components))),
+               **run}
     _committed(pending, done, metrics)
     if "timings" in metrics:  # the scoring pass, as before drift, report and model/
         metrics["timings"] = {**metrics["timings"], "predict": time.perf_counter() - t0}
     if previous is not None:
         metrics["drift"] = drift(previous, model, float(before[0]), float(total),
-                                 dataset.n_samples)
+                                 sum(sizes_array(sizes, model.n_components)))
     if figures:
         metrics["report"] = _write_report(model, dataset, metrics, results[len(scored):],
                                           pub, output)
@@ -162,7 +168,8 @@ def score_rows(client, model, dataset: Dataset, output, pub: Publication,
     results = done[len(pending.writes):]
     metrics = {**scoring_metrics(dataset, model_path, model.n_components, float(results[0]),
                                  results[1], pending.path, missing=model.missing),
-               **outlier_metrics(model, results[2] if counted else None, dataset.n_samples)}
+               **outlier_metrics(model, results[2] if counted else None,
+                                 sum(sizes_array(results[1], model.n_components)))}
     _committed(pending, done, metrics)
     return metrics
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 from ..numerics.outliers import (
+    LowTail,
     check_fraction,
     flagged_rows,
     low_tail,
@@ -61,12 +64,21 @@ def density_threshold(model, X, fraction: float) -> float:
         :data:`distgmm.numerics.outliers.MAX_EXACT_ROWS`.
     """
     check_fraction(fraction)
+    missing = getattr(model, "missing", "error")
+    omit = missing == "omit"  # rows holding NaN are left out, as in the fit
     if is_dask(X):
-        blocks = dask_blocks(dask_input(model, X, reset=False), cache="none")
+        blocks = dask_blocks(dask_input(model, X, reset=False), cache="none",
+                             omit_missing=omit)
     else:
-        blocks = numpy_blocks(numpy_input(model, X, reset=False))
+        blocks = numpy_blocks(numpy_input(model, X, reset=False, missing=missing),
+                              omit_missing=omit)
+    # enough for every row; with omitted rows, the share of the complete ones (the
+    # tail counts them in the same pass)
     m = flagged_rows(fraction, blocks.n_samples)
     tail = blocks.map_reduce(_scored_tail, merge_low_tails, _scorer(model), m)
+    if omit:
+        m_complete = flagged_rows(fraction, max(tail.n, 1))
+        tail = LowTail(m_complete, np.sort(tail.values)[:m_complete], tail.n)
     return tail_threshold(tail)
 
 

@@ -34,20 +34,24 @@ def _all(x, params, block_info=None):
     return predict_all_block(x, params, _block_start(block_info))
 
 
-def _predict_part(part, params):
+def _predict_part(part, params, omit=False):
     import pandas as pd
 
-    labels = predict_block(np.ascontiguousarray(part.to_numpy(dtype=np.float64)), params)
-    return pd.Series(labels.astype(np.intp), index=part.index, name="label")
+    X = np.ascontiguousarray(part.to_numpy(dtype=np.float64))
+    labels = np.full(len(X), -1, dtype=np.intp)
+    keep = np.isfinite(X).all(axis=1) if omit else slice(None)  # omitted rows: -1
+    labels[keep] = predict_block(np.ascontiguousarray(X[keep]), params)
+    return pd.Series(labels, index=part.index, name="label")
 
 
-def predict_frame(df, params: GMMParams):
-    """Lazy labels of a dask DataFrame's rows: a Series named ``label`` on its index."""
+def predict_frame(df, params: GMMParams, omit: bool = False):
+    """Lazy labels of a dask DataFrame's rows: a Series named ``label`` on its index
+    (``omit``: rows holding NaN get -1, as with ``missing="omit"``)."""
     import pandas as pd
     from dask.dataframe.utils import make_meta
 
     meta = pd.Series([], dtype=np.intp, name="label", index=make_meta(df).index[:0])
-    return df.map_partitions(_predict_part, params, meta=meta)
+    return df.map_partitions(_predict_part, params, omit, meta=meta)
 
 
 def predict_dask(X, params: GMMParams):
