@@ -492,3 +492,23 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_a_saved_outlier_threshold_comes_back_with_the_model(tmp_path):
+    X, _, _ = mixture(3, 3, 1200, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bgm = BayesianGaussianMixture(n_components=6, max_iter=20, random_state=0).fit(X)
+    threshold = bgm.outlier_threshold(X, 0.05)
+    assert threshold == np.sort(bgm.score_samples(X))[59]  # ceil(0.05 * 1200) = 60th
+    bgm.save(str(tmp_path / "m"))
+    back = load_model(str(tmp_path / "m"))
+    assert back.outlier_threshold_ == threshold and back.outlier_fraction_ == 0.05
+    np.testing.assert_array_equal(back.is_outlier(X), bgm.is_outlier(X))
+
+
+def test_n_init_and_missing_are_validated():
+    X, _, _ = mixture(2, 2, 200, seed=10)
+    for bad in ({"n_init": 0}, {"missing": "drop"}):
+        with pytest.raises(InvalidParameterError, match=list(bad)[0]):
+            BayesianGaussianMixture(**bad).fit(X)

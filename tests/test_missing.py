@@ -177,3 +177,16 @@ def test_two_d_predictions_open_in_xarray(tmp_path):
     g = zarr.open_group(str(tmp_path / "out" / "predictions.zarr"), mode="r")
     np.testing.assert_array_equal(ds["label"].values, g["label"][:])
     assert (ds["label"].values[~keep] == -1).all()
+
+
+def test_predict_on_a_dask_dataframe_omits_like_a_dask_array():
+    import dask.dataframe as dd
+    import pandas as pd
+
+    X, keep = _with_missing()
+    gm = GaussianMixture(3, random_state=0, missing="omit").fit(X)
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    labels = gm.predict(dd.from_pandas(df, npartitions=4)).compute()
+    expected = gm.predict(da.from_array(X, chunks=100)).compute()
+    np.testing.assert_array_equal(labels.to_numpy(), expected)
+    assert (labels.to_numpy()[~keep] == -1).all() and (labels.to_numpy()[keep] >= 0).all()

@@ -194,3 +194,16 @@ def test_a_refit_forgets_the_threshold_of_the_old_parameters(model):
     gm.outlier_threshold(X, 0.05)
     gm.fit(X[:2000])
     assert not hasattr(gm, "outlier_threshold_") and not hasattr(gm, "outlier_fraction_")
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+def test_with_missing_omit_the_threshold_counts_complete_rows_only(as_dask):
+    X = blobs(n=1000, d=3, k=3, seed=12)[0]
+    X[::10, 1] = np.nan  # 100 rows omitted, 900 complete
+    gm = GaussianMixture(3, random_state=0, missing="omit").fit(X)
+    data = da.from_array(X, chunks=(130, 3)) if as_dask else X
+    threshold = gm.outlier_threshold(data, 0.1)
+    complete = X[~np.isnan(X).any(axis=1)]
+    scores = np.sort(gm.score_samples(complete))
+    assert threshold == scores[89]  # the 90th smallest of 900: ceil(0.1 * 900)
+    assert int((gm.score_samples(complete) <= threshold).sum()) == 90
