@@ -22,8 +22,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from .estimator import GaussianMixture
-from .estimator import load_model as _load_gmm
+from .estimator import GaussianMixture, gmm_from_saved, restore_fit_summary
 from .io.model import read_model, unreadable
 from .numerics.finite import NonFiniteError
 from .numerics.params import GMMParams
@@ -481,7 +480,7 @@ def load_model(path: str, *, storage_options: dict | None = None):
     """
     saved = read_model(path, storage_options=storage_options)
     if saved.kind != "bayes":
-        return _load_gmm(path, storage_options=storage_options)
+        return gmm_from_saved(saved, path)  # read and checked once
     known = BayesianGaussianMixture().get_params()
     model = BayesianGaussianMixture(**{k: v for k, v in saved.params.items() if k in known})
     try:
@@ -501,17 +500,7 @@ def load_model(path: str, *, storage_options: dict | None = None):
         saved.arrays["means"], saved.arrays["degrees_of_freedom"],
         saved.arrays["covariances"], saved.arrays["precisions_cholesky"],
         model.covariance_type, model.weight_concentration_prior_type))
-    model.converged_ = saved.fit["converged"]
-    model.n_iter_ = saved.fit["n_iter"]
-    model.lower_bound_ = saved.fit["lower_bound"]
-    model.lower_bounds_ = saved.fit["lower_bounds"]
-    model.n_features_in_ = saved.n_features
-    if saved.feature_names:
-        model.feature_names_in_ = np.asarray(saved.feature_names, dtype=object)
-    model.metrics_ = saved.metrics
-    if saved.outliers is not None:  # a threshold set by --outliers / outlier_threshold
-        model.outlier_threshold_ = saved.outliers["threshold"]
-        model.outlier_fraction_ = saved.outliers["fraction"]
+    restore_fit_summary(model, saved)
     return model
 
 

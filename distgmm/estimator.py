@@ -908,7 +908,12 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
         Fitted, with the saved constructor parameters and fit summary; ``metrics_``
         holds the stored metrics.
     """
-    saved = read_model(path, storage_options=storage_options)
+    return gmm_from_saved(read_model(path, storage_options=storage_options), path)
+
+
+def gmm_from_saved(saved, path: str) -> GaussianMixture:
+    """The :class:`GaussianMixture` a checked :class:`~distgmm.io.model.SavedModel` holds
+    (``path`` names it in errors)."""
     if saved.kind != "gmm":
         raise unreadable(path, f"it is a {saved.kind!r} model (BayesianGaussianMixture), "
                                "not a GaussianMixture: load it with distgmm.load_model")
@@ -923,6 +928,13 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
         raise unreadable(path, f"its parameters: {' '.join(str(e).split())}") from None
     for name, arr in saved.arrays.items():
         setattr(model, name + "_", arr)
+    restore_fit_summary(model, saved)
+    return model
+
+
+def restore_fit_summary(model, saved) -> None:
+    """The fit summary, feature names, stored metrics and outlier threshold of a saved
+    model, set on ``model`` (either kind of mixture)."""
     model.converged_ = saved.fit["converged"]
     model.n_iter_ = saved.fit["n_iter"]
     model.lower_bound_ = saved.fit["lower_bound"]
@@ -934,4 +946,3 @@ def load_model(path: str, *, storage_options: dict | None = None) -> GaussianMix
     if saved.outliers is not None:  # a threshold set by --outliers / outlier_threshold
         model.outlier_threshold_ = saved.outliers["threshold"]
         model.outlier_fraction_ = saved.outliers["fraction"]
-    return model
