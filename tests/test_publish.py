@@ -55,3 +55,26 @@ def test_object_store_writes_marker_last(monkeypatch):
     assert fs.cat_file("/bucket/out/part.0") == b"data"
     assert is_published("memory://bucket/out")
     assert not [p for p in fs.ls("/bucket", detail=False) if "staging" in p]
+
+
+def test_object_store_overwrite_drops_the_old_marker_before_the_old_files(monkeypatch):
+    """A bulk delete is not atomic on an object store: the old _SUCCESS goes first, so a
+    reader never sees it beside a half-deleted output."""
+    fs = fsspec.filesystem("memory")
+    with Publication("memory://bucket/ow") as pub:
+        for i in range(3):
+            fs.pipe_file(f"{pub.staging}/part.{i}", b"old")
+    removed = []
+    real = type(fs).rm
+
+    def spy(self, path, *a, **k):
+        if "/bucket/ow" in str(path) and "staging" not in str(path):
+            removed.append(str(path).rsplit("/", 1)[-1])
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(type(fs), "rm", spy)
+    with Publication("memory://bucket/ow", overwrite=True) as pub:
+        fs.pipe_file(pub.staging + "/part.0", b"new")
+    assert removed[:2] == ["_SUCCESS", "ow"]
+    assert fs.cat_file("/bucket/ow/part.0") == b"new" and not fs.exists("/bucket/ow/part.1")
+    assert is_published("memory://bucket/ow")
