@@ -158,3 +158,19 @@ def test_predict_rerun_of_the_same_job_is_exit_0(lake, tmp_path):
     got = pd.read_parquet(tmp_path / "pred" / "predictions.parquet").sort_values("id")
     want = GaussianMixture(3, random_state=0).fit(X).predict(X)
     np.testing.assert_array_equal(got["label"], want)
+
+
+def test_predict_rerun_identity_ignores_where_the_lease_and_checkpoint_live():
+    """--lease-wait and --checkpoint-dir change no result: a rerun with other values is
+    still the same prediction job (exit 0, not 'already exists')."""
+    from distgmm import GaussianMixture
+    from distgmm.jobs.rerun import predict_fingerprint
+    from distgmm.jobs.spec import OutputSpec
+
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    a = OutputSpec(path="/lake/out")
+    b = OutputSpec(path="/lake/out", lease_wait=5.0, checkpoint_dir="/tmp/ckpt")
+    c = OutputSpec(path="/lake/out", probabilities=True)
+    fp = [predict_fingerprint(gm, "/lake/in", {}, o) for o in (a, b, c)]
+    assert fp[0] == fp[1] and fp[0] != fp[2]
