@@ -512,3 +512,17 @@ def test_n_init_and_missing_are_validated():
     for bad in ({"n_init": 0}, {"missing": "drop"}):
         with pytest.raises(InvalidParameterError, match=list(bad)[0]):
             BayesianGaussianMixture(**bad).fit(X)
+
+
+def test_fit_takes_a_gridded_dataarray_with_its_feature_dim():
+    import xarray as xr
+    X, _, _ = mixture(3, 3, 1200, seed=11)
+    grid = xr.DataArray(X.T.reshape(3, 30, 40), dims=("band", "y", "x"),
+                        coords={"band": ["r", "g", "b"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        on_grid = BayesianGaussianMixture(n_components=5, max_iter=30, random_state=0).fit(
+            grid, feature_dim="band")
+    labels = on_grid.predict(grid, feature_dim="band")
+    assert labels.dims == ("y", "x") and labels.shape == (30, 40)
+    assert on_grid.n_features_in_ == 3
