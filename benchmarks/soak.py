@@ -24,16 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-def write_zarr(path: str, n: int, d: int, k: int, chunk: int) -> None:
-    import zarr
-
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=5.0, size=(k, d))
-    z = zarr.create_array(store=path, shape=(n, d), chunks=(chunk, d), dtype="f8")
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        z[start:start + m] = centers[rng.integers(0, k, m)] + rng.normal(size=(m, d))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import write_zarr  # noqa: E402  the same generated lake as the sweep benchmark
 
 
 def start_cluster(workdir: Path, n_workers: int, memory_limit: str):
