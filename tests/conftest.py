@@ -47,12 +47,12 @@ class DaskCLICluster:
     """`dask scheduler` + `dask worker` processes on 127.0.0.1, as the deploy recipes run them."""
 
     def __init__(self, directory, n_workers=2, memory_limit="2GiB", extra_env=None,
-                 nthreads=1):
+                 nthreads=1, cgroup=None):
         import os
         import sys
 
         self.dir, self.n_workers, self.memory_limit = str(directory), n_workers, memory_limit
-        self.nthreads = nthreads
+        self.nthreads, self.cgroup = nthreads, cgroup  # cgroup: a directory to join
         self.sfile = os.path.join(self.dir, "scheduler.json")
         self.bin = os.path.dirname(sys.executable)
         self.env = {**os.environ, **(extra_env or {})}
@@ -75,8 +75,11 @@ class DaskCLICluster:
         deadline = time.time() + 60
         while not os.path.exists(self.sfile) and time.time() < deadline:
             time.sleep(0.1)
+        # the nannies join the cgroup before exec, so the workers they start do too
+        wrap = ([] if self.cgroup is None else
+                ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.cgroup)])
         self.workers = subprocess.Popen(
-            [os.path.join(self.bin, "dask"), "worker", "--scheduler-file", self.sfile,
+            [*wrap, os.path.join(self.bin, "dask"), "worker", "--scheduler-file", self.sfile,
              "--nworkers", str(self.n_workers), "--nthreads", str(self.nthreads),
              "--memory-limit", self.memory_limit, "--host", "127.0.0.1", "--no-dashboard"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir, env=self.env)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,7 +224,8 @@ def test_a_task_killing_its_worker_by_memory_is_78_not_75():
     import dask
     from distributed import Client, LocalCluster
 
-    from distgmm.jobs.failures import classify, diagnosed
+    from distgmm.jobs.failures import classify
+    from distgmm.jobs.memory_deaths import diagnosed
 
     def hog():
         block = np.ones(80_000_000 // 8)  # 80 MB over a 150 MiB worker's budget
@@ -240,6 +242,61 @@ def test_a_task_killing_its_worker_by_memory_is_78_not_75():
     assert failure.code == 78, info.value
     assert "exceeding their memory limit" in failure.message
     assert "--chunk-size" in failure.message
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A fresh cgroup-v1 memory cgroup of 700 MiB (root on a cgroup-v1 host, as here)."""
+    base = Path("/sys/fs/cgroup/memory")
+    if not (base / "memory.oom_control").exists() or not os.access(base, os.W_OK):
+        pytest.skip("needs a writable cgroup-v1 memory hierarchy (root on this machine)")
+    group = base / f"distgmm-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(700 * 2**20))
+        yield group
+    finally:
+        for _ in range(50):  # the killed processes leave the group as they are reaped
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_the_kernel_oom_killer_is_78_not_75(tmp_path, memory_cgroup):
+    """No nanny memory limit (--memory-limit 0) in a container smaller than the work: the
+    kernel kills the worker; the cgroup's oom_kill count says it was memory."""
+    from distgmm.jobs.memory_deaths import cgroup_oom_kills
+
+    X = np.random.default_rng(0).normal(size=(4_000_000, 8))  # one 256 MB chunk
+    path = tmp_path / "big.zarr"
+    zarr.create_array(store=str(path), shape=X.shape, chunks=X.shape,
+                      dtype="f8")[:] = X
+    cluster = DaskCLICluster(tmp_path / "c", n_workers=1, memory_limit="0",
+                             cgroup=memory_cgroup, extra_env={
+                                 "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
+    os.makedirs(cluster.dir)
+    try:
+        cluster.start()
+        t0 = time.monotonic()
+        r = run_cli("fit", path, "-k", 5, "-o", tmp_path / "out", "--chunk-size", "1GiB",
+                    "--cache", "none", "--max-iter", 2, address=cluster.address,
+                    timeout=200)
+        elapsed = time.monotonic() - t0
+    finally:
+        cluster.stop()
+    print(f"kernel OOM kill: exit {r.returncode} after {elapsed:.1f} s")
+    member = tmp_path / "cgroup"  # /proc/self/cgroup as a process in the group sees it
+    member.write_text(f"4:memory:/{memory_cgroup.name}\n0::/\n")
+    kills = cgroup_oom_kills(proc_cgroup=str(member))
+    assert kills and kills[1] >= 1, "the kernel killed nothing: the test's sizing is off"
+    assert r.returncode == 78, r.stderr
+    line = one_error_line(r.stderr, "distgmm: error: ")
+    print(line)
+    assert "out-of-memory killer" in line and "--memory-limit" in line, line
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
 
 
 def test_sigterm_mid_fit_resumes_from_a_checkpoint_dir(data, tmp_path, scheduler_address):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -159,7 +158,8 @@ CLASSIFIERS: list[Callable[[BaseException], Failure | None]] = [
 ]
 
 
-def _chain(exc: BaseException):
+def chain(exc: BaseException):
+    """``exc`` and its causes (and unsuppressed contexts), outermost first, each once."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -172,7 +172,7 @@ def classify(exc: BaseException) -> Failure | None:
 
     Classifiers are tried in table order, each on the whole cause chain.
     """
-    links = list(_chain(exc))
+    links = list(chain(exc))
     for classifier in CLASSIFIERS:  # a disk-full error wrapped in a ValueError is I/O
         for link in links:
             failure = classifier(link)
@@ -190,51 +190,3 @@ def io_path(path: str):
         if e.filename is None and e.errno in _IO_CAUSES:
             e.filename = os.fspath(path)
         raise
-
-
-def killed_by_memory(client, since: float) -> list[dict]:
-    """Nanny memory restarts logged on the scheduler since ``since`` (epoch seconds).
-
-    Uses the public ``Client.get_events`` and the ``worker-restart-memory`` topic the
-    nanny's memory monitor logs before it terminates a worker over its limit.
-    """
-    try:
-        events = client.get_events("worker-restart-memory")
-    except Exception:  # the scheduler is gone: nothing to learn
-        return []
-    return [msg for t, msg in events if t >= since and isinstance(msg, dict)]
-
-
-def memory_sizing_from_killed_worker(client, exc: BaseException, since: float,
-                                     chunk_bytes: int | None) -> BaseException:
-    """A :class:`MemorySizingError` for a KilledWorker whose workers died of memory,
-    else ``exc`` itself."""
-    from distributed.scheduler import KilledWorker
-
-    if not any(isinstance(link, KilledWorker) for link in _chain(exc)):
-        return exc
-    deaths = killed_by_memory(client, since)
-    if not deaths:
-        return exc
-    from dask.utils import format_bytes
-
-    worst = max(deaths, key=lambda m: m.get("rss", 0))
-    chunk = f"chunks of {format_bytes(chunk_bytes)}" if chunk_bytes else "its chunks"
-    return MemorySizingError(
-        f"workers were killed for exceeding their memory limit ({len(deaths)} restart(s), "
-        f"{worst.get('worker')} at {format_bytes(worst.get('rss', 0))}) while processing "
-        f"{chunk}: a retry fails the same way; {MEMORY_KNOBS}"
-    )
-
-
-@contextlib.contextmanager
-def diagnosed(client, chunk_bytes: int | None):
-    """Re-raise a KilledWorker whose workers died of memory as a MemorySizingError."""
-    since = time.time() - 1.0
-    try:
-        yield
-    except Exception as e:
-        better = memory_sizing_from_killed_worker(client, e, since, chunk_bytes)
-        if better is e:
-            raise
-        raise better from e

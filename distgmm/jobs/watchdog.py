@@ -16,7 +16,8 @@ import threading
 import time
 
 from .events import Reporter
-from .failures import MEMORY_KNOBS, ClusterStalled, MemorySizingError, diagnosed
+from .failures import MEMORY_KNOBS, ClusterStalled, MemorySizingError
+from .memory_deaths import diagnosed
 
 # a task holds its chunk, the decoded copy and per-row temporaries: a chunk that takes
 # more than this share of a worker's memory (per thread) cannot run
