@@ -242,3 +242,29 @@ def test_the_checkpoint_and_lease_can_live_elsewhere():
     assert a.startswith("/state/.2026-") and a.endswith(".checkpoint.json")
     assert a != b  # two outputs with one name do not share a checkpoint
     assert lease_url(a) == a.removesuffix(".checkpoint.json") + ".lease.json"
+
+
+def test_cgroup_oom_kills_reads_v1_and_v2_counters(tmp_path):
+    from distgmm.jobs.memory_deaths import _new_oom_kills, cgroup_oom_kills
+
+    v2 = tmp_path / "v2"
+    (v2 / "kubepods" / "pod1").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpu memory\n")
+    (v2 / "kubepods" / "pod1" / "memory.events").write_text(
+        "low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n")
+    proc = tmp_path / "proc-v2"
+    proc.write_text("0::/kubepods/pod1\n")
+    where, n = cgroup_oom_kills(str(proc), v2)
+    assert where.endswith(":/kubepods/pod1") and n == 2
+
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)
+    (v1 / "memory" / "job" / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    proc.write_text("9:name=systemd:/\n4:memory:/job\n0::/\n")  # hybrid host
+    assert cgroup_oom_kills(str(proc), v1)[1] == 3
+    proc.write_text("4:cpu,cpuacct:/\ngarbage\n")  # no memory controller: cannot tell
+    assert cgroup_oom_kills(str(proc), v1) is None
+    assert cgroup_oom_kills(str(tmp_path / "missing"), v1) is None
+    # only a count that grew on a cgroup seen before counts (a new nanny may bring an old one)
+    assert _new_oom_kills({"a": 1, "b": 0}, {"a": 1, "b": 2, "c": 5}) == {"b": 2}
