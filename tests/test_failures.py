@@ -201,21 +201,33 @@ def test_the_heartbeat_keeps_a_short_lease_alive(tmp_path):
     holder.release()
 
 
-def test_watchdog_says_no_workers_and_stops_the_pass():
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_watchdog_says_no_workers_and_stops_the_pass(sigint):
+    """Also when SIGINT is ignored, as for a job a script starts in the background
+    (the watchdog stops the driver's wait by signalling its main thread)."""
     import io
+    import signal
 
     from distributed import Client, LocalCluster
 
     from distgmm.jobs.watchdog import watched
 
     stream = io.StringIO()
-    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        t0 = time.monotonic()
-        with pytest.raises(ClusterStalled, match="no workers are connected") as info, \
-                watched(client, Reporter(stream=stream), stall_timeout=3):
-            client.submit(sum, [1, 2]).result()
-        elapsed = time.monotonic() - t0
+    before = signal.getsignal(signal.SIGINT)
+    if sigint == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            t0 = time.monotonic()
+            with pytest.raises(ClusterStalled, match="no workers are connected") as info, \
+                    watched(client, Reporter(stream=stream), stall_timeout=3):
+                client.submit(sum, [1, 2]).result(timeout=60)
+            elapsed = time.monotonic() - t0
+        assert signal.getsignal(signal.SIGINT) == (
+            signal.SIG_IGN if sigint == "ignored" else before)  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     print(f"no workers: stopped after {elapsed:.1f} s (stall timeout 3 s)")
     assert elapsed < 3 + 15
     assert classify(info.value).code == 75

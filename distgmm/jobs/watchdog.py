@@ -93,12 +93,24 @@ class Watchdog:
                                         daemon=True)
 
     def __enter__(self) -> Watchdog:
+        self._saved_sigint = None
+        if self._interrupt and not callable(signal.getsignal(signal.SIGINT)):
+            # SIGINT ignored (a job started in the background by a non-interactive
+            # shell, or under nohup): Python would not raise on our signal either, and
+            # the driver would wait forever. Raise on it only once we have failed.
+            self._saved_sigint = signal.signal(signal.SIGINT, self._on_sigint)
         self._thread.start()
         return self
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.failure is not None:
+            raise KeyboardInterrupt
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._saved_sigint is not None:
+            signal.signal(signal.SIGINT, self._saved_sigint)
         if self.failure is not None and exc_type is not None:
             raise self.failure from None
         return False
