@@ -34,7 +34,7 @@ import numpy as np
 
 from ..options import COVARIANCE_TYPES, covariance_code
 from . import scratch
-from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
+from .features import centered_natural_params, fill_quadratic, n_feature_rows, unpack_moments
 from .finite import raise_nonfinite
 from .params import GMMParams
 
@@ -386,7 +386,7 @@ def compiled_tile_rows(covariance_type: str, n_features: int) -> int:
     KiB, within L2 cache (``full`` keeps only ``x`` and the ones there), at most 256."""
     n_f = n_features + 1 if covariance_type == "full" else n_feature_rows(covariance_type,
                                                                           n_features)
-    return int(np.clip((49152 // n_f) // 8 * 8, 8, 256))
+    return min(max((49152 // n_f) // 8 * 8, 8), 256)  # plain ints: called per chunk
 
 
 def chunk_stats(
@@ -442,8 +442,7 @@ def chunk_stats_compiled(
     """:func:`chunk_stats` in float64 by the compiled kernel (``HAVE_COMPILED``)."""
     ct = params.covariance_type
     k, d = params.means.shape
-    center = params.center
-    nat = natural_params(params, center)
+    center, nat = centered_natural_params(params)
     n_f = n_feature_rows(ct, d)
     tile = int(tile_rows or compiled_tile_rows(ct, d))
     X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
@@ -479,8 +478,7 @@ def chunk_stats_numpy(
     """
     ct = params.covariance_type
     k, d = params.means.shape
-    center = params.center
-    nat = natural_params(params, center)
+    center, nat = centered_natural_params(params)
     dt = np.dtype(compute_dtype)
     W = nat.W.astype(dt, copy=False)
     tied_factor = None if nat.tied_factor is None else nat.tied_factor.astype(dt, copy=False)

@@ -250,26 +250,44 @@ def _load(xtask, wtask):
     return run_deferred(xtask), run_deferred(wtask)
 
 
-def streamed_nodes(fn, combine, split_every, n_leaves, positions, loaders, starts, *args):
-    """A group task out of core: read each chunk while the previous one is computed.
+READ_BATCH_BYTES = 16 << 20
+"""Largest read a run of small consecutive out-of-core chunks is coalesced into."""
 
-    ``loaders`` holds each chunk's (x, w) loading tasks, received unexecuted. One
-    background thread reads chunk ``i + 1`` while ``fn`` runs on chunk ``i`` (reading
-    Zarr or Parquet releases the GIL), so at most two chunks are in memory. Partials are
-    folded up the tree as soon as a node's children are all present: the same nodes
-    and bits as :func:`tree_nodes`.
+
+def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts, *args):
+    """A group task out of core: read while the previous read is computed.
+
+    ``reads`` holds (x, w, sizes) loading tasks, received unexecuted: one chunk each, or
+    (``sizes`` given) a run of consecutive small chunks read by one call
+    (:func:`distgmm.parallel._dask.coalesce_reads`) and cut back into its chunks as
+    views. One background thread does read ``i + 1`` while ``fn`` runs on the chunks of
+    read ``i`` (reading Zarr or Parquet releases the GIL), so at most two reads are in
+    memory. ``fn`` sees each source chunk alone, and partials are folded up the tree as
+    soon as a node's children are all present: the same nodes and bits as
+    :func:`tree_nodes`.
     """
     nodes: dict = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
-        ahead = reader.submit(_load, *loaders[0])
-        for i, j in enumerate(positions):
+    chunks = iter(zip(positions, starts))
+    with one_blas_thread(), ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
+        ahead = reader.submit(_load, *reads[0][:2])
+        for i, (_, _, sizes) in enumerate(reads):
             x, w = ahead.result()
-            if i + 1 < len(positions):
-                ahead = reader.submit(_load, *loaders[i + 1])
-            nodes[(0, j)] = in_one_blas_thread(fn, x, w, starts[i], *args)
+            if i + 1 < len(reads):
+                ahead = reader.submit(_load, *reads[i + 1][:2])
+            parts = [(x, w)] if sizes is None else _cut(x, w, sizes)
             del x, w
-            _fold_up(nodes, j, n_leaves, combine, split_every)
+            for xc, wc in parts:
+                j, start = next(chunks)
+                nodes[(0, j)] = fn(xc, wc, start, *args)
+                _fold_up(nodes, j, n_leaves, combine, split_every)
+            del parts
     return nodes
+
+
+def _cut(x, w, sizes) -> list:
+    """A coalesced read back as its chunks (views)."""
+    cuts = np.cumsum((0, *sizes))
+    return [(x[a:b], None if w is None else w[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int) -> None:
@@ -294,9 +312,10 @@ def _streamed_pass(inputs, folded, xkeys, wkeys, blocks, groups, fn, combine, ar
     for g, positions in enumerate(groups):
         loaders = [(folded[xkeys[j]], None if wkeys[j] is None else folded[wkeys[j]])
                    for j in positions]
+        reads = _dask.coalesce_reads(loaders, READ_BATCH_BYTES)
         layer[(name, g)] = _dask.task_with_deferred(
             (name, g), streamed_nodes, fn, combine, split_every, len(blocks), positions,
-            _dask.defer(loaders), [blocks[j][1] for j in positions], *args)
+            _dask.defer(reads), [blocks[j][1] for j in positions], *args)
     nodes: dict = {}
     for part in _dask.compute_graph({**inputs, **layer}, list(layer)):
         nodes.update(part)
