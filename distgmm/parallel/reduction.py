@@ -303,7 +303,7 @@ def _load(xtask, wtask):
     return run_deferred(xtask), run_deferred(wtask)
 
 
-READ_BATCH_BYTES = 16 << 20
+READ_BATCH_BYTES = 8 << 20
 """Largest read a run of small consecutive out-of-core chunks is coalesced into."""
 
 
