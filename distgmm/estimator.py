@@ -519,8 +519,12 @@ default="kmeans"
         params = self.fitted_params()
         fn = dask_fn if blocks.is_dask else numpy_fn
         if self.missing == "omit":
-            return masked_result(fn, blocks.X, params, _FILLS[numpy_fn])
-        return fn(blocks.X, params)
+            out = masked_result(fn, blocks.X, params, _FILLS[numpy_fn])
+        else:
+            out = fn(blocks.X, params)
+        if blocks.source_chunks is not None:  # packed in memory: the input's chunks back
+            out = out.rechunk({0: blocks.source_chunks})
+        return out
 
     def _apply(self, X, numpy_fn, dask_fn, feature_dim=None, kind=None):
         params = self.fitted_params()

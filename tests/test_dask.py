@@ -214,3 +214,54 @@ def test_fold_inputs_copies_small_literals_and_keeps_shared_work():
     assert folded[("x", 0)].dependencies == {"big", "shared"}  # 800 kB stays a key
     assert folded[("x", 1)].dependencies == {"shared"}  # the small literal is copied
     assert folded[("x", 1)]({"shared": np.full(3, 2.0)}).tolist() == [3.0] * 3
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_small_persisted_chunks_are_packed_with_the_same_bits(client, ct):
+    """cache="memory" packs 60 small chunks into a few blocks on the cluster; the
+    kernels still see each 50-row chunk, so the fit has the bits of the unpacked data
+    (read out of core) and of the threaded scheduler, and outputs keep the chunks."""
+    from distgmm.parallel import blocks as blocks_mod
+
+    X, _, _ = blobs(n=3000, d=3, k=3, seed=25)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
+    Xd, wd = da.from_array(X, chunks=(50, 3)), da.from_array(w, chunks=50)
+    kw = dict(covariance_type=ct, max_iter=6, tol=0, random_state=1)
+    made = []
+    real = blocks_mod.dask_blocks
+
+    def spy(*a, **k):
+        made.append(real(*a, **k))
+        return made[-1]
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mp.setattr("distgmm.estimator.dask_blocks", spy)
+        packed = GaussianMixture(3, cache="memory", **kw)
+        labels = packed.fit_predict(Xd, sample_weight=wd)
+        streamed = GaussianMixture(3, cache="none", **kw).fit(Xd, sample_weight=wd)
+        with dask.config.set(scheduler="threads"):
+            threaded = GaussianMixture(3, cache="memory", **kw).fit(Xd, sample_weight=wd)
+    fit_blocks = made[0]
+    assert fit_blocks.leaves is not None and len(fit_blocks.blocks) < Xd.numblocks[0] // 2
+    assert sum(map(len, fit_blocks.leaves)) == Xd.numblocks[0]
+    assert made[2].leaves is None  # no distributed client: nothing to pack for
+    for other in (streamed, threaded):
+        for attr in ("means_", "covariances_", "weights_", "lower_bounds_"):
+            np.testing.assert_array_equal(getattr(packed, attr), getattr(other, attr))
+    assert labels.chunks == (Xd.chunks[0],)
+    np.testing.assert_array_equal(labels.compute(), packed.predict(X))
+
+
+def test_pack_plan_groups_consecutive_chunks_only_when_it_pays():
+    from distgmm.parallel.blocks import PACK_BYTES, pack_plan
+
+    small = (500,) * 1000  # 64 KB chunks of 16 float64 features
+    plan = pack_plan(small, 128, threads=2)
+    assert [i for g in plan for i in g] == list(range(1000))  # consecutive, all, once
+    assert len(plan) == 8  # 64 MB over 4 blocks per thread, under PACK_BYTES each
+    big = (PACK_BYTES // 128,) * 10
+    assert pack_plan(big, 128, threads=2) is None  # nothing to gain
+    with_empty = (100, 0, 100, 100) * 8  # empty chunks ride along in their block
+    plan = pack_plan(with_empty, 8, threads=1)
+    assert [i for g in plan for i in g] == list(range(32)) and len(plan) <= 16

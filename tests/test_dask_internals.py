@@ -60,7 +60,7 @@ def test_every_private_symbol_still_exists():
     for route in _dask.ROUTES.values():
         for module, attribute in route.apis:
             assert hasattr(importlib.import_module(module), attribute), f"{module}.{attribute}"
-    assert _dask._usable == {"fold": True, "defer": True, "graph": True}
+    assert _dask._usable == {"fold": True, "defer": True, "graph": True, "batch": True}
     assert _dask._in_tested_range(dask.__version__)
 
 
@@ -144,7 +144,7 @@ def test_a_missing_private_api_disables_only_its_route(data, monkeypatch, rechec
     monkeypatch.delattr(dask.optimization, "cull")  # `from dask.optimization import` fails
     with pytest.warns(RuntimeWarning, match=r"'graph'.*ImportError.*Consequence: passes"):
         usable = recheck()
-    assert usable == {"fold": True, "defer": True, "graph": False}
+    assert usable == {"fold": True, "defer": True, "graph": False, "batch": True}
     Xd = da.from_array(data, chunks=(300, 3))
     with dask.config.set(scheduler="threads"):
         public = fit(Xd, cache="none")
@@ -184,10 +184,75 @@ def test_out_of_core_chunks_stream_through_one_task_per_group(data, tmp_path, mo
     assert_same_fit(streamed, public)
 
 
+def test_small_out_of_core_chunks_are_read_in_runs_with_the_same_bits(data, tmp_path,
+                                                                     monkeypatch):
+    """500-row-like chunks: consecutive chunks of a group are read by one call over
+    their rows, the kernel still sees each chunk alone, so the fit keeps its bits."""
+    import zarr
+
+    from distgmm.parallel import reduction
+
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=data.shape,
+                          chunks=(50, 3), dtype="f8")
+    z[:] = data
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(data))
+    zw = zarr.create_array(store=str(tmp_path / "w.zarr"), shape=w.shape, chunks=(50,),
+                           dtype="f8")
+    zw[:] = w
+    Xd, wd = da.from_zarr(str(tmp_path / "x.zarr")), da.from_zarr(str(tmp_path / "w.zarr"))
+    reads = []
+    real = _dask.coalesce_reads
+
+    def counted(loaders, max_bytes, force=False):
+        out = real(loaders, max_bytes, force)
+        reads.append((len(loaders), len(out)))
+        return out
+
+    def weighted_fit(**kw):
+        model = GaussianMixture(n_components=3, tol=0, max_iter=4, random_state=0,
+                                init_params="random_from_data", cache="none", **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(Xd, sample_weight=wd)
+
+    monkeypatch.setattr(_dask, "coalesce_reads", counted)
+    with dask.config.set(scheduler="threads"):
+        batched = weighted_fit()
+        assert reads and all(n_reads == 1 < n for n, n_reads in reads), reads
+        monkeypatch.setattr(reduction, "READ_BATCH_BYTES", 3 * 50 * 3 * 8)  # 3 chunks a read
+        reads.clear()
+        capped = weighted_fit()
+        assert all(n_reads == -(-n // 3) for n, n_reads in reads), reads
+        with _dask.private_routes(False):
+            public = weighted_fit()
+    assert_same_fit(batched, public)
+    assert_same_fit(capped, public)
+
+
+def test_coalesce_reads_keeps_apart_what_is_not_one_array():
+    a = _dask._ArrayLike(np.arange(40.0).reshape(20, 2))
+    b = _dask._ArrayLike(np.arange(40.0).reshape(20, 2))
+    tasks = []
+    for arr, chunks in ((a, (5, 2)), (b, (5, 2))):
+        X = da.from_array(arr, chunks=chunks, inline_array=False)
+        keys = [(X.name, i, 0) for i in range(4)]
+        folded = _dask.fold_inputs(dict(X.__dask_graph__()), keys)
+        tasks += [folded[k] for k in keys]
+    # a, a, a, a, b, b, b, b with something that is not a read in the middle of b's
+    loaders = [(t, None) for t in tasks]
+    loaders.insert(6, ("not a task", None))
+    reads = _dask.coalesce_reads(loaders, 1 << 20)
+    assert [r[2] for r in reads] == [(5, 5, 5, 5), (5, 5), None, (5, 5)]
+    np.testing.assert_array_equal(_dask.run_deferred(reads[0][0]), a.data)
+    np.testing.assert_array_equal(_dask.run_deferred(reads[3][0]), b.data[10:])
+    with _dask.private_routes(False):
+        assert [r[2] for r in _dask.coalesce_reads(loaders, 1 << 20)] == [None] * 9
+
+
 def test_a_changed_defer_behaviour_disables_only_its_route(data, monkeypatch, recheck):
     monkeypatch.setattr(_dask, "run_deferred", lambda task: "not run")
     with pytest.warns(RuntimeWarning, match=r"'defer'.*no longer passed as data"):
-        assert recheck() == {"fold": True, "defer": False, "graph": True}
+        assert recheck() == {"fold": True, "defer": False, "graph": True, "batch": True}
 
 
 def test_a_failing_task_spec_import_disables_both_routes(monkeypatch, recheck):

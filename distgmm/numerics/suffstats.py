@@ -34,7 +34,7 @@ import numpy as np
 
 from ..options import COVARIANCE_TYPES, covariance_code
 from . import scratch
-from .features import fill_quadratic, n_feature_rows, natural_params, unpack_moments
+from .features import centered_natural_params, fill_quadratic, n_feature_rows, unpack_moments
 from .finite import raise_nonfinite
 from .params import GMMParams
 
@@ -231,6 +231,35 @@ def merge(a: SuffStats, b: SuffStats) -> SuffStats:
     )
 
 
+def pack_stats(items: list[SuffStats]) -> tuple[SuffStats, np.ndarray] | None:
+    """Many statistics of one pass as one float64 array (one row each), to travel as
+    one buffer instead of one object each; ``None`` when they do not share a centre.
+
+    Returns ``(template, rows)``; :func:`unpack_stats` gives back equal statistics,
+    bit for bit (counts below 2**53 are exact in float64).
+    """
+    first = items[0]
+    if any(it.covariance_type != first.covariance_type
+           or (it.center is not first.center and not np.array_equal(it.center, first.center))
+           or it.shift.any() or it.s2.shape != first.s2.shape for it in items):
+        return None
+    rows = np.empty((len(items), 3 + first.nk.size + first.sx.size + first.s2.size))
+    for row, it in zip(rows, items):
+        row[:3] = it.n_rows, it.wsum, it.loglik
+        np.concatenate([it.nk.ravel(), it.sx.ravel(), it.s2.ravel()], out=row[3:])
+    return first, rows
+
+
+def unpack_stats(template: SuffStats, rows: np.ndarray) -> list[SuffStats]:
+    """The statistics :func:`pack_stats` packed (views into ``rows``)."""
+    k, d = template.sx.shape
+    s2_shape = template.s2.shape
+    a, b = 3 + k, 3 + k + k * d
+    return [SuffStats(template.covariance_type, template.center, template.shift,
+                      int(row[0]), float(row[1]), float(row[2]), row[3:a],
+                      row[a:b].reshape(k, d), row[b:].reshape(s2_shape)) for row in rows]
+
+
 def merge_all(items: list[SuffStats]) -> SuffStats:
     """Left-to-right merge of a list (fixed order, hence deterministic bits)."""
     return reduce(merge, items)
@@ -386,7 +415,7 @@ def compiled_tile_rows(covariance_type: str, n_features: int) -> int:
     KiB, within L2 cache (``full`` keeps only ``x`` and the ones there), at most 256."""
     n_f = n_features + 1 if covariance_type == "full" else n_feature_rows(covariance_type,
                                                                           n_features)
-    return int(np.clip((49152 // n_f) // 8 * 8, 8, 256))
+    return min(max((49152 // n_f) // 8 * 8, 8), 256)  # plain ints: called per chunk
 
 
 def chunk_stats(
@@ -442,8 +471,7 @@ def chunk_stats_compiled(
     """:func:`chunk_stats` in float64 by the compiled kernel (``HAVE_COMPILED``)."""
     ct = params.covariance_type
     k, d = params.means.shape
-    center = params.center
-    nat = natural_params(params, center)
+    center, nat = centered_natural_params(params)
     n_f = n_feature_rows(ct, d)
     tile = int(tile_rows or compiled_tile_rows(ct, d))
     X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
@@ -479,8 +507,7 @@ def chunk_stats_numpy(
     """
     ct = params.covariance_type
     k, d = params.means.shape
-    center = params.center
-    nat = natural_params(params, center)
+    center, nat = centered_natural_params(params)
     dt = np.dtype(compute_dtype)
     W = nat.W.astype(dt, copy=False)
     tied_factor = None if nat.tied_factor is None else nat.tied_factor.astype(dt, copy=False)

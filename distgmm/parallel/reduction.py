@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..numerics.suffstats import merge, pack_stats, unpack_stats
 from .blas import in_one_blas_thread, one_blas_thread
 
 SPLIT_EVERY = 8
@@ -91,10 +92,47 @@ def fold_tree(nodes: dict, n_leaves: int, combine, split_every: int = SPLIT_EVER
     return nodes
 
 
-def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args) -> dict:
-    """A group task: ``fn`` on each of its blocks, folded as far as the group allows."""
+# combine -> (pack, unpack): partials a group task could not fold travel as one array
+_PACKERS = {merge: (pack_stats, unpack_stats)}
+PACK_MIN = 8
+
+
+def packed(nodes: dict, combine):
+    """``nodes`` ready to leave a worker: many same-kind partials as one array (a
+    persisted group whose chunks are spread over the workers folds little, and a
+    thousand partials cost ~0.1 s to serialise one by one), else as they are."""
+    packer = _PACKERS.get(combine)
+    if packer is None or len(nodes) < PACK_MIN:
+        return nodes
+    keys = list(nodes)
+    rows = packer[0]([nodes[k] for k in keys])
+    return nodes if rows is None else ("packed", keys, *rows)
+
+
+def unpacked(part, combine) -> dict:
+    """The nodes :func:`packed` gave."""
+    if isinstance(part, dict):
+        return part
+    _, keys, template, rows = part
+    return dict(zip(keys, _PACKERS[combine][1](template, rows)))
+
+
+def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args):
+    """A group task: ``fn`` on each of its blocks, folded as far as the group allows
+    (and :func:`packed`)."""
     nodes = {(0, j): fn(x, w, s, *args) for j, x, w, s in zip(positions, xs, ws, starts)}
-    return fold_tree(nodes, n_leaves, combine, split_every)
+    return packed(fold_tree(nodes, n_leaves, combine, split_every), combine)
+
+
+def packed_tree_nodes(fn, combine, split_every, n_leaves, layout, xs, ws, starts, *args):
+    """:func:`tree_nodes` over packed blocks: ``layout`` holds each block's first leaf
+    and its source chunks' sizes; ``fn`` runs on each source chunk's rows (a view)."""
+    nodes = {}
+    for (first, sizes), x, w, start in zip(layout, xs, ws, starts):
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
+            nodes[(0, first + j)] = fn(xc, wc, start + int(offset), *args)
+    return packed(fold_tree(nodes, n_leaves, combine, split_every), combine)
 
 
 def dask_map_reduce(
@@ -105,6 +143,7 @@ def dask_map_reduce(
     combine: Callable,
     args: tuple,
     split_every: int = SPLIT_EVERY,
+    leaves: list | None = None,
 ):
     """Build and compute (once) a tree reduction over row blocks of a dask array.
 
@@ -122,6 +161,10 @@ def dask_map_reduce(
         Small arguments embedded in every chunk task (parameters, seeds).
     split_every : int
         Fan-in of the tree.
+    leaves : list of tuple of int, optional
+        Persisted packed blocks (:func:`distgmm.parallel.blocks.pack_plan`): the row
+        counts of the source chunks in each block. ``fn`` runs on each source chunk
+        (a view), and those are the leaves of the tree.
 
     Notes
     -----
@@ -146,9 +189,11 @@ def dask_map_reduce(
     xkeys = [(X.name, i, 0) for i, _ in blocks]
     wkeys = [None if w is None else (w.name, i) for i, _ in blocks]
     groups = colocated_groups(inputs, xkeys, also=[] if w is None else wkeys)
+    if leaves is not None:  # persisted by distgmm: futures, wherever they are now
+        groups = groups or [[j] for j in range(len(blocks))]
     if groups is not None:  # every input is a future of the active client
         return _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args,
-                             split_every)
+                             split_every, leaves)
     if _dask.enabled("graph"):
         folded = _dask.fold_inputs(inputs, xkeys + [k for k in wkeys if k is not None])
         groups = streamed_groups(folded, xkeys, wkeys, worker_threads())
@@ -172,22 +217,30 @@ def _input_graph(X, w) -> dict:
     return graph
 
 
-def _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args, split_every):
+def _grouped_pass(inputs, xkeys, wkeys, blocks, groups, fn, combine, args, split_every,
+                  leaves=None):
     """One task per group of persisted chunks; the driver completes the tree."""
     client = inputs[xkeys[0]].client
     name = f"distgmm-{fn.__name__}-{uuid.uuid4().hex}"
-    tasks = [
-        client.submit(
-            in_one_blas_thread, tree_nodes, fn, combine, split_every, len(blocks),
-            positions, [inputs[xkeys[j]] for j in positions],
-            [None if wkeys[j] is None else inputs[wkeys[j]] for j in positions],
-            [blocks[j][1] for j in positions], *args, key=f"{name}-group-{g}", pure=False)
-        for g, positions in enumerate(groups)
-    ]
+    if leaves is None:
+        layout, n_leaves = None, len(blocks)
+    else:  # each block's first leaf and its leaves' sizes
+        firsts = np.concatenate([[0], np.cumsum([len(s) for s in leaves])[:-1]])
+        layout, n_leaves = list(zip(firsts.tolist(), leaves)), sum(map(len, leaves))
+    tasks = []
+    for g, positions in enumerate(groups):
+        xs = [inputs[xkeys[j]] for j in positions]
+        ws = [None if wkeys[j] is None else inputs[wkeys[j]] for j in positions]
+        starts = [blocks[j][1] for j in positions]
+        where = positions if layout is None else [layout[j] for j in positions]
+        task = tree_nodes if layout is None else packed_tree_nodes
+        tasks.append(client.submit(
+            in_one_blas_thread, task, fn, combine, split_every, n_leaves, where, xs, ws,
+            starts, *args, key=f"{name}-group-{g}", pure=False))
     nodes: dict = {}
     for part in client.gather(tasks):
-        nodes.update(part)
-    (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
+        nodes.update(unpacked(part, combine))
+    (total,) = fold_tree(nodes, n_leaves, combine, split_every).values()
     return total
 
 
@@ -250,26 +303,44 @@ def _load(xtask, wtask):
     return run_deferred(xtask), run_deferred(wtask)
 
 
-def streamed_nodes(fn, combine, split_every, n_leaves, positions, loaders, starts, *args):
-    """A group task out of core: read each chunk while the previous one is computed.
+READ_BATCH_BYTES = 8 << 20
+"""Largest read a run of small consecutive out-of-core chunks is coalesced into."""
 
-    ``loaders`` holds each chunk's (x, w) loading tasks, received unexecuted. One
-    background thread reads chunk ``i + 1`` while ``fn`` runs on chunk ``i`` (reading
-    Zarr or Parquet releases the GIL), so at most two chunks are in memory. Partials are
-    folded up the tree as soon as a node's children are all present: the same nodes
-    and bits as :func:`tree_nodes`.
+
+def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts, *args):
+    """A group task out of core: read while the previous read is computed.
+
+    ``reads`` holds (x, w, sizes) loading tasks, received unexecuted: one chunk each, or
+    (``sizes`` given) a run of consecutive small chunks read by one call
+    (:func:`distgmm.parallel._dask.coalesce_reads`) and cut back into its chunks as
+    views. One background thread does read ``i + 1`` while ``fn`` runs on the chunks of
+    read ``i`` (reading Zarr or Parquet releases the GIL), so at most two reads are in
+    memory. ``fn`` sees each source chunk alone, and partials are folded up the tree as
+    soon as a node's children are all present: the same nodes and bits as
+    :func:`tree_nodes`.
     """
     nodes: dict = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
-        ahead = reader.submit(_load, *loaders[0])
-        for i, j in enumerate(positions):
+    chunks = iter(zip(positions, starts))
+    with one_blas_thread(), ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
+        ahead = reader.submit(_load, *reads[0][:2])
+        for i, (_, _, sizes) in enumerate(reads):
             x, w = ahead.result()
-            if i + 1 < len(positions):
-                ahead = reader.submit(_load, *loaders[i + 1])
-            nodes[(0, j)] = in_one_blas_thread(fn, x, w, starts[i], *args)
+            if i + 1 < len(reads):
+                ahead = reader.submit(_load, *reads[i + 1][:2])
+            parts = [(x, w)] if sizes is None else _cut(x, w, sizes)
             del x, w
-            _fold_up(nodes, j, n_leaves, combine, split_every)
-    return nodes
+            for xc, wc in parts:
+                j, start = next(chunks)
+                nodes[(0, j)] = fn(xc, wc, start, *args)
+                _fold_up(nodes, j, n_leaves, combine, split_every)
+            del parts
+    return packed(nodes, combine)
+
+
+def _cut(x, w, sizes) -> list:
+    """A coalesced read back as its chunks (views)."""
+    cuts = np.cumsum((0, *sizes))
+    return [(x[a:b], None if w is None else w[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int) -> None:
@@ -294,12 +365,13 @@ def _streamed_pass(inputs, folded, xkeys, wkeys, blocks, groups, fn, combine, ar
     for g, positions in enumerate(groups):
         loaders = [(folded[xkeys[j]], None if wkeys[j] is None else folded[wkeys[j]])
                    for j in positions]
+        reads = _dask.coalesce_reads(loaders, READ_BATCH_BYTES)
         layer[(name, g)] = _dask.task_with_deferred(
             (name, g), streamed_nodes, fn, combine, split_every, len(blocks), positions,
-            _dask.defer(loaders), [blocks[j][1] for j in positions], *args)
+            _dask.defer(reads), [blocks[j][1] for j in positions], *args)
     nodes: dict = {}
     for part in _dask.compute_graph({**inputs, **layer}, list(layer)):
-        nodes.update(part)
+        nodes.update(unpacked(part, combine))
     (total,) = fold_tree(nodes, len(blocks), combine, split_every).values()
     return total
 
