@@ -361,7 +361,8 @@ degrees_of_freedom_prior_, covariance_prior_
                               self.reg_covar, self.init_params, seed)
         return base.weights * blocks.total_weight(), base.means, base.full_covariances()
 
-    def _initial(self, blocks: Blocks, seed: int) -> VBParams:
+    def _initial(self, blocks: Blocks, seed: int,
+                 local_random_state: int | None = None) -> VBParams:
         nk, xk, sk = self._initial_estimates(blocks, seed)
         return vb_m_step(np.asarray(nk, dtype=np.float64), np.asarray(xk, dtype=np.float64),
                          np.asarray(sk, dtype=np.float64), self._priors())

@@ -347,15 +347,15 @@ default="kmeans"
         return numpy_blocks(X, w, omit_missing=omit)
 
     # ---------------------------------------------------------------- fitting
-    def _initial(self, blocks: Blocks, seed: int) -> GMMParams:
+    def _initial(self, blocks: Blocks, seed: int,
+                 local_random_state: int | None = None) -> GMMParams:
         ct = self.covariance_type
         given = [self.weights_init, self.means_init, self.precisions_init]
         if all(v is not None for v in given):
             base = None
         else:
-            base = initial_params(
-                blocks, self.n_components, ct, self.reg_covar, self.init_params, seed
-            )
+            base = initial_params(blocks, self.n_components, ct, self.reg_covar,
+                                  self.init_params, seed, local_random_state)
         weights = base.weights if self.weights_init is None else self.weights_init
         means = base.means if self.means_init is None else self.means_init
         if self.precisions_init is None:
@@ -738,7 +738,11 @@ class _Restarts:
             return None, -np.inf, replace(resume, lower_bounds=list(resume.lower_bounds))
         if self.warm:
             return self.model._warm_params(), self.model.lower_bound_, None
-        return self.model._initial(data, self.state.seeds[init]), -np.inf, None
+        # the first restart's local fit draws from the user's own integer random_state,
+        # as scikit-learn's default fit does (see parallel.init.sampled_start)
+        rs = self.model.random_state
+        local = int(rs) if init == 0 and isinstance(rs, Integral) else None
+        return self.model._initial(data, self.state.seeds[init], local), -np.inf, None
 
     def _iterated(self, init: int, info: IterationInfo) -> None:
         info = replace(info, init=init)

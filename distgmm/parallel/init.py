@@ -61,7 +61,19 @@ def _local_kmeans(candidates: np.ndarray, weights: np.ndarray, k: int, seed: int
 SAMPLE_ROWS_PER_COMPONENT = 500
 MIN_SAMPLE_ROWS = 20_000
 LOCAL_INITS = 4
+LOCAL_MAX_INITS = 16
 LOCAL_MAX_ITER = 100
+# the local work (rows x K x covariance terms per init) of case A's sample (20,000 rows,
+# K=8, d=16, full) times LOCAL_INITS: smaller problems get more starts for the same time
+LOCAL_BUDGET = LOCAL_INITS * 20_000 * 8 * 16 * 16
+
+
+def local_inits(n_rows: int, k: int, d: int, covariance_type: str) -> int:
+    """k-means starts of the local mixture: ``LOCAL_INITS``, more (up to
+    ``LOCAL_MAX_INITS``) where one start costs less than case A's."""
+    terms = d * d if covariance_type in ("full", "tied") else d
+    return int(np.clip(LOCAL_BUDGET // max(1, n_rows * k * terms), LOCAL_INITS,
+                       LOCAL_MAX_INITS))
 
 
 def sample_size(k: int) -> int:
@@ -96,30 +108,39 @@ def _weighted_kmeans(rows: np.ndarray, weights: np.ndarray, k: int, seed: int) -
 
 
 def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: float,
-                   seed: int) -> GMMParams:
-    """The best of ``LOCAL_INITS`` k-means-started EM fits on the sample (in memory)."""
+                   seed: int, random_state: int | None = None) -> GMMParams:
+    """The best of :func:`local_inits` k-means-started EM fits on the sample (in
+    memory), drawn from ``random_state`` (default: from ``seed``)."""
     from sklearn.mixture import GaussianMixture
 
+    n_init = local_inits(len(rows), k, rows.shape[1], covariance_type)
     with _QUIET_KMEANS, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # not converging on the sample is fine: a start
         gm = GaussianMixture(
-            k, covariance_type=covariance_type, reg_covar=reg_covar, n_init=LOCAL_INITS,
-            max_iter=LOCAL_MAX_ITER, random_state=seed % (2**31),
+            k, covariance_type=covariance_type, reg_covar=reg_covar, n_init=n_init,
+            max_iter=LOCAL_MAX_ITER,
+            random_state=seed % (2**31) if random_state is None else random_state,
         ).fit(rows)
     return GMMParams(gm.weights_, gm.means_, gm.precisions_cholesky_, covariance_type,
                      gm.covariances_)
 
 
 def sampled_start(blocks: Blocks, k: int, covariance_type: str, reg_covar: float, seed: int,
-                  n_sample: int | None = None) -> GMMParams:
+                  n_sample: int | None = None,
+                  local_random_state: int | None = None) -> GMMParams:
     """The default ``kmeans`` start: at most two passes over the data.
 
     One pass draws a random sample of rows (:func:`draw_sample`); on the driver,
-    scikit-learn's ``GaussianMixture`` with ``LOCAL_INITS`` k-means starts is fitted to
-    the sample and the best fit starts EM on the whole data. Weighted data small enough
-    to be sampled whole is clustered by weighted k-means instead, and one more pass
-    turns its labels into the first statistics (scikit-learn's mixture takes no
+    scikit-learn's ``GaussianMixture`` with :func:`local_inits` k-means starts is fitted
+    to the sample and the best fit starts EM on the whole data. Weighted data small
+    enough to be sampled whole is clustered by weighted k-means instead, and one more
+    pass turns its labels into the first statistics (scikit-learn's mixture takes no
     weights). Fewer distinct rows than components: padded centres, so EM says so.
+
+    ``local_random_state`` seeds the local fit (the estimator passes its own integer
+    ``random_state`` for the first restart): on data sampled whole, in its order, the
+    first local start is then scikit-learn's own default start for that
+    ``random_state``, and the best of the local starts is never below it.
     """
     m = sample_size(k) if n_sample is None else n_sample
     rows, weights, whole = draw_sample(blocks, seed, m)
@@ -130,7 +151,7 @@ def sampled_start(blocks: Blocks, k: int, covariance_type: str, reg_covar: float
     if whole and not np.all(weights == weights[0]):
         return _from_hard(blocks, _weighted_kmeans(rows, weights, k, seed),
                           covariance_type, reg_covar)
-    return _local_mixture(rows, k, covariance_type, reg_covar, seed)
+    return _local_mixture(rows, k, covariance_type, reg_covar, seed, local_random_state)
 
 
 def kmeans_parallel(
@@ -232,15 +253,18 @@ def initial_params(
     reg_covar: float,
     init_params: str,
     seed: int,
+    local_random_state: int | None = None,
 ) -> GMMParams:
     """Initial parameters by ``init_params``, as scikit-learn's ``_initialize`` does.
 
     Responsibilities from the initialiser (hard k-means labels, random, or one row per
     component) go through the M-step; weights are divided by the total sample weight.
+    ``local_random_state``: see :func:`sampled_start` (``kmeans`` only).
     """
     k = n_components
     if init_params == "kmeans":
-        return sampled_start(blocks, k, covariance_type, reg_covar, seed)
+        return sampled_start(blocks, k, covariance_type, reg_covar, seed,
+                             local_random_state=local_random_state)
     if init_params == "k-means||":
         return _from_hard(blocks, kmeans_parallel(blocks, k, seed), covariance_type, reg_covar)
     if init_params == "random":
