@@ -68,6 +68,8 @@ def main(argv=None):
     p.add_argument("--n2", type=int, default=6)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    if not 0 <= args.n1 < args.n2:
+        p.error("--n1 must be at least 0 and below --n2")
     rows_list = args.rows or [125_000, 10_000, 2_000, 500]
 
     import dask.array as da

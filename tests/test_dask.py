@@ -253,6 +253,17 @@ def test_small_persisted_chunks_are_packed_with_the_same_bits(client, ct):
     np.testing.assert_array_equal(labels.compute(), packed.predict(X))
 
 
+def test_data_the_user_persisted_is_not_copied_into_packed_blocks(client):
+    from distributed import wait
+
+    from distgmm.parallel.blocks import dask_blocks
+
+    Xp = da.from_array(blobs(n=3000, d=3, k=3, seed=26)[0], chunks=(50, 3)).persist()
+    wait(Xp)
+    blocks = dask_blocks(Xp, cache="memory")
+    assert blocks.leaves is None and blocks.X.name == Xp.name
+
+
 def test_pack_plan_groups_consecutive_chunks_only_when_it_pays():
     from distgmm.parallel.blocks import PACK_BYTES, pack_plan
 

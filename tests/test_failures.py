@@ -257,7 +257,7 @@ def test_the_checkpoint_and_lease_can_live_elsewhere():
 
 
 def test_cgroup_oom_kills_reads_v1_and_v2_counters(tmp_path):
-    from distgmm.jobs.memory_deaths import _new_oom_kills, cgroup_oom_kills
+    from distgmm.jobs.memory_deaths import cgroup_oom_kills, new_oom_kills
 
     v2 = tmp_path / "v2"
     (v2 / "kubepods" / "pod1").mkdir(parents=True)
@@ -278,5 +278,39 @@ def test_cgroup_oom_kills_reads_v1_and_v2_counters(tmp_path):
     proc.write_text("4:cpu,cpuacct:/\ngarbage\n")  # no memory controller: cannot tell
     assert cgroup_oom_kills(str(proc), v1) is None
     assert cgroup_oom_kills(str(tmp_path / "missing"), v1) is None
-    # only a count that grew on a cgroup seen before counts (a new nanny may bring an old one)
-    assert _new_oom_kills({"a": 1, "b": 0}, {"a": 1, "b": 2, "c": 5}) == {"b": 2}
+    # only the dead worker's nanny's count, grown in the same cgroup, counts: not a kill
+    # elsewhere, not a new nanny, not a counter that started again (a new container)
+    before = {"n1": ("h:/a", 1), "n2": ("h:/b", 0)}
+    after = {"n1": ("h:/a", 1), "n2": ("h:/b", 2), "n3": ("h:/c", 5)}
+    assert new_oom_kills(before, after, "n2") == 2
+    assert new_oom_kills(before, after, "n1") == 0
+    assert new_oom_kills(before, after, "n3") == 0 and new_oom_kills(before, after, None) == 0
+    assert new_oom_kills(before, {"n2": ("h2:/", 3)}, "n2") == 0
+
+
+@pytest.mark.parametrize("handler", ["SIG_DFL", "SIG_IGN", "python"])
+def test_the_watchdog_takes_sigint_over_only_where_it_is_ignored(client, handler):
+    """SIG_DFL and Python handlers are the user's (their Ctrl-C still works); only an
+    ignored SIGINT gets the watchdog's handler, and it is put back afterwards."""
+    import io
+    import signal
+
+    from distgmm.jobs.watchdog import Watchdog
+
+    def python_handler(signum, frame):
+        pass
+
+    wanted = {"SIG_DFL": signal.SIG_DFL, "SIG_IGN": signal.SIG_IGN,
+              "python": python_handler}[handler]
+    before = signal.signal(signal.SIGINT, wanted)
+    try:
+        with Watchdog(client, 30, Reporter(stream=io.StringIO())) as dog:
+            inside = signal.getsignal(signal.SIGINT)
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert after == wanted
+    if handler == "SIG_IGN":
+        assert inside == dog._on_sigint
+    else:
+        assert inside == wanted

@@ -160,9 +160,16 @@ def _feature_names(names, coords, several) -> tuple:
     return tuple(out)
 
 
-def _side_by_side(*blocks):
-    return np.concatenate([np.asarray(b, dtype=np.float64) if b.dtype.kind != "f" else b
-                           for b in blocks], axis=1)
+def _side_by_side(*blocks, out_dtype=np.float64):
+    """The variables' row blocks as one C-ordered block of ``dtype``.
+
+    C order explicitly: a block of a variable transposed to put the feature dim last is
+    Fortran-ordered, and so was its concatenation; every pass then copied each chunk
+    into C order again (1.4-1.7x the per-iteration time of the same rows in a 2-D
+    array, with the data in memory).
+    """
+    out = np.empty((blocks[0].shape[0], sum(b.shape[1] for b in blocks)), dtype=out_dtype)
+    return np.concatenate(blocks, axis=1, out=out, casting="unsafe")
 
 
 def _grouped(block_rows: tuple, target: int) -> tuple:
@@ -226,9 +233,9 @@ def stack(obj, feature_dim: str | None = None, variables=None,
     dtype = np.result_type(*[r.dtype for r in rows], np.float32)
     # variables side by side, block by block: one blockwise task per row chunk, which
     # the passes fold together with its reads (a concatenate layer would not fold)
-    X = rows[0].astype(dtype) if len(rows) == 1 else da.map_blocks(
-        _side_by_side, *rows, dtype=dtype,
-        chunks=(rows[0].chunks[0], (sum(r.shape[1] for r in rows),)))
+    X = da.map_blocks(_side_by_side, *rows, out_dtype=dtype, dtype=dtype,
+                      meta=np.empty((0, 0), dtype),
+                      chunks=(rows[0].chunks[0], (sum(r.shape[1] for r in rows),)))
     block_rows = tuple(int(c) for c in X.chunks[0])
     target = chunk_rows(X.shape[1], X.dtype.itemsize, chunk_bytes or DEFAULT_CHUNK_BYTES,
                         1, n)

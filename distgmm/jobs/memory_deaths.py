@@ -9,9 +9,17 @@ Two witnesses, both read through public ``Client`` calls:
 - the kernel's out-of-memory killer, which leaves no event but counts its kills in the
   memory cgroup of the worker's container (``oom_kill`` in ``memory.events`` for cgroup
   v2, ``memory.oom_control`` for v1). Each nanny reads its own cgroup
-  (``Client.run(..., nanny=True)``) when a fit starts and again after a KilledWorker;
-  a count that grew means the kernel killed a process there. A SIGKILL from anyone
-  else (an operator, a preempted node) leaves the count alone and stays retryable.
+  (``Client.run(..., nanny=True)``, bounded in time) when a fit starts; after a
+  KilledWorker, the nanny of the worker that died last (``KilledWorker.last_worker``)
+  reads it again, and a count that grew means the kernel killed a process in that
+  worker's cgroup. A SIGKILL from anyone else (an operator, a preempted node) leaves
+  the count alone and stays retryable (75).
+
+Limits: the cgroup is the one the nanny lives in, so a kill of another process sharing
+it counts too; and the nanny must survive its worker's death. Where the kernel kills
+the whole container (Kubernetes with ``memory.oom.group``), the count starts again at
+zero and the failure stays a 75: give ``dask worker --memory-limit`` a value below the
+container's limit, so that the nanny restarts the worker first (then it is a 78).
 """
 
 from __future__ import annotations
@@ -69,13 +77,34 @@ def cgroup_oom_kills(proc_cgroup: str = "/proc/self/cgroup",
     return None
 
 
-def oom_kills(client) -> dict[str, int]:
-    """OOM kills per host and cgroup of the nannies (those that cannot tell left out)."""
+def _nanny_oom_kills(dask_worker=None):
+    """On a nanny: ``(its address, cgroup, OOM kills)``, or None where unreadable."""
+    found = cgroup_oom_kills()
+    address = getattr(dask_worker, "address", None)
+    return None if found is None or address is None else (address, *found)
+
+
+RUN_TIMEOUT = 5.0
+
+
+def oom_kills(client, timeout: float = RUN_TIMEOUT) -> dict[str, tuple[str, int]]:
+    """nanny address -> (cgroup, OOM kills) for every nanny that can tell, asked for at
+    most ``timeout`` seconds (a nanny on a host that dropped off the network would
+    otherwise hold up the job's start: the stall watchdog is not running yet)."""
+    import concurrent.futures
+
+    def ask():
+        return client.run(_nanny_oom_kills, nanny=True, on_error="return")
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distgmm-oom")
     try:
-        counts = client.run(cgroup_oom_kills, nanny=True, on_error="return")
-    except Exception:  # no nannies, or the scheduler is gone: nothing to learn
+        counts = pool.submit(ask).result(timeout=timeout)
+    except Exception:  # no nannies, the scheduler is gone, or too slow: nothing to learn
         return {}
-    return dict(v for v in counts.values() if isinstance(v, tuple) and len(v) == 2)
+    finally:
+        pool.shutdown(wait=False)
+    return {v[0]: (v[1], v[2]) for v in counts.values()
+            if isinstance(v, tuple) and len(v) == 3}
 
 
 def restarted_for_memory(client, since: float) -> list[dict]:
@@ -87,30 +116,35 @@ def restarted_for_memory(client, since: float) -> list[dict]:
     return [msg for t, msg in events if t >= since and isinstance(msg, dict)]
 
 
-def _new_oom_kills(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {a: n - before[a] for a, n in after.items() if a in before and n > before[a]}
+def new_oom_kills(before: dict, after: dict, nanny: str | None) -> int:
+    """Kills ``nanny``'s cgroup counted since ``before`` (0 when it cannot tell: an
+    unknown nanny, another cgroup, or a counter that started again)."""
+    if nanny is None or nanny not in before or nanny not in after:
+        return 0
+    (where, n0), (where1, n1) = before[nanny], after[nanny]
+    return n1 - n0 if where1 == where and n1 > n0 else 0
 
 
-def _after_restarts(client, before: dict[str, int], wait: float = 15.0) -> dict[str, int]:
-    """The counts again, once the nannies that reported before are back (a nanny whose
-    worker is restarting is not reachable through ``Client.run`` until it registers)."""
-    deadline = time.monotonic() + (wait if before else 0.0)
+def _after_restart(client, nanny: str | None, wait: float = 15.0) -> dict:
+    """The counts again, once ``nanny`` answers (a nanny whose worker is restarting is
+    not reachable through ``Client.run`` until the new worker registers)."""
+    deadline = time.monotonic() + (wait if nanny is not None else 0.0)
     while True:
         after = oom_kills(client)
-        if set(before) <= set(after) or time.monotonic() >= deadline:
+        if nanny is None or nanny in after or time.monotonic() >= deadline:
             return after
         time.sleep(0.5)
 
 
-def memory_sizing_error(client, exc: BaseException, since: float,
-                        oom_before: dict[str, int],
+def memory_sizing_error(client, exc: BaseException, since: float, oom_before: dict,
                         chunk_bytes: int | None) -> BaseException:
     """A :class:`MemorySizingError` for a KilledWorker whose workers died of memory,
     else ``exc`` itself."""
     from dask.utils import format_bytes
     from distributed.scheduler import KilledWorker
 
-    if not any(isinstance(link, KilledWorker) for link in chain(exc)):
+    killed = next((link for link in chain(exc) if isinstance(link, KilledWorker)), None)
+    if killed is None:
         return exc
     chunk = f"chunks of {format_bytes(chunk_bytes)}" if chunk_bytes else "its chunks"
     deaths = restarted_for_memory(client, since)
@@ -120,14 +154,17 @@ def memory_sizing_error(client, exc: BaseException, since: float,
             f"workers were killed for exceeding their memory limit ({len(deaths)} "
             f"restart(s), {worst.get('worker')} at {format_bytes(worst.get('rss', 0))}) "
             f"while processing {chunk}: a retry fails the same way; {MEMORY_KNOBS}")
-    kills = _new_oom_kills(oom_before, _after_restarts(client, oom_before))
+    last = getattr(killed, "last_worker", None)
+    nanny = getattr(last, "nanny", None) if oom_before else None
+    kills = new_oom_kills(oom_before, _after_restart(client, nanny), nanny)
     if kills:
-        where = ", ".join(f"{n} in cgroup {a}" for a, n in sorted(kills.items()))
         return MemorySizingError(
-            f"workers were killed by the kernel's out-of-memory killer ({where}) while "
-            f"processing {chunk}: the container's memory is smaller than the worker's "
-            f"--memory-limit lets it use, and a retry fails the same way; {MEMORY_KNOBS}, "
-            "and set dask worker --memory-limit below the container's memory")
+            f"worker {getattr(last, 'address', '?')} was killed by the kernel's "
+            f"out-of-memory killer ({kills} kill(s) in cgroup {oom_before[nanny][0]}) "
+            f"while processing {chunk}: the container's memory is smaller than the "
+            f"worker's --memory-limit lets it use, and a retry fails the same way; "
+            f"{MEMORY_KNOBS}, and set dask worker --memory-limit below the container's "
+            "memory")
     return exc
 
 

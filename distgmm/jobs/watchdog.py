@@ -93,12 +93,13 @@ class Watchdog:
                                         daemon=True)
 
     def __enter__(self) -> Watchdog:
-        self._saved_sigint = None
-        if self._interrupt and not callable(signal.getsignal(signal.SIGINT)):
+        self._installed, self._saved_sigint = False, None
+        if self._interrupt and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             # SIGINT ignored (a job started in the background by a non-interactive
             # shell, or under nohup): Python would not raise on our signal either, and
-            # the driver would wait forever. Raise on it only once we have failed.
+            # the driver would wait forever. Ignore it as before unless we have failed.
             self._saved_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
         self._thread.start()
         return self
 
@@ -107,10 +108,16 @@ class Watchdog:
             raise KeyboardInterrupt
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self._saved_sigint is not None:
-            signal.signal(signal.SIGINT, self._saved_sigint)
+        try:
+            self._stop.set()
+            self._thread.join(timeout=10)
+        except KeyboardInterrupt:  # we failed while the block was ending
+            if self.failure is None:
+                raise
+            exc_type = KeyboardInterrupt
+        finally:
+            if self._installed:
+                signal.signal(signal.SIGINT, self._saved_sigint)
         if self.failure is not None and exc_type is not None:
             raise self.failure from None
         return False

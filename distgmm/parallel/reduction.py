@@ -333,7 +333,7 @@ def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts,
                 j, start = next(chunks)
                 nodes[(0, j)] = fn(xc, wc, start, *args)
                 _fold_up(nodes, j, n_leaves, combine, split_every)
-            del parts
+            del parts, xc, wc  # before the next read is submitted: two reads at most
     return packed(nodes, combine)
 
 
