@@ -954,3 +954,5 @@ def restore_fit_summary(model, saved) -> None:
     if saved.outliers is not None:  # a threshold set by --outliers / outlier_threshold
         model.outlier_threshold_ = saved.outliers["threshold"]
         model.outlier_fraction_ = saved.outliers["fraction"]
+    if saved.gridded is not None:  # fitted on xarray input: predict checks its features
+        model.gridded_features_ = saved.gridded

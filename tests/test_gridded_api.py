@@ -148,3 +148,30 @@ def test_sample_weight_with_xarray_is_refused():
     with pytest.raises(ValueError, match="sample_weight is not taken with xarray input"):
         GaussianMixture(2).fit(_ocean(land=False), sample_weight=np.ones(3),
                                feature_dim="depth")
+
+
+def test_a_saved_model_remembers_its_gridded_features(tmp_path):
+    """Saved and loaded, the model still takes the variables by name and refuses other
+    feature coordinates; a tampered entry is a corrupt model."""
+    import json
+
+    from distgmm import load_model
+
+    ds = _ocean(land=False)
+    gm = GaussianMixture(2, random_state=0, max_iter=5).fit(ds, feature_dim="depth")
+    gm.save(str(tmp_path / "m"))
+    loaded = load_model(str(tmp_path / "m"))
+    assert loaded.gridded_features_ == gm.gridded_features_
+    other = ds[["salt", "temp"]]  # another order: taken by name
+    np.testing.assert_array_equal(loaded.predict(other).values, gm.predict(ds).values)
+    assert loaded.predict(ds).dims == gm.predict(ds).dims
+    with pytest.raises(ValueError, match="coordinates along 'depth'"):
+        loaded.predict(ds.assign_coords(depth=ds.depth + 1))
+    from distgmm.io.integrity import content_hash
+
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["gridded_features"]["feature_names"] = ["x"]  # re-hashed: past the hash check
+    meta["sha256"] = content_hash(meta)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="gridded_features"):
+        load_model(str(tmp_path / "m"))

@@ -178,7 +178,34 @@ def model_metadata(model, metrics: dict | None = None) -> dict:
         "versions": library_versions(),
         "metrics": metrics or {},
         **_outliers_metadata(model),
+        **_gridded_metadata(model),
     } | ({"bayes": _bayes_doc(model)} if model_kind(model) == "bayes" else {})
+
+
+def _gridded_metadata(model) -> dict:
+    """``{"gridded_features": ...}`` for a model fitted on xarray input: the feature
+    dim, variables and feature coordinates its predict family checks data against."""
+    features = getattr(model, "gridded_features_", None)
+    return {} if not features else {"gridded_features": features}
+
+
+def _saved_gridded(meta: dict, path: str, d: int) -> dict | None:
+    """The stored gridded features, checked (files of 2-D fits have none)."""
+    saved = meta.get("gridded_features")
+    if saved is None:
+        return None
+    ok = (isinstance(saved, dict)
+          and set(saved) == {"feature_dim", "variables", "feature_coords", "feature_names"}
+          and isinstance(saved["feature_dim"], (str, type(None)))
+          and (saved["variables"] is None or (isinstance(saved["variables"], list) and all(
+              isinstance(v, str) for v in saved["variables"])))
+          and (saved["feature_coords"] is None or isinstance(saved["feature_coords"], list))
+          and isinstance(saved["feature_names"], list) and len(saved["feature_names"]) == d
+          and all(isinstance(n, str) for n in saved["feature_names"]))
+    if not ok:
+        raise unreadable(path, "its gridded_features entry is not a feature description "
+                               f"of {d} features")
+    return dict(saved)
 
 
 def _outliers_metadata(model) -> dict:
@@ -330,6 +357,9 @@ class SavedModel:
     bayes : dict or None
         ``{"priors": {...}}``, the scalar priors of a ``bayes`` model (its arrays are
         in ``arrays``).
+    gridded : dict or None
+        The feature dim, variables, feature coordinates and names of a model fitted on
+        xarray input (``gridded_features_``).
     """
 
     params: dict
@@ -341,6 +371,7 @@ class SavedModel:
     outliers: dict | None = None
     kind: str = "gmm"
     bayes: dict | None = None
+    gridded: dict | None = None
 
 
 def read_model(path: str, *, storage_options: dict | None = None) -> SavedModel:
@@ -430,7 +461,7 @@ def _saved_from(meta: dict, fs, root: str, path: str) -> SavedModel:
                             for key, value in meta["bayes"]["priors"].items()}}
     return SavedModel(params, arrays, fit, d, meta.get("feature_names") or None,
                       meta.get("metrics", {}), outliers=_saved_outliers(meta, path),
-                      kind=kind, bayes=bayes)
+                      kind=kind, bayes=bayes, gridded=_saved_gridded(meta, path, d))
 
 
 def _saved_outliers(meta: dict, path: str) -> dict | None:
