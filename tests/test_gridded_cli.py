@@ -113,6 +113,8 @@ def _bad_store(tmp_path):
     (("--variables", "temp,salt", "--feature-dim", "depth"), "non-finite"),  # --missing error
     (("--variables", "temp", "--feature-dim", "depth", "--array", "temp", "--feature-axis",
       "1"), "--feature-axis applies to a lone array"),
+    (("--variables", "temp,salt", "--feature-dim", "depth", "--missing", "omit",
+      "--output-format", "parquet"), "drop --output-format parquet"),
 ])
 def test_bad_gridded_input_exits_2(tmp_path, args, message):
     path = _bad_store(tmp_path)
@@ -122,6 +124,7 @@ def test_bad_gridded_input_exits_2(tmp_path, args, message):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("distgmm: error")]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / "out").exists()
+    assert "iteration" not in r.stderr  # refused before any fitting
 
 
 @pytest.mark.slow

@@ -43,9 +43,13 @@ class PredictionOptions:
                 or self.outlier_threshold is not None)
 
     def resolve_format(self, dataset) -> str:
-        """Parquet for tabular inputs, Zarr otherwise, unless chosen."""
+        """Parquet for tabular inputs, Zarr otherwise, unless chosen; refused where the
+        input cannot take it (checked before the fit, not after)."""
         if self.format not in OUTPUT_FORMATS:
             raise ValueError(f"output format {self.format!r} is not one of {OUTPUT_FORMATS}.")
+        if getattr(dataset, "grid", None) is not None and self.format == "parquet":
+            raise ValueError("Gridded input writes its results as predictions.zarr on the "
+                             "input's grid: drop --output-format parquet.")
         if self.format != "auto":
             return self.format
         return "parquet" if dataset.frame is not None else "zarr"
@@ -243,9 +247,6 @@ def predictions(dataset, params: GMMParams, staging_url: str, opts: PredictionOp
                                  table)
     url = posixpath.join(staging_url, PREDICTIONS[fmt])
     if getattr(dataset, "grid", None) is not None:  # results back on the input's grid
-        if fmt != "zarr":
-            raise ValueError("Gridded input writes its results as predictions.zarr on "
-                             "the input's grid: drop --output-format parquet.")
         from .gridded import gridded_predictions
 
         return gridded_predictions(dataset, params, url, opts, storage_options)

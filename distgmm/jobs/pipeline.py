@@ -24,7 +24,7 @@ from .load import check_model_input, checkpoint_url, load_input, open_dataset, o
 from .outliers import check_outliers, outlier_stage
 from .previous import already_published, previous_run
 from .rerun import already_predicted, predict_fingerprint
-from .score import score_rows, write_results
+from .score import prediction_options, score_rows, write_results
 from .spec import JobSpec, OutputSpec
 from .watchdog import check_chunk_fits, largest_chunk_bytes, watched
 
@@ -122,6 +122,7 @@ def _fit_and_publish(spec: JobSpec, source, client, reporter: Reporter, restart:
                      pub: Publication, t_start: float) -> dict:
     out = spec.output
     loaded = load_input(spec, source, client, reporter, restart=restart)
+    prediction_options(out).resolve_format(loaded.dataset)  # refused: before the fit
     previous = previous_run(spec, loaded.dataset.n_features, reporter)
     check_outliers(spec, loaded.dataset)
     with io_path(loaded.checkpoint.url):  # a full disk names the checkpoint
@@ -197,6 +198,7 @@ def predict_job(model_path: str, input_path: str, output: OutputSpec, *,
         dataset = open_dataset(source, input_path, reporter)
         check_chunk_fits(client, largest_chunk_bytes(dataset.X))
         check_model_input(model, dataset, input_path)
+        prediction_options(output).resolve_format(dataset)
         with pub:
             metrics = score_rows(client, model, dataset, output, pub, reporter, model_path)
             metrics["job"] = {"fingerprint": fingerprint}
