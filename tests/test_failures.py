@@ -314,3 +314,22 @@ def test_the_watchdog_takes_sigint_over_only_where_it_is_ignored(client, handler
         assert inside == dog._on_sigint
     else:
         assert inside == wanted
+
+
+def test_asking_the_nannies_is_bounded_in_time():
+    """A nanny that never answers (a host gone from the network) costs the job's start
+    the time bound, not a hang: the stall watchdog is not running yet."""
+    from distgmm.jobs.memory_deaths import oom_kills
+
+    class Unanswered:
+        def run(self, *args, **kwargs):
+            time.sleep(30)
+
+    class Answered:
+        def run(self, fn, nanny, on_error):
+            return {"tcp://w:1": ("tcp://n:1", "h:/", 2), "tcp://w:2": ValueError("x")}
+
+    t0 = time.monotonic()
+    assert oom_kills(Unanswered(), timeout=0.5) == {}
+    assert time.monotonic() - t0 < 5
+    assert oom_kills(Answered()) == {"tcp://n:1": ("h:/", 2)}

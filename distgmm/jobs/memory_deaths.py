@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -91,19 +92,21 @@ def oom_kills(client, timeout: float = RUN_TIMEOUT) -> dict[str, tuple[str, int]
     """nanny address -> (cgroup, OOM kills) for every nanny that can tell, asked for at
     most ``timeout`` seconds (a nanny on a host that dropped off the network would
     otherwise hold up the job's start: the stall watchdog is not running yet)."""
-    import concurrent.futures
+    answer: list = []
 
     def ask():
-        return client.run(_nanny_oom_kills, nanny=True, on_error="return")
+        try:
+            answer.append(client.run(_nanny_oom_kills, nanny=True, on_error="return"))
+        except Exception:  # no nannies, or the scheduler is gone: nothing to learn
+            pass
 
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distgmm-oom")
-    try:
-        counts = pool.submit(ask).result(timeout=timeout)
-    except Exception:  # no nannies, the scheduler is gone, or too slow: nothing to learn
+    # a daemon thread: one left waiting on a dead host must not hold up the exit
+    asking = threading.Thread(target=ask, name="distgmm-oom", daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if not answer:
         return {}
-    finally:
-        pool.shutdown(wait=False)
-    return {v[0]: (v[1], v[2]) for v in counts.values()
+    return {v[0]: (v[1], v[2]) for v in answer[0].values()
             if isinstance(v, tuple) and len(v) == 3}
 
 
