@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -95,13 +96,11 @@ class Blocks:
 
     def map_reduce(self, fn: Callable, combine: Callable, *args):
         """One pass: ``fn(X_block, w_block, row_start, *args)`` per block, tree-merged."""
-        run = dask_map_reduce if self.is_dask else numpy_map_reduce
+        run = (partial(dask_map_reduce, leaves=self.leaves) if self.is_dask
+               else numpy_map_reduce)
         if self.omit_missing:  # the kernels see complete rows only; the tree is unchanged
             fn, args = omit_missing_rows, (fn, *args)
         try:
-            if self.leaves is not None:
-                return dask_map_reduce(self.X, self.sample_weight, self.blocks, fn, combine,
-                                       args, self.split_every, leaves=self.leaves)
             return run(self.X, self.sample_weight, self.blocks, fn, combine, args,
                        self.split_every)
         except NonFiniteError as e:
