@@ -69,9 +69,13 @@ LOCAL_MAX_ITER = 100
 LOCAL_BUDGET = LOCAL_INITS * 20_000 * 8 * 16 * 16
 
 
-def local_inits(n_rows: int, k: int, d: int, covariance_type: str) -> int:
-    """k-means starts of the local mixture: ``LOCAL_INITS``, more (up to
-    ``LOCAL_MAX_INITS``) where one start costs less than case A's."""
+def local_inits(n_rows: int, k: int, d: int, covariance_type: str, whole: bool) -> int:
+    """k-means starts of the local mixture: ``LOCAL_INITS``, and where the sample is a
+    sample of larger data, more (up to ``LOCAL_MAX_INITS``) when one start costs less
+    than case A's. On data sampled whole the first start is scikit-learn's own (see
+    :func:`sampled_start`), and more starts would cost small fits more than their EM."""
+    if whole:
+        return LOCAL_INITS
     terms = d * d if covariance_type in ("full", "tied") else d
     return int(np.clip(LOCAL_BUDGET // max(1, n_rows * k * terms), LOCAL_INITS,
                        LOCAL_MAX_INITS))
@@ -117,7 +121,8 @@ def _one_local_fit(rows: np.ndarray, k: int, covariance_type: str, reg_covar: fl
 
 
 def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: float,
-                   seed: int, random_state: int | None = None) -> GMMParams:
+                   seed: int, random_state: int | None = None,
+                   whole: bool = False) -> GMMParams:
     """The best of :func:`local_inits` k-means-started EM fits on the sample (in memory).
 
     The first start draws from ``random_state`` (default: from ``seed``), the others
@@ -128,7 +133,7 @@ def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: fl
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    n_init = local_inits(len(rows), k, rows.shape[1], covariance_type)
+    n_init = local_inits(len(rows), k, rows.shape[1], covariance_type, whole)
     first = seed % (2**31) if random_state is None else random_state
     seeds = [first, *(int(s) for s in np.random.default_rng(seed % (2**31)).integers(
         0, 2**31 - 1, n_init - 1))]
@@ -170,7 +175,8 @@ def sampled_start(blocks: Blocks, k: int, covariance_type: str, reg_covar: float
     if whole and not np.all(weights == weights[0]):
         return _from_hard(blocks, _weighted_kmeans(rows, weights, k, seed),
                           covariance_type, reg_covar)
-    return _local_mixture(rows, k, covariance_type, reg_covar, seed, local_random_state)
+    return _local_mixture(rows, k, covariance_type, reg_covar, seed, local_random_state,
+                          whole)
 
 
 def kmeans_parallel(
