@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from .features import natural_params
+from .features import natural_params, upper_triangle
 from .gaussian import log_det_cholesky, precision_cholesky, precisions_from_cholesky
 from .mstep import estimate_gaussian_parameters
 from .params import GMMParams
@@ -248,7 +248,7 @@ def responsibility_entropy(stats: SuffStats, sent: GMMParams) -> float:
     has = stats.nk > 0
     total = float(np.sum(np.where(has, b, 0.0) * stats.nk) + np.einsum("ki,ki->", lin, stats.sx))
     if ct == "full":
-        iu, ju = np.triu_indices(d)
+        iu, ju = upper_triangle(d)
         total += float(np.einsum("kp,kp->", quad, stats.s2[:, iu, ju]))
     elif ct == "diag":
         total += float(np.einsum("kp,kp->", quad, stats.s2))
