@@ -72,6 +72,13 @@ def d(tmp_path_factory):
                        "day": np.repeat(["2026-11-21", "2026-11-22"], 200)})
     pq.write_to_dataset(pa.Table.from_pandas(df, preserve_index=False), d / "lake",
                         partition_cols=["day"])
+    # a footer that reads, a data page that does not: found by a worker during the fit
+    pq.write_table(pa.Table.from_pandas(df.drop(columns="day"), preserve_index=False),
+                   d / "corrupt_pages.parquet", row_group_size=200, compression="zstd")
+    page = pq.read_metadata(d / "corrupt_pages.parquet").row_group(1).column(1)
+    with open(d / "corrupt_pages.parquet", "r+b") as fh:
+        fh.seek(page.data_page_offset)
+        fh.write(b"\xff" * 64)
     nulls = df.drop(columns="day").copy()
     nulls.loc[123, "b"] = pd.NA
     nulls.to_parquet(d / "nulls.parquet", index=False)
@@ -148,6 +155,9 @@ CASES = [
     ("missing-file", ["fit", "{d}/nope.zarr", "-k", 2], BAD, r"No Zarr array or group"),
     ("corrupt-zarr-chunk", ["fit", "{d}/corrupt_chunk.zarr", "-k", 2, "--chunk-size", "4KiB"],
      BAD, r"cannot read rows 600-899 .*corrupt"),
+    ("corrupt-parquet-pages", ["fit", "{d}/corrupt_pages.parquet", "-k", 2, "--columns",
+                               "a"], BAD,
+     r"corrupt_pages.parquet: cannot read row groups 0-1 .*corrupt or incomplete"),
     ("corrupt-zarr-metadata", ["fit", "{d}/corrupt_meta.zarr", "-k", 2], BAD,
      r"unreadable Zarr metadata"),
     ("group-without-array-name", ["fit", "{d}/group.zarr", "-k", 2], BAD,

@@ -98,7 +98,7 @@ def test_timestamp_columns_filter_with_iso_literals(lake, expr, arrow_filter):
 
 
 def test_a_bad_timestamp_literal_is_one_line():
-    from distgmm.io.sources.parquet import _typed
+    from distgmm.io.sources.filters import typed_filter as _typed
 
     with pytest.raises(ValueError, match="holds timestamps; write the value as an ISO"):
         _typed(("ts", "<", "yesterday"), {"ts": np.dtype("datetime64[us]")})

@@ -3,10 +3,11 @@
 from .array import ArraySource, NpySource
 from .base import DEFAULT_CHUNK_BYTES, Dataset, Source, chunk_rows
 from .delta import DeltaSource
+from .filters import parse_filter
 from .gridded import GriddedSource
 from .iceberg import IcebergSource
 from .icechunk import IcechunkSource
-from .parquet import ParquetSource, parse_filter
+from .parquet import ParquetSource
 from .registry import detect_format, open_source
 from .zarr import ZarrSource
 

@@ -19,15 +19,8 @@ from datetime import UTC
 import numpy as np
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset
-from .tables import (
-    Fragment,
-    arrow_filter,
-    check_filter_columns,
-    keep_rows,
-    pick_columns,
-    plain_filters,
-    table_dataset,
-)
+from .filters import arrow_filter, check_filter_columns, plain_filters
+from .tables import Fragment, keep_rows, one_by_one, pick_columns, table_dataset
 
 
 def _deltalake():
@@ -208,7 +201,7 @@ class DeltaSource:
                 "filters": plain_filters(parsed),
                 "row_filters": plain_filters(residual)}
         return table_dataset(
-            where=where, fragments=fragments, read_one=_read_delta_file, schema=schema,
+            where=where, fragments=fragments, read=one_by_one(_read_delta_file), schema=schema,
             features=features, id_column=self.id_column, passthrough=self.passthrough,
             chunk_bytes=self.chunk_bytes, description=desc,
             lengths_known=not residual and all(f.rows is not None for f in fragments))

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset
-from .tables import Fragment, check_filter_columns, pick_columns, plain_filters, table_dataset
+from .filters import check_filter_columns, plain_filters
+from .tables import Fragment, one_by_one, pick_columns, table_dataset
 
 _URL = re.compile(r"^iceberg://([^/]+)/(.+)$")
 
@@ -205,12 +206,12 @@ class IcebergSource:
                              "compact the table (rewrite its data files) first.")
         reader = _ReadTask(IcebergScan(table.metadata, table.io, scan.projection(),
                                        row_filter(parsed)))
-        fragments = [Fragment(t, None if (parsed or t.delete_files)
-                              else int(t.file.record_count)) for t in tasks]
+        # record counts are before deletes and filters: exact only without either
+        fragments = [Fragment(t, int(t.file.record_count)) for t in tasks]
         desc = {"kind": "iceberg", "path": self.path, "snapshot": snap.snapshot_id,
                 "as_of": self.as_of, "files": len(tasks), "filters": plain_filters(parsed)}
         return table_dataset(
-            where=where, fragments=fragments, read_one=reader, schema=schema,
+            where=where, fragments=fragments, read=one_by_one(reader), schema=schema,
             features=features, id_column=self.id_column, passthrough=self.passthrough,
             chunk_bytes=self.chunk_bytes, description=desc,
-            lengths_known=all(f.rows is not None for f in fragments))
+            lengths_known=not parsed and not any(t.delete_files for t in tasks))

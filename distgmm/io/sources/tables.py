@@ -1,33 +1,43 @@
-"""What the table sources (Delta Lake, Iceberg) share: a snapshot's data files, grouped
-into row chunks, read by the workers into one row-aligned frame and float array.
+"""What the table sources (Parquet, Delta Lake, Iceberg) share: a snapshot's data files
+(or row groups), planned into row chunks, read by the workers into one row-aligned frame
+and float array.
 
-A table format decides *which* files (and which rows of them) make up a snapshot; this
-module turns that list into the same :class:`Dataset` the Parquet source yields. Each
-partition of the frame is one group of consecutive files (about ``chunk_bytes`` of
-features); its row count is known from the table's metadata when no row filter is left
-to apply after the file selection, so the array's chunks are known without a pass.
+A format decides *which* fragments (files, row groups, and which rows of them) make up
+the data; this module turns that list into a :class:`Dataset`. Each partition holds
+about ``chunk_bytes`` of features: small consecutive fragments are read together by one
+task, and a fragment worth several partitions is read once and cut (:func:`plan_reads`).
+Row counts are known from the format's metadata when no row filter is left to apply
+after the fragment selection, so the array's chunks are known without a pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ...parallel.inputs import check_columns, fixed_partitions
-from .base import Dataset
-from .parquet import _dedupe, _float_features, _plain, parse_filter
+from .base import Dataset, chunk_rows
+
+
+def dedupe(names) -> list[str]:
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def float_features(part, features):
+    return part[features].astype(np.float64)
 
 
 @dataclass(frozen=True)
 class Fragment:
     """One data file of a snapshot (or whatever unit the format reads at once).
 
-    ``rows`` is its live row count when the table's metadata knows it (None otherwise);
-    ``task`` is whatever the format's reader needs, and must pickle.
+    ``rows`` is its live row count before any row filter, when the metadata knows it
+    (None otherwise); ``task`` is whatever the format's reader needs, and must pickle.
     """
 
     task: object
@@ -36,9 +46,9 @@ class Fragment:
 
 def pick_columns(where: str, available: Sequence[str], columns, id_column, passthrough):
     """The feature columns (all but id and passthrough by default), checked to exist."""
-    extra = _dedupe([id_column, *passthrough])
+    extra = dedupe([id_column, *passthrough])
     wanted = list(columns) if columns else [c for c in available if c not in extra]
-    missing = [c for c in _dedupe(wanted + extra) if c not in available]
+    missing = [c for c in dedupe(wanted + extra) if c not in available]
     if missing:
         raise ValueError(f"Column(s) {missing} not in {where}; it has {list(available)}: "
                          "fix the column names.")
@@ -47,93 +57,128 @@ def pick_columns(where: str, available: Sequence[str], columns, id_column, passt
     return wanted
 
 
-def check_filter_columns(where: str, filters, available: Sequence[str]) -> list[tuple]:
-    """The parsed filters, each on a column the table has."""
-    parsed = [parse_filter(f) for f in filters]
-    unknown = sorted({c for c, _, _ in parsed if c not in available})
-    if unknown:
-        raise ValueError(f"Filter column(s) {unknown} not in {where}; it has "
-                         f"{list(available)}: fix the filters.")
-    return parsed
+def plan_reads(fragments: Sequence[Fragment], row_bytes: int,
+               chunk_bytes: int) -> list[tuple[tuple[Fragment, ...], int]]:
+    """``(group, parts)`` pairs: one task reads a group of consecutive fragments, and its
+    rows are cut into ``parts`` partitions.
 
-
-def plain_filters(parsed) -> list:
-    """Filters as JSON holds them (for descriptions and fingerprints)."""
-    return [[c, op, _plain(v)] for c, op, v in parsed]
-
-
-def group_fragments(fragments: Sequence[Fragment], row_bytes: int,
-                    chunk_bytes: int) -> list[list[Fragment]]:
-    """Consecutive fragments grouped to about ``chunk_bytes`` each (a file is never split)."""
-    groups, current, size = [], [], 0
+    A partition holds about the rows :func:`~.base.chunk_rows` picks from the byte budget
+    (so small data still gets ``MIN_CHUNKS`` partitions): small fragments are grouped,
+    and a fragment worth several partitions is read once and cut, not re-read per piece.
+    A fragment of unknown size counts as one partition's worth.
+    """
+    known = all(f.rows is not None for f in fragments)
+    total = sum(f.rows for f in fragments) if known else None
+    target = chunk_rows(1, row_bytes, chunk_bytes, n_rows=total)
+    plan, group, size = [], [], 0
     for frag in fragments:
-        est = (frag.rows if frag.rows is not None else 1) * row_bytes
-        if current and size + est > chunk_bytes:
-            groups.append(current)
-            current, size = [], 0
-        current.append(frag)
-        size += est
-    if current:
-        groups.append(current)
-    return groups
+        rows = target if frag.rows is None else frag.rows
+        parts = max(1, round(rows / target))
+        if group and (parts > 1 or size + rows > target):
+            plan.append((tuple(group), 1))
+            group, size = [], 0
+        if parts > 1:
+            plan.append(((frag,), parts))
+        else:
+            group.append(frag)
+            size += rows
+    if group:
+        plan.append((tuple(group), 1))
+    return plan
+
+
+def _cut(rows: int, part: int, parts: int) -> slice:
+    return slice(part * rows // parts, (part + 1) * rows // parts)
 
 
 class GroupReader:
     """Reads a group of fragments into one pandas frame (pyarrow-backed columns).
 
-    ``read_one(task, columns) -> pyarrow.Table`` is the format's reader; it and
-    everything it closes over travel to the workers.
+    ``read(tasks, columns) -> list of pyarrow.Table`` is the format's reader (given the
+    tasks of a group's fragments, so it can merge reads of one file); it and everything
+    it closes over travel to the workers.
     """
 
-    def __init__(self, read_one: Callable, columns: list[str], schema: pa.Schema):
-        self.read_one, self.columns, self.schema = read_one, columns, schema
+    def __init__(self, read: Callable, columns: list[str], schema: pa.Schema):
+        self.read, self.columns, self.schema = read, columns, schema
 
-    def __call__(self, group: list[Fragment]) -> pd.DataFrame:
-        tables = [self.read_one(frag.task, self.columns) for frag in group]
+    def table(self, group: tuple[Fragment, ...]) -> pa.Table:
+        tables = self.read([frag.task for frag in group], self.columns)
         tables = [t.select(self.columns).cast(self.schema) for t in tables]
-        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
-        return table.to_pandas(types_mapper=pd.ArrowDtype)
+        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+
+    def part(self, table: pa.Table, part: int, parts: int) -> pd.DataFrame:
+        cut = _cut(table.num_rows, part, parts)
+        piece = table.slice(cut.start, cut.stop - cut.start)
+        return piece.to_pandas(types_mapper=pd.ArrowDtype)
+
+    def __call__(self, group: tuple[Fragment, ...]) -> pd.DataFrame:
+        return self.part(self.table(group), 0, 1)
 
 
-def table_dataset(*, where: str, fragments: Sequence[Fragment], read_one: Callable,
+def one_by_one(read_one: Callable) -> Callable:
+    """A group reader from a reader of one fragment's task."""
+    return partial(_each, read_one)
+
+
+def _each(read_one: Callable, tasks: list, columns: list[str]) -> list[pa.Table]:
+    return [read_one(task, columns) for task in tasks]
+
+
+def table_dataset(*, where: str, fragments: Sequence[Fragment], read: Callable,
                   schema: pa.Schema, features: list[str], id_column, passthrough,
-                  chunk_bytes: int, lengths_known: bool, description: dict) -> Dataset:
+                  chunk_bytes: int, lengths_known: bool, description: dict,
+                  no_rows: str | None = None) -> Dataset:
     """The :class:`Dataset` of a snapshot's fragments (see the module docstring).
 
+    ``read(tasks, columns)`` reads a group of fragments (see :class:`GroupReader`);
     ``schema`` holds the arrow types of the columns read (features, id, passthrough);
-    ``description`` is completed with the columns, shape and chunks.
+    ``description`` is completed with the columns, shape and chunks; ``no_rows`` is the
+    error for an empty selection.
     """
     import dask.dataframe as dd
+    from dask.tokenize import tokenize
 
+    no_rows = no_rows or f"No rows in {where}: check the table, its version and the filters."
     if not fragments:
-        raise ValueError(f"No rows in {where}: check the table, its version and the filters.")
-    columns = _dedupe(features + [id_column, *passthrough])
+        raise ValueError(no_rows)
+    columns = dedupe(features + [id_column, *passthrough])
     schema = pa.schema([schema.field(c) for c in columns])
     check_columns(features, [pd.ArrowDtype(schema.field(c).type) for c in features])
-    groups = group_fragments(fragments, 8 * len(features), chunk_bytes)
-    reader = GroupReader(read_one, columns, schema)
+    plan = plan_reads(fragments, 8 * len(features), chunk_bytes)
+    reader = GroupReader(read, columns, schema)
     meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-    df = dd.from_map(reader, groups, meta=meta, enforce_metadata=False)
-    # as in the Parquet source: one fixed partitioning shared by X and the frame
+    token = tokenize(where, columns, chunk_bytes, [[f.task for f in g] for g, _ in plan])
+    read_name, part_name = f"read-table-{token}", f"table-part-{token}"
+    layer, keys = {}, []
+    for g, (group, n) in enumerate(plan):
+        if n == 1:
+            layer[(part_name, len(keys))] = (partial(reader, group),)
+            keys.append((part_name, len(keys)))
+            continue
+        layer[(read_name, g)] = (partial(reader.table, group),)
+        for i in range(n):  # one read, cut into n partitions
+            layer[(part_name, len(keys))] = (reader.part, (read_name, g), i, n)
+            keys.append((part_name, len(keys)))
+    # from_graph (in dask.dataframe's __all__): from_map cannot share one read between
+    # partitions, and from_delayed's frames fail in to_dask_array (dask 2026.8)
+    df = dd.from_graph(layer, meta, (None,) * (len(keys) + 1), keys, "table")
+    # one fixed partitioning shared by X and the frame (see fixed_partitions)
     df = fixed_partitions(df)
-    numeric = df.map_partitions(_float_features, features,
+    numeric = df.map_partitions(float_features, features,
                                 meta=pd.DataFrame({c: [] for c in features}, dtype=float))
-    lengths = ([sum(f.rows for f in g) for g in groups] if lengths_known else True)
+    lengths = True
+    if lengths_known:
+        lengths = []
+        for group, n in plan:
+            rows = sum(f.rows for f in group)
+            lengths.extend(len(range(rows)[_cut(rows, i, n)]) for i in range(n))
     X = numeric.to_dask_array(lengths=lengths)
     if X.shape[0] == 0:
-        raise ValueError(f"No rows in {where}: check the table, its version and the filters.")
+        raise ValueError(no_rows)
     desc = {**description, "columns": features, "id_column": id_column,
             "shape": list(X.shape), "chunks": [int(c) for c in X.chunks[0]]}
     return Dataset(X, tuple(features), df, id_column, tuple(passthrough), desc)
-
-
-def arrow_filter(parsed):
-    """The parsed filters ANDed as a pyarrow compute expression (None for none)."""
-    if not parsed:
-        return None
-    import pyarrow.parquet as pq
-
-    return pq.filters_to_expression([tuple(f) for f in parsed])
 
 
 def keep_rows(table: pa.Table, keep: np.ndarray | None) -> pa.Table:

@@ -1,0 +1,131 @@
+"""Planning reads of Parquet (and table) data: small files and row groups read together,
+a huge row group read once and cut, row counts taken from the footers."""
+
+import dask
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dask.callbacks import Callback
+
+from distgmm.io.sources import ParquetSource
+from distgmm.io.sources.parquet_files import RowGroups
+from distgmm.io.sources.tables import Fragment, plan_reads
+
+
+class _Counting(Callback):
+    def __init__(self):
+        super().__init__()
+        self.tasks = 0
+
+    def _posttask(self, key, result, dsk, state, id):
+        self.tasks += 1
+
+
+def _table(rows: np.ndarray, start: int = 0) -> pa.Table:
+    return pa.table({"x": rows[:, 0], "y": rows[:, 1],
+                     "id": np.arange(start, start + len(rows))})
+
+
+def test_plan_groups_small_fragments_and_cuts_big_ones():
+    frags = ([Fragment(i, 100) for i in range(10)] + [Fragment(10, 1000), Fragment(11, None)]
+             + [Fragment(i, 100) for i in range(12, 15)])
+    plan = plan_reads(frags, row_bytes=8, chunk_bytes=300 * 8)  # 300 rows a partition
+    assert [[f.task for f in g] for g, _ in plan] == [
+        [0, 1, 2], [3, 4, 5], [6, 7, 8], [9], [10], [11], [12, 13, 14]]
+    # 1000 rows are ~3 partitions' worth: read once, cut in 3; unknown size: one partition
+    assert [n for _, n in plan] == [1, 1, 1, 1, 3, 1, 1]
+
+
+def test_many_small_files_make_few_partitions_in_natural_order(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1000, 2))
+    for i in range(40):  # part-2 must come before part-10, as dask and Spark order them
+        pq.write_table(_table(data[25 * i:25 * (i + 1)], 25 * i), tmp_path / f"part-{i}.parquet")
+    counter = _Counting()
+    with counter, dask.config.set(scheduler="synchronous"):  # a pass would be counted
+        ds = ParquetSource(str(tmp_path), columns=("x", "y"), id_column="id",
+                           chunk_bytes=100 * 16).load()
+    assert counter.tasks == 0  # row counts came from the footers: no pass over the data
+    assert ds.X.chunks[0] == (100,) * 10  # 40 files, 4 to a task
+    assert ds.frame.npartitions == 10
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), data)
+        np.testing.assert_array_equal(ds.frame["id"].compute().to_numpy(), np.arange(1000))
+
+
+def test_a_huge_row_group_is_read_once_and_cut(tmp_path, monkeypatch):
+    data = np.random.default_rng(1).normal(size=(1000, 2))
+    pq.write_table(_table(data), tmp_path / "one.parquet", row_group_size=1000)
+    ds = ParquetSource(str(tmp_path / "one.parquet"), columns=("x", "y"),
+                       chunk_bytes=250 * 16).load()
+    assert ds.X.chunks[0] == (250,) * 4
+    reads = []
+    original = RowGroups.read
+    monkeypatch.setattr(RowGroups, "read",
+                        lambda self, *a: reads.append(self.row_groups) or original(self, *a))
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), data)
+    assert reads == [(0,)]  # four partitions, one read
+
+
+def test_consecutive_row_groups_of_a_file_are_one_read(tmp_path, monkeypatch):
+    data = np.random.default_rng(2).normal(size=(1000, 2))
+    pq.write_table(_table(data), tmp_path / "many.parquet", row_group_size=50)
+    ds = ParquetSource(str(tmp_path / "many.parquet"), columns=("x", "y"),
+                       chunk_bytes=500 * 16).load()
+    assert ds.X.chunks[0] == (500, 500)
+    reads = []
+    original = RowGroups.read
+    monkeypatch.setattr(RowGroups, "read",
+                        lambda self, *a: reads.append(self.row_groups) or original(self, *a))
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), data)
+    assert sorted(reads) == [tuple(range(10)), tuple(range(10, 20))]
+
+
+def test_row_filters_prune_row_groups_and_count_rows_by_reading(tmp_path):
+    data = np.column_stack([np.arange(1000.0), np.random.default_rng(3).normal(size=1000)])
+    pq.write_table(_table(data), tmp_path / "sorted.parquet", row_group_size=100)
+    counter = _Counting()
+    with counter, dask.config.set(scheduler="synchronous"):
+        ds = ParquetSource(str(tmp_path / "sorted.parquet"), columns=("x", "y"),
+                           filters=("x >= 250", "x < 480")).load()
+    assert counter.tasks > 0  # rows left after a row filter are only known by reading
+    assert ds.description["row_groups"] == 3  # 200-299, 300-399, 400-499 by min/max
+    want = pq.read_table(tmp_path / "sorted.parquet", columns=["x", "y"],
+                         filters=[("x", ">=", 250), ("x", "<", 480)])
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), np.column_stack(
+            [want["x"].to_numpy(), want["y"].to_numpy()]))
+
+
+def test_side_files_and_unnamed_index_columns_are_not_data(tmp_path):
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]}, index=[10, 20, 30])
+    df.to_parquet(tmp_path / "part-0.parquet")  # the index kept as __index_level_0__
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / ".part-0.parquet.crc").write_bytes(b"\0\1")
+    (tmp_path / "README.txt").write_text("not data")
+    (tmp_path / "_tmp").mkdir()
+    pq.write_table(pa.table({"x": [9.0], "y": [9.0]}), tmp_path / "_tmp" / "part-9.parquet")
+    ds = ParquetSource(str(tmp_path)).load()
+    assert ds.feature_names == ("x", "y")
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), df.to_numpy())
+
+
+def test_a_corrupt_page_names_the_file_and_row_groups(tmp_path):
+    data = np.random.default_rng(4).normal(size=(400, 2))
+    path = tmp_path / "bad.parquet"
+    pq.write_table(_table(data), path, row_group_size=200, compression="zstd")
+    page = pq.read_metadata(path).row_group(1).column(0)
+    with open(path, "r+b") as fh:
+        fh.seek(page.data_page_offset)
+        fh.write(b"\xff" * 64)
+    ds = ParquetSource(str(path), columns=("x", "y"), chunk_bytes=200 * 16).load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.blocks[0].compute(), data[:200])
+        with pytest.raises(ValueError, match=r"bad.parquet: cannot read row groups 1 .*"
+                                             r"corrupt or incomplete; remove or rewrite it"):
+            ds.X.blocks[1].compute()
