@@ -84,13 +84,17 @@ class RowGroups:
 
     def read(self, columns: list[str], schema: pa.Schema) -> pa.Table:
         import fsspec
+        import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 
         fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
         parts = dict(self.partition)
         wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in self.filters)]))
         try:
-            with fs.open(path, "rb") as fh:
+            # arrow's own local file reads small files in about half the time of fsspec's
+            opened = (pafs.LocalFileSystem().open_input_file(path)
+                      if self.url.startswith("file://") else fs.open(path, "rb"))
+            with opened as fh:
                 pf = pq.ParquetFile(fh)
                 stored = set(pf.schema_arrow.names)
                 table = pf.read_row_groups(list(self.row_groups),
