@@ -1,6 +1,8 @@
 """Planning reads of Parquet (and table) data: small files and row groups read together,
 a huge row group read once and cut, row counts taken from the footers."""
 
+import os
+
 import dask
 import numpy as np
 import pandas as pd
@@ -129,3 +131,24 @@ def test_a_corrupt_page_names_the_file_and_row_groups(tmp_path):
         with pytest.raises(ValueError, match=r"bad.parquet: cannot read row groups 1 .*"
                                              r"corrupt or incomplete; remove or rewrite it"):
             ds.X.blocks[1].compute()
+
+
+def test_a_big_footer_is_parsed_once_per_worker_and_not_after_a_rewrite(tmp_path, monkeypatch):
+    from distgmm.io.sources import parquet_files
+
+    monkeypatch.setattr(parquet_files, "BIG_FOOTER", 0)
+    monkeypatch.setattr(parquet_files, "_FOOTERS", parquet_files.OrderedDict())
+    path = tmp_path / "f.parquet"
+    data = np.random.default_rng(5).normal(size=(400, 2))
+    pq.write_table(_table(data), path, row_group_size=50)
+    ds = ParquetSource(str(path), columns=("x", "y"), chunk_bytes=100 * 16).load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), data)
+    assert len(parquet_files._FOOTERS) == 1  # four tasks, one footer kept
+    newer = data[::-1].copy()
+    pq.write_table(_table(newer), path, row_group_size=50)  # same size, same name
+    os.utime(path, ns=(1, 1))  # a new modification time, whatever the clock's tick
+    ds = ParquetSource(str(path), columns=("x", "y"), chunk_bytes=100 * 16).load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute(), newer)
+    assert len(parquet_files._FOOTERS) == 2

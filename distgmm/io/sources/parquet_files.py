@@ -8,8 +8,11 @@ array's chunks without reading the data (when no row filter is left to apply).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +24,10 @@ from .tables import Fragment
 
 EXTENSIONS = (".parq", ".parquet", ".pq")  # what dask's reader takes from a directory
 FOOTER_THREADS = 16
+FOOTER_CACHE = 8  # big footers a worker process keeps parsed (local files)
+BIG_FOOTER = 256 << 10  # smaller footers parse in well under a millisecond
+_FOOTERS: OrderedDict = OrderedDict()
+_FOOTER_LOCK = threading.Lock()
 # a pandas index without a name is stored as a column of this name: not data
 _UNNAMED_INDEX = re.compile(r"^__index_level_\d+__$")
 
@@ -92,10 +99,11 @@ class RowGroups:
         wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in self.filters)]))
         try:
             # arrow's own local file reads small files in about half the time of fsspec's
-            opened = (pafs.LocalFileSystem().open_input_file(path)
-                      if self.url.startswith("file://") else fs.open(path, "rb"))
+            local = self.url.startswith("file://")
+            opened = (pafs.LocalFileSystem().open_input_file(path) if local
+                      else fs.open(path, "rb"))
             with opened as fh:
-                pf = pq.ParquetFile(fh)
+                pf = _open_local(fh, path) if local else pq.ParquetFile(fh)
                 stored = set(pf.schema_arrow.names)
                 table = pf.read_row_groups(list(self.row_groups),
                                            columns=[c for c in wanted if c in stored])
@@ -118,6 +126,30 @@ class RowGroups:
                                                            schema.field(name).type))
         expr = arrow_filter(self.filters)
         return table if expr is None else table.filter(expr)
+
+
+def _open_local(fh, path: str):
+    """``pq.ParquetFile`` of a local file, its footer parsed once per worker process when
+    it is big (a file of thousands of row groups, read by several tasks every pass).
+
+    The key is the path, size and modification time: a rewrite of the same size within
+    one tick of the filesystem's clock would go unseen (tasks read files that a job
+    does not rewrite while it runs)."""
+    import pyarrow.parquet as pq
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)  # a rewritten file is another key
+    with _FOOTER_LOCK:
+        metadata = _FOOTERS.get(key)
+        if metadata is not None:
+            _FOOTERS.move_to_end(key)
+    pf = pq.ParquetFile(fh, metadata=metadata)
+    if metadata is None and pf.metadata.serialized_size >= BIG_FOOTER:
+        with _FOOTER_LOCK:
+            _FOOTERS[key] = pf.metadata
+            while len(_FOOTERS) > FOOTER_CACHE:
+                _FOOTERS.popitem(last=False)
+    return pf
 
 
 def _spans(ids: Sequence[int]) -> str:
