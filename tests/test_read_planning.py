@@ -152,3 +152,57 @@ def test_a_big_footer_is_parsed_once_per_worker_and_not_after_a_rewrite(tmp_path
     with dask.config.set(scheduler="synchronous"):
         np.testing.assert_array_equal(ds.X.compute(), newer)
     assert len(parquet_files._FOOTERS) == 2
+
+
+def test_files_that_disagree_on_a_column_type_are_promoted(tmp_path):
+    # pandas writes a column as int64 on a day without NaN, float64 on a day with one
+    pq.write_table(pa.table({"x": pa.array([1, 2], pa.int64())}), tmp_path / "part-0.parquet")
+    pq.write_table(pa.table({"x": [2.5, 3.5]}), tmp_path / "part-1.parquet")
+    ds = ParquetSource(str(tmp_path)).load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute().ravel(), [1.0, 2.0, 2.5, 3.5])
+    pq.write_table(pa.table({"x": ["a"]}), tmp_path / "part-2.parquet")
+    with pytest.raises(ValueError, match="disagree on column types .*one type per column"):
+        ParquetSource(str(tmp_path)).load()
+
+
+def test_a_partition_filter_also_filters_files_outside_the_partitions(tmp_path):
+    (tmp_path / "day=a").mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0]}), tmp_path / "day=a" / "p.parquet")
+    pq.write_table(pa.table({"x": [3.0, 4.0]}), tmp_path / "root.parquet")
+    ds = ParquetSource(str(tmp_path), columns=("x",), filters=("day == 'a'",)).load()
+    want = pq.read_table(tmp_path, filters=[("day", "==", "a")])["x"].to_numpy()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute().ravel(), want)
+
+
+def test_a_glob_reads_the_files_it_matches_with_their_partitions(tmp_path):
+    for day in ("a", "b"):
+        (tmp_path / f"day={day}").mkdir()
+        pq.write_table(pa.table({"x": [1.0, 2.0] if day == "a" else [3.0]}),
+                       tmp_path / f"day={day}" / "p.parquet")
+    ds = ParquetSource(str(tmp_path / "day=*" / "*.parquet"), columns=("x",),
+                       id_column="day").load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute().ravel(), [1.0, 2.0, 3.0])
+        assert list(ds.frame["day"].compute()) == ["a", "a", "b"]
+
+
+def test_a_rewritten_file_gets_new_keys_and_a_changed_one_is_an_error(tmp_path):
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"x": np.arange(10.0)}), path)
+    first = ParquetSource(str(path)).load().X
+    pq.write_table(pa.table({"x": np.arange(9.0)}), path)  # fewer rows, after planning
+    os.utime(path, ns=(2, 2))
+    assert ParquetSource(str(path)).load().X.name != first.name
+    with dask.config.set(scheduler="synchronous"), pytest.raises(
+            ValueError, match=r"changed while it was read \(10 rows planned .* 9 read\)"):
+        first.compute()
+
+
+def test_a_corrupt_file_is_named_among_side_files(tmp_path):
+    pq.write_table(pa.table({"x": [1.0]}), tmp_path / "part-0.parquet")
+    (tmp_path / "part-1.parquet").write_bytes(b"PAR1" + b"\0" * 40 + b"PAR1")
+    (tmp_path / "README.txt").write_text("not data")
+    with pytest.raises(ValueError, match=r"part-1.parquet in .* is not a readable Parquet"):
+        ParquetSource(str(tmp_path)).load()

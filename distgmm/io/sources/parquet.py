@@ -22,8 +22,8 @@ from .parquet_files import (
     list_files,
     maybe_corrupt,
     open_dataset,
-    partition_columns,
     row_group_fragments,
+    unified_schema,
 )
 from .tables import pick_columns, table_dataset
 
@@ -79,22 +79,19 @@ class ParquetSource:
             raise FileNotFoundError(
                 f"No Parquet file or dataset at {self.path}: check the input path.")
         try:
-            dataset = open_dataset(fs, root, files)
-            schema = dataset.schema
-            available = data_columns(schema)
-            features = pick_columns(self.path, available, self.columns, self.id_column,
-                                    self.passthrough)
-            dtypes = {f.name: pd.ArrowDtype(f.type) for f in schema}
-            parsed = [typed_filter(f, dtypes)
-                      for f in check_filter_columns(self.path, self.filters, available)]
-            parts = partition_columns(dataset)
-            row_filters = [f for f in parsed if f[0] not in parts]
-            fragments = row_group_fragments(dataset, fs, parsed, row_filters,
-                                            self.storage_options)
+            dataset = open_dataset(fs, root, list(files))
+            dtypes = {f.name: pd.ArrowDtype(f.type) for f in dataset.schema}
+            parsed = [typed_filter(f, dtypes) for f in
+                      check_filter_columns(self.path, self.filters, data_columns(dataset.schema))]
+            fragments, schemas = row_group_fragments(dataset, fs, files, parsed,
+                                                     self.storage_options)
         except (pa.ArrowException, OSError) as e:
             if isinstance(e, pa.ArrowException) or maybe_corrupt(e):
                 raise self._unreadable(e) from None
             raise
+        schema = unified_schema(self.path, schemas, dataset)
+        features = pick_columns(self.path, data_columns(schema), self.columns,
+                                self.id_column, self.passthrough)
         where = f" after the filters {list(self.filters)}" if self.filters else ""
         desc = {"kind": "parquet", "path": self.path, "files": len(files),
                 "row_groups": len(fragments),
@@ -104,7 +101,7 @@ class ParquetSource:
                 where=self.path, fragments=fragments, read=RowGroupReader(schema),
                 schema=schema, features=features, id_column=self.id_column,
                 passthrough=self.passthrough, chunk_bytes=self.chunk_bytes,
-                lengths_known=not row_filters, description=desc,
+                lengths_known=not any(f.task.filters for f in fragments), description=desc,
                 no_rows=f"No rows in {self.path}{where}: check the path and the filter "
                         "values.")
         except pa.ArrowException as e:  # counting rows after a row filter reads the data

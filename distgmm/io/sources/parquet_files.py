@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -37,30 +37,47 @@ def data_columns(schema: pa.Schema) -> list[str]:
     return [n for n in schema.names if not _UNNAMED_INDEX.match(n)]
 
 
+def _version(info: dict) -> str:
+    """What changes when a file is rewritten: its size and modification time or ETag."""
+    stamp = next((info[k] for k in ("mtime", "LastModified", "last_modified", "ETag",
+                                    "etag", "updated") if info.get(k) is not None), "")
+    return f"{info.get('size')}:{stamp}"
+
+
 def list_files(path: str, storage_options: dict | None = None):
-    """``(filesystem, root, files)``: the data files of a file or a directory tree.
+    """``(filesystem, root, files)``: the data files of a file, a directory tree or a
+    glob pattern, each with its version (:func:`_version`).
 
     Names starting with ``_`` or ``.`` anywhere below the root (``_SUCCESS``,
     ``_delta_log/``, hidden files) are not data; nor are files without a Parquet
     extension in a directory. Files are in natural order (``part-2`` before ``part-10``).
+    ``root`` is the directory hive partitions are read below (for a pattern, the part
+    before its first wildcard).
     """
     import fsspec
     from dask.utils import natural_sort_key
 
     fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
     root = root.rstrip("/") or root
-    if fs.isfile(root):
-        return fs, root, [root]
-    if not fs.isdir(root):
+    if any(c in root for c in "*?["):
+        found = fs.glob(root, detail=True)
+        parts = root.split("/")
+        first = next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))
+        root = "/".join(parts[:first]) or "/"
+        listed = {n: i for n, i in found.items() if i.get("type") == "file"}
+    elif fs.isfile(root):
+        return fs, posixpath.dirname(root), {root: _version(fs.info(root))}
+    elif fs.isdir(root):
+        listed = {n: i for n, i in fs.find(root, detail=True).items()
+                  if n.endswith(EXTENSIONS)}
+    else:
         raise FileNotFoundError(path)
-    files = []
-    for name in fs.find(root):
+    files = {}
+    for name in sorted(listed, key=natural_sort_key):
         below = posixpath.relpath(name, root).split("/")
-        if any(p.startswith(("_", ".")) for p in below):
-            continue
-        if name.endswith(EXTENSIONS):
-            files.append(name)
-    return fs, root, sorted(files, key=natural_sort_key)
+        if not any(p.startswith(("_", ".")) for p in below):
+            files[name] = _version(listed[name])
+    return fs, root, files
 
 
 def open_dataset(fs, root: str, files: list[str]):
@@ -84,6 +101,7 @@ class RowGroups:
     """What a worker needs to read some row groups of one file."""
 
     url: str
+    version: str  # the file's size and modification time when planned (graph keys)
     row_groups: tuple[int, ...]
     partition: tuple[tuple[str, object], ...]  # hive partition values, from the path
     storage_options: dict
@@ -100,10 +118,11 @@ class RowGroups:
         try:
             # arrow's own local file reads small files in about half the time of fsspec's
             local = self.url.startswith("file://")
+            key = _stat_key(path) if local else None  # before opening: see _open_local
             opened = (pafs.LocalFileSystem().open_input_file(path) if local
                       else fs.open(path, "rb"))
             with opened as fh:
-                pf = _open_local(fh, path) if local else pq.ParquetFile(fh)
+                pf = _open_local(fh, key) if local else pq.ParquetFile(fh)
                 stored = set(pf.schema_arrow.names)
                 table = pf.read_row_groups(list(self.row_groups),
                                            columns=[c for c in wanted if c in stored])
@@ -128,17 +147,21 @@ class RowGroups:
         return table if expr is None else table.filter(expr)
 
 
-def _open_local(fh, path: str):
+def _stat_key(path: str) -> tuple:
+    st = os.stat(path)
+    return (path, st.st_size, st.st_mtime_ns)  # a rewritten file is another key
+
+
+def _open_local(fh, key: tuple):
     """``pq.ParquetFile`` of a local file, its footer parsed once per worker process when
     it is big (a file of thousands of row groups, read by several tasks every pass).
 
-    The key is the path, size and modification time: a rewrite of the same size within
-    one tick of the filesystem's clock would go unseen (tasks read files that a job
-    does not rewrite while it runs)."""
+    The key (path, size, modification time) is taken before the file is opened, so a
+    file replaced in between is parsed under its predecessor's key, which no later
+    stat matches; a rewrite of the same size within one tick of the filesystem's clock
+    would go unseen (a job's tasks read files nobody rewrites while it runs)."""
     import pyarrow.parquet as pq
 
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)  # a rewritten file is another key
     with _FOOTER_LOCK:
         metadata = _FOOTERS.get(key)
         if metadata is not None:
@@ -168,43 +191,63 @@ class RowGroupReader:
         for task in tasks:
             last = merged[-1] if merged else None
             if last is not None and last.url == task.url:
-                merged[-1] = RowGroups(last.url, last.row_groups + task.row_groups,
-                                       last.partition, last.storage_options, last.filters)
+                merged[-1] = replace(last, row_groups=last.row_groups + task.row_groups)
             else:
                 merged.append(task)
         return [task.read(columns, self.schema) for task in merged]
 
 
-def row_group_fragments(dataset, fs, filters: list, row_filters: list,
-                        storage_options: dict) -> list[Fragment]:
-    """One fragment per row group that the filters may select, in file order.
+def row_group_fragments(dataset, fs, files: dict, filters: list, storage_options: dict):
+    """``(fragments, schemas)``: one fragment per row group the filters may select, in
+    file order, and each selected file's own schema (as its footer says).
 
     Partition filters drop whole files and min/max statistics drop row groups (both
-    exactly); ``row_filters`` are left for the workers to apply as they read.
+    exactly); each fragment's task keeps, to apply as it reads, every filter on a column
+    its file has no partition value for (a data column, or a file outside the
+    ``key=value`` directories).
     """
     import pyarrow.dataset as ds
 
     expr = arrow_filter(filters)
-    files = list(dataset.get_fragments(filter=expr) if expr is not None
-                 else dataset.get_fragments())
+    selected = list(dataset.get_fragments(filter=expr) if expr is not None
+                    else dataset.get_fragments())
 
-    def groups(frag):
+    def footer(frag):
         pieces = frag.split_by_row_group(filter=expr, schema=dataset.schema) \
             if expr is not None else frag.split_by_row_group()
-        return [(rg.id, rg.num_rows) for piece in pieces for rg in piece.row_groups]
+        return ([(rg.id, rg.num_rows) for piece in pieces for rg in piece.row_groups],
+                frag.physical_schema)
 
-    threads = min(FOOTER_THREADS, len(files)) or 1
+    threads = min(FOOTER_THREADS, len(selected)) or 1
     with ThreadPoolExecutor(threads) as pool:
-        per_file = list(pool.map(groups, files))
-    fragments = []
-    for frag, row_groups in zip(files, per_file):
+        per_file = list(pool.map(footer, selected))
+    fragments, schemas = [], []
+    for frag, (row_groups, schema) in zip(selected, per_file):
         keys = ds.get_partition_keys(frag.partition_expression)
         partition = tuple(sorted(keys.items()))
-        url = fs.unstrip_protocol(frag.path)
+        left = tuple(f for f in filters if f[0] not in keys)
+        schemas.append(schema)
         for rg, rows in row_groups:
-            task = RowGroups(url, (rg,), partition, dict(storage_options), tuple(row_filters))
+            task = RowGroups(fs.unstrip_protocol(frag.path), files.get(frag.path, ""), (rg,),
+                             partition, dict(storage_options), left)
             fragments.append(Fragment(task, int(rows)))
-    return fragments
+    return fragments, schemas
+
+
+def unified_schema(where: str, schemas: list[pa.Schema], dataset) -> pa.Schema:
+    """One schema for files that disagree on a column's type (an integer column in
+    one file, a float one in another: pandas writes a column with NaN as float), with the
+    hive partition fields after the files' columns."""
+    if not schemas:
+        return dataset.schema
+    try:
+        files = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise ValueError(f"The files of {where} disagree on column types "
+                         f"({' '.join(str(e).split())[:200]}): rewrite them with one type "
+                         "per column.") from None
+    extra = [f for f in dataset.schema if f.name not in files.names]
+    return pa.schema(list(files) + extra)
 
 
 def maybe_corrupt(e: OSError) -> bool:
@@ -216,18 +259,14 @@ def maybe_corrupt(e: OSError) -> bool:
 
 
 def corrupt_file(path: str, storage_options: dict | None = None) -> tuple[str, str] | None:
-    """The first file under ``path`` whose Parquet footer cannot be read, and why."""
-    import fsspec
+    """The first data file under ``path`` whose Parquet footer cannot be read, and why."""
     import pyarrow.parquet as pq
 
     try:
-        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-        files = [root] if fs.isfile(root) else sorted(fs.find(root))
+        fs, _, files = list_files(path, storage_options)
     except OSError:
         return None
     for name in files:
-        if posixpath.basename(name).startswith(("_", ".")):
-            continue  # _SUCCESS, _metadata, hidden files: not data (dask skips them too)
         try:
             with fs.open(name, "rb") as fh:
                 pq.read_metadata(fh)

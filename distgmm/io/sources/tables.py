@@ -99,13 +99,20 @@ class GroupReader:
     it closes over travel to the workers.
     """
 
-    def __init__(self, read: Callable, columns: list[str], schema: pa.Schema):
+    def __init__(self, read: Callable, columns: list[str], schema: pa.Schema,
+                 where: str = "", exact: bool = False):
         self.read, self.columns, self.schema = read, columns, schema
+        self.where, self.exact = where, exact  # exact: the fragments' rows are the chunks'
 
     def table(self, group: tuple[Fragment, ...]) -> pa.Table:
         tables = self.read([frag.task for frag in group], self.columns)
         tables = [t.select(self.columns).cast(self.schema) for t in tables]
-        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        expected = sum(f.rows for f in group) if self.exact else table.num_rows
+        if table.num_rows != expected:  # else X's chunks would silently misalign
+            raise ValueError(f"{self.where} changed while it was read ({expected} rows "
+                             f"planned in a chunk, {table.num_rows} read): rerun the job.")
+        return table
 
     def part(self, table: pa.Table, part: int, parts: int) -> pd.DataFrame:
         cut = _cut(table.num_rows, part, parts)
@@ -146,7 +153,7 @@ def table_dataset(*, where: str, fragments: Sequence[Fragment], read: Callable,
     schema = pa.schema([schema.field(c) for c in columns])
     check_columns(features, [pd.ArrowDtype(schema.field(c).type) for c in features])
     plan = plan_reads(fragments, 8 * len(features), chunk_bytes)
-    reader = GroupReader(read, columns, schema)
+    reader = GroupReader(read, columns, schema, where, lengths_known)
     meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     token = tokenize(where, columns, chunk_bytes, [[f.task for f in g] for g, _ in plan])
     read_name, part_name = f"read-table-{token}", f"table-part-{token}"
