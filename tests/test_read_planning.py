@@ -30,6 +30,17 @@ def _table(rows: np.ndarray, start: int = 0) -> pa.Table:
                      "id": np.arange(start, start + len(rows))})
 
 
+def _computed_reads(X, want, monkeypatch) -> list:
+    """The row groups of each file read while ``X`` is computed (checked to be ``want``)."""
+    reads = []
+    original = RowGroups.read
+    monkeypatch.setattr(RowGroups, "read",
+                        lambda self, *a: reads.append(self.row_groups) or original(self, *a))
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(X.compute(), want)
+    return reads
+
+
 def test_plan_groups_small_fragments_and_cuts_big_ones():
     frags = ([Fragment(i, 100) for i in range(10)] + [Fragment(10, 1000), Fragment(11, None)]
              + [Fragment(i, 100) for i in range(12, 15)])
@@ -63,12 +74,7 @@ def test_a_huge_row_group_is_read_once_and_cut(tmp_path, monkeypatch):
     ds = ParquetSource(str(tmp_path / "one.parquet"), columns=("x", "y"),
                        chunk_bytes=250 * 16).load()
     assert ds.X.chunks[0] == (250,) * 4
-    reads = []
-    original = RowGroups.read
-    monkeypatch.setattr(RowGroups, "read",
-                        lambda self, *a: reads.append(self.row_groups) or original(self, *a))
-    with dask.config.set(scheduler="synchronous"):
-        np.testing.assert_array_equal(ds.X.compute(), data)
+    reads = _computed_reads(ds.X, data, monkeypatch)
     assert reads == [(0,)]  # four partitions, one read
 
 
@@ -78,12 +84,7 @@ def test_consecutive_row_groups_of_a_file_are_one_read(tmp_path, monkeypatch):
     ds = ParquetSource(str(tmp_path / "many.parquet"), columns=("x", "y"),
                        chunk_bytes=500 * 16).load()
     assert ds.X.chunks[0] == (500, 500)
-    reads = []
-    original = RowGroups.read
-    monkeypatch.setattr(RowGroups, "read",
-                        lambda self, *a: reads.append(self.row_groups) or original(self, *a))
-    with dask.config.set(scheduler="synchronous"):
-        np.testing.assert_array_equal(ds.X.compute(), data)
+    reads = _computed_reads(ds.X, data, monkeypatch)
     assert sorted(reads) == [tuple(range(10)), tuple(range(10, 20))]
 
 
