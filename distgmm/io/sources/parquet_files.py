@@ -124,7 +124,9 @@ class RowGroups:
             with opened as fh:
                 pf = _open_local(fh, key) if local else pq.ParquetFile(fh)
                 stored = set(pf.schema_arrow.names)
-                table = pf.read_row_groups(list(self.row_groups),
+                # arrow's own threads: half the cost of a small file's read without them,
+                # and the worker's threads already use the cores
+                table = pf.read_row_groups(list(self.row_groups), use_threads=False,
                                            columns=[c for c in wanted if c in stored])
         except (pa.ArrowException, OSError) as e:
             if isinstance(e, OSError) and not isinstance(e, pa.ArrowException):
