@@ -207,3 +207,14 @@ def test_a_corrupt_file_is_named_among_side_files(tmp_path):
     (tmp_path / "README.txt").write_text("not data")
     with pytest.raises(ValueError, match=r"part-1.parquet in .* is not a readable Parquet"):
         ParquetSource(str(tmp_path)).load()
+
+
+def test_the_description_changes_with_the_files_contents(tmp_path):
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"x": np.arange(10.0)}), path)
+    before = ParquetSource(str(path)).load().description
+    pq.write_table(pa.table({"x": np.arange(10.0) + 1}), path)  # same shape and chunks
+    os.utime(path, ns=(3, 3))
+    after = ParquetSource(str(path)).load().description
+    assert before["shape"] == after["shape"] and before["chunks"] == after["chunks"]
+    assert before["files_version"] != after["files_version"]  # so resume is refused

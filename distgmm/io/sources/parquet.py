@@ -8,6 +8,7 @@ once and cut into several partitions.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -93,8 +94,10 @@ class ParquetSource:
         features = pick_columns(self.path, data_columns(schema), self.columns,
                                 self.id_column, self.passthrough)
         where = f" after the filters {list(self.filters)}" if self.filters else ""
+        # the files' sizes and times: a checkpoint of other contents is not resumed
+        stamp = hashlib.sha256("\n".join(f"{n} {v}" for n, v in files.items()).encode())
         desc = {"kind": "parquet", "path": self.path, "files": len(files),
-                "row_groups": len(fragments),
+                "files_version": stamp.hexdigest()[:16], "row_groups": len(fragments),
                 "filters": plain_filters(parse_filter(f) for f in self.filters)}
         try:
             return table_dataset(
