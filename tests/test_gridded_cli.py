@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import run_cli
+from conftest import invoke_main, run_cli
 from test_gridded_api import _hand_rows, _ocean
 
 from distgmm import GaussianMixture, load_model
@@ -116,27 +116,30 @@ def _bad_store(tmp_path):
     (("--variables", "temp,salt", "--feature-dim", "depth", "--missing", "omit",
       "--output-format", "parquet"), "drop --output-format parquet"),
 ])
-def test_bad_gridded_input_exits_2(tmp_path, args, message):
+def test_bad_gridded_input_exits_2(tmp_path, args, message, scheduler_address):
+    # in this process (conftest.invoke_main) on the session's cluster: a command per case
+    # cost a Python start and an embedded cluster (~3-5 s), and what is checked here (the
+    # exit code, the distgmm error line, no output, no iteration) is what main() says
     path = _bad_store(tmp_path)
-    r = run_cli("fit", path, "-k", "2", *args, "-o", str(tmp_path / "out"),
-                "--n-workers", "1")
-    assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("distgmm: error")]
-    assert len(lines) == 1 and message in lines[0], r.stderr
+    code, err = invoke_main(["fit", path, "-k", "2", *args, "-o", str(tmp_path / "out"),
+                             "--address", scheduler_address])
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("distgmm: error")]
+    assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "out").exists()
-    assert "iteration" not in r.stderr  # refused before any fitting
+    assert "iteration" not in err  # refused before any fitting
 
 
 @pytest.mark.slow
-def test_all_land_exits_2(tmp_path):
+def test_all_land_exits_2(tmp_path, scheduler_address):
     ds = _ocean()
     ds["temp"][:] = np.nan
     ds.to_zarr(tmp_path / "land.zarr", zarr_format=3)
-    r = run_cli("fit", str(tmp_path / "land.zarr"), "-k", "2", "--variables", "temp",
-                "--feature-dim", "depth", "--missing", "omit", "-o", str(tmp_path / "out"),
-                "--n-workers", "1")
-    assert r.returncode == 2, r.stderr
-    assert "360 of 360 rows that hold missing values, 0 rows remain" in r.stderr
+    code, err = invoke_main(["fit", str(tmp_path / "land.zarr"), "-k", "2", "--variables",
+                             "temp", "--feature-dim", "depth", "--missing", "omit", "-o",
+                             str(tmp_path / "out"), "--address", scheduler_address])
+    assert code == 2, err
+    assert "360 of 360 rows that hold missing values, 0 rows remain" in err
     assert not (tmp_path / "out").exists()
 
 
