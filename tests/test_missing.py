@@ -123,12 +123,12 @@ def test_job_spec_takes_missing():
                               "output": {"path": "out"}})
 
 
-def test_cli_omit_writes_minus_one_and_counts(tmp_path):
+def test_cli_omit_writes_minus_one_and_counts(tmp_path, scheduler_address):
     Xn, keep = _with_missing(seed=11)
     np.save(tmp_path / "x.npy", Xn)
     out = tmp_path / "out"
     r = run_cli("fit", str(tmp_path / "x.npy"), "-k", "3", "--missing", "omit", "-o",
-                str(out), "--probabilities", "--log-likelihood", "--n-workers", "1")
+                str(out), "--probabilities", "--log-likelihood", address=scheduler_address)
     assert r.returncode == 0, r.stderr
     n_bad = int((~keep).sum())
     assert f"{n_bad} rows omitted (missing values)" in r.stderr + r.stdout
