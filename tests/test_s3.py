@@ -250,12 +250,19 @@ def test_remote_format_detection(s3, X):
 
 # ------------------------------------------------------------------ publishing on S3
 
-def _listing(s3, prefix):
-    """What a reader sees under ``prefix`` right now (a client of its own)."""
+def _reader(s3):
+    """A boto3 client of a reader's own (not the publisher's s3fs, and no cache)."""
     import boto3
 
-    c = boto3.client("s3", endpoint_url=s3.server.endpoint, region_name="us-east-1",
-                     aws_access_key_id=s3.server.key, aws_secret_access_key=s3.server.secret)
+    return boto3.client("s3", endpoint_url=s3.server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=s3.server.key,
+                        aws_secret_access_key=s3.server.secret)
+
+
+def _listing(s3, prefix, reader=None):
+    """What a reader sees under ``prefix`` right now (a client of its own: ``reader``, or
+    a new one)."""
+    c = reader or _reader(s3)
     pages = c.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix + "/")
     return {o["Key"][len(prefix) + 1:] for page in pages for o in page.get("Contents", [])}
 
@@ -272,20 +279,23 @@ def test_readers_never_see_success_with_an_incomplete_output(s3):
     snapshots, done = [], threading.Event()
     moments = {}
     real_copy, real_pipe = pub.fs.copy, pub.fs.pipe_file
+    # one client per reader thread: a new boto3 client per listing cost ~25 ms of CPU,
+    # and these two threads listed ~300 times while the publisher copied
+    watcher, poller = _reader(s3), _reader(s3)
 
     def copy(*a, **k):  # the moments before the first and after the last file copied
-        moments.setdefault("before copy", _listing(s3, "out"))
+        moments.setdefault("before copy", _listing(s3, "out", watcher))
         real_copy(*a, **k)
-        moments["after copy"] = _listing(s3, "out")
+        moments["after copy"] = _listing(s3, "out", watcher)
 
     def pipe_file(path, *a, **k):
         real_pipe(path, *a, **k)
         if path.endswith(SUCCESS):
-            moments["after _SUCCESS"] = _listing(s3, "out")
+            moments["after _SUCCESS"] = _listing(s3, "out", watcher)
 
     def poll():
         while not done.is_set():
-            snapshots.append(_listing(s3, "out"))
+            snapshots.append(_listing(s3, "out", poller))
 
     with pub:
         files = _staged(pub, 60)
