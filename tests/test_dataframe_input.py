@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import blobs, run_cli
+from conftest import blobs, invoke_main, run_cli
 
 from distgmm import GaussianMixture, open_source
 
@@ -126,13 +126,16 @@ def test_column_clashes_are_refused_before_the_fit_and_by_validate(lake, tmp_pat
     spec.write_text(f"input: {{path: '{d}', columns: [a, b], id_column: id, "
                     "passthrough: [label]}\nmodel: {n_components: 3}\n"
                     f"output: {{path: '{tmp_path / 'out'}'}}\n")
-    proc = run_cli("validate", spec)
-    assert proc.returncode == 2
-    assert "input.passthrough: Column(s) ['label'] clash" in proc.stderr
-    proc = run_cli("fit", d, "-k", 3, "--columns", "a,b", "--passthrough", "prob_2",
-                   "-o", tmp_path / "out", "--n-workers", "1")
-    assert proc.returncode == 2 and "['prob_2'] clash" in proc.stderr, proc.stderr
-    assert "iter" not in proc.stdout + proc.stderr  # refused before any EM iteration
+    # main() in this process (conftest.invoke_main): both commands end before any
+    # cluster, and the exit code and the messages checked are main()'s
+    code, err = invoke_main(["validate", spec])
+    assert code == 2
+    assert "input.passthrough: Column(s) ['label'] clash" in err
+    code, err, out = invoke_main(["fit", d, "-k", 3, "--columns", "a,b", "--passthrough",
+                                  "prob_2", "-o", tmp_path / "out", "--n-workers", "1"],
+                                 stdout=True)
+    assert code == 2 and "['prob_2'] clash" in err, err
+    assert "iter" not in out + err  # refused before any EM iteration
     assert sorted(os.listdir(tmp_path)) == ["job.yaml"]  # no output, no checkpoint
 
 
