@@ -147,18 +147,19 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from s3_server import s3, s3_server  # noqa: E402,F401
 
 
-def invoke_main(argv) -> tuple:
-    """Run ``distgmm`` in this process (fast): its exit code and what it wrote to stderr."""
+def invoke_main(argv, stdout=False) -> tuple:
+    """Run ``distgmm`` in this process (fast): its exit code and what it wrote to stderr
+    (and, with ``stdout``, what it wrote there too)."""
     import contextlib
     import io
 
     from distgmm.cli import main
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             main([str(a) for a in argv])
             code = 0
         except SystemExit as e:
             code = e.code
-    return code, err.getvalue()
+    return (code, err.getvalue(), out.getvalue()) if stdout else (code, err.getvalue())

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import blobs, run_cli
+from conftest import blobs, invoke_main, run_cli
 
 from distgmm import GaussianMixture, open_source
 
@@ -126,33 +126,36 @@ def test_column_clashes_are_refused_before_the_fit_and_by_validate(lake, tmp_pat
     spec.write_text(f"input: {{path: '{d}', columns: [a, b], id_column: id, "
                     "passthrough: [label]}\nmodel: {n_components: 3}\n"
                     f"output: {{path: '{tmp_path / 'out'}'}}\n")
-    proc = run_cli("validate", spec)
-    assert proc.returncode == 2
-    assert "input.passthrough: Column(s) ['label'] clash" in proc.stderr
-    proc = run_cli("fit", d, "-k", 3, "--columns", "a,b", "--passthrough", "prob_2",
-                   "-o", tmp_path / "out", "--n-workers", "1")
-    assert proc.returncode == 2 and "['prob_2'] clash" in proc.stderr, proc.stderr
-    assert "iter" not in proc.stdout + proc.stderr  # refused before any EM iteration
+    # main() in this process (conftest.invoke_main): both commands end before any
+    # cluster, and the exit code and the messages checked are main()'s
+    code, err = invoke_main(["validate", spec])
+    assert code == 2
+    assert "input.passthrough: Column(s) ['label'] clash" in err
+    code, err, out = invoke_main(["fit", d, "-k", 3, "--columns", "a,b", "--passthrough",
+                                  "prob_2", "-o", tmp_path / "out", "--n-workers", "1"],
+                                 stdout=True)
+    assert code == 2 and "['prob_2'] clash" in err, err
+    assert "iter" not in out + err  # refused before any EM iteration
     assert sorted(os.listdir(tmp_path)) == ["job.yaml"]  # no output, no checkpoint
 
 
-@pytest.mark.slow  # four CLI runs, two with embedded clusters
-def test_predict_rerun_of_the_same_job_is_exit_0(lake, tmp_path):
+@pytest.mark.slow  # four CLI runs (on the session's cluster, not an embedded one each)
+def test_predict_rerun_of_the_same_job_is_exit_0(lake, tmp_path, scheduler_address):
     d, X = lake
     model_dir = str(tmp_path / "model")
     GaussianMixture(3, random_state=0).fit(
         pd.DataFrame(X, columns=["a", "b"])).save(model_dir)
+    at = {"address": scheduler_address}
     args = ["predict", model_dir, d, "--columns", "a,b", "--id-column", "id",
-            "-o", tmp_path / "pred", "--n-workers", "1"]
-    first = run_cli(*args)
+            "-o", tmp_path / "pred"]
+    first = run_cli(*args, **at)
     assert first.returncode == 0, first.stderr
-    second = run_cli(*args)
+    second = run_cli(*args, **at)
     assert second.returncode == 0, second.stderr
     assert "already published by this prediction job" in second.stdout + second.stderr
-    other = run_cli(*args, "--probabilities")  # another job, same output
+    other = run_cli(*args, "--probabilities", **at)  # another job, same output
     assert other.returncode == 2 and "--overwrite" in other.stderr
-    clash = run_cli(*args[:-4], "--passthrough", "prob_1", "-o", tmp_path / "p2",
-                    "--n-workers", "1")
+    clash = run_cli(*args[:-2], "--passthrough", "prob_1", "-o", tmp_path / "p2", **at)
     assert clash.returncode == 2 and "['prob_1'] clash" in clash.stderr
     assert not (tmp_path / "p2").exists()
     got = pd.read_parquet(tmp_path / "pred" / "predictions.parquet").sort_values("id")

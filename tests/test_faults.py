@@ -71,9 +71,8 @@ def wait_for_iteration(out, n, proc, timeout=120):
     raise AssertionError(f"no checkpoint at iteration {n}")
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = DaskCLICluster(tmp_path / "cluster-dir")
+def _cluster(directory):
+    c = DaskCLICluster(directory)
     os.makedirs(c.dir)
     try:
         yield c.start()
@@ -81,7 +80,21 @@ def cluster(tmp_path):
         c.stop()
 
 
-def test_killed_worker_is_recomputed(data, reference, cluster, tmp_path):
+@pytest.fixture
+def cluster(tmp_path):
+    """A cluster of the test's own (the scheduler test kills and restarts it)."""
+    yield from _cluster(tmp_path / "cluster-dir")
+
+
+@pytest.fixture(scope="module")
+def survivor(tmp_path_factory):
+    """A cluster shared by the killed-worker and killed-driver tests: neither leaves it
+    broken (the nanny restarts a killed worker), so one start and warm-up serve both."""
+    yield from _cluster(tmp_path_factory.mktemp("survivor") / "cluster-dir")
+
+
+def test_killed_worker_is_recomputed(data, reference, survivor, tmp_path):
+    cluster = survivor
     out = tmp_path / "out"
     proc = start_fit(data, out, cluster.address)
     wait_for_iteration(out, 3, proc)
@@ -93,7 +106,8 @@ def test_killed_worker_is_recomputed(data, reference, cluster, tmp_path):
     same_model(load_model(str(out)), reference)
 
 
-def test_killed_driver_resumes_from_checkpoint(data, reference, cluster, tmp_path):
+def test_killed_driver_resumes_from_checkpoint(data, reference, survivor, tmp_path):
+    cluster = survivor
     out = tmp_path / "out"
     proc = start_fit(data, out, cluster.address)
     wait_for_iteration(out, 4, proc)

@@ -43,8 +43,19 @@ def _hand_rows(ds, variables=("temp", "salt")):
     return X, keep
 
 
+@pytest.fixture
+def threaded():
+    """The threaded scheduler, as when this file runs alone: in the full suite an earlier
+    test's Client is dask's default, and these small graphs (27 chunks a variable) ran on
+    the cluster instead (~2 s a test). The cluster case is
+    test_dask_dataarray_is_never_computed_on_the_driver."""
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("form", ["dataset", "dataarray"])
+@pytest.mark.usefixtures("threaded")
 def test_dataset_and_dataarray_equal_the_hand_built_fit(form):
     ds = _ocean().chunk({"time": 1, "y": 4, "x": 5})
     if form == "dataset":

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import run_cli
+from conftest import invoke_main, run_cli
 from test_gridded_api import _hand_rows, _ocean
 
 from distgmm import GaussianMixture, load_model
 from distgmm.io.sources import GriddedSource
 
 FIT = ("-k", "2", "--init", "kmeans", "--random-state", "3", "--tol", "0",
-       "--max-iter", "15", "--n-workers", "1")
+       "--max-iter", "15")
 
 
 def _write(tmp_path, fmt, chunks):
@@ -28,13 +28,14 @@ def _write(tmp_path, fmt, chunks):
     (2, {"time": 1, "y": 4, "x": 5, "depth": 2}),  # small spatial chunks, depth split too
     (3, {"time": 2, "y": 10, "x": 6}),
 ])
-def test_cube_equals_the_hand_built_profiles(tmp_path, fmt, chunks):
+def test_cube_equals_the_hand_built_profiles(tmp_path, fmt, chunks, scheduler_address):
+    # on the session's cluster: an embedded one per command cost ~2 s each
     ds, path = _write(tmp_path, fmt, chunks)
     out = tmp_path / "out"
     report = ("--report",) if fmt == 3 else ()
     r = run_cli("fit", path, "--variables", "temp,salt", "--feature-dim", "depth",
                 "--missing", "omit", "--probabilities", "--log-likelihood", "-o", str(out),
-                *report, *FIT)
+                *report, *FIT, address=scheduler_address)
     assert r.returncode == 0, r.stderr
     X, keep = _hand_rows(ds)
     # the same start: the CLI's initialiser on the same rows, without an EM iteration
@@ -75,10 +76,10 @@ def test_cube_equals_the_hand_built_profiles(tmp_path, fmt, chunks):
     assert "long_name" in pred["log_likelihood"].attrs
     assert np.isnan(pred["log_likelihood"].encoding["_FillValue"])
     if report:
-        _check_report_and_predict(out, path, tmp_path, pred)
+        _check_report_and_predict(out, path, tmp_path, pred, scheduler_address)
 
 
-def _check_report_and_predict(out, path, tmp_path, pred):
+def _check_report_and_predict(out, path, tmp_path, pred, address):
     from PIL import Image
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -87,7 +88,7 @@ def _check_report_and_predict(out, path, tmp_path, pred):
         assert Image.open(out / "report" / f"{name}.png").size[0] > 300
     # the saved model labels the same cube again, through the same gridded writer
     r = run_cli("predict", str(out), path, "--variables", "temp,salt", "--feature-dim",
-                "depth", "-o", str(tmp_path / "again"), "--n-workers", "1")
+                "depth", "-o", str(tmp_path / "again"), address=address)
     assert r.returncode == 0, r.stderr
     again = xr.open_zarr(tmp_path / "again" / "predictions.zarr")
     np.testing.assert_array_equal(again["label"].values, pred["label"].values)
@@ -116,32 +117,35 @@ def _bad_store(tmp_path):
     (("--variables", "temp,salt", "--feature-dim", "depth", "--missing", "omit",
       "--output-format", "parquet"), "drop --output-format parquet"),
 ])
-def test_bad_gridded_input_exits_2(tmp_path, args, message):
+def test_bad_gridded_input_exits_2(tmp_path, args, message, scheduler_address):
+    # in this process (conftest.invoke_main) on the session's cluster: a command per case
+    # cost a Python start and an embedded cluster (~3-5 s), and what is checked here (the
+    # exit code, the distgmm error line, no output, no iteration) is what main() says
     path = _bad_store(tmp_path)
-    r = run_cli("fit", path, "-k", "2", *args, "-o", str(tmp_path / "out"),
-                "--n-workers", "1")
-    assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("distgmm: error")]
-    assert len(lines) == 1 and message in lines[0], r.stderr
+    code, err = invoke_main(["fit", path, "-k", "2", *args, "-o", str(tmp_path / "out"),
+                             "--address", scheduler_address])
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("distgmm: error")]
+    assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "out").exists()
-    assert "iteration" not in r.stderr  # refused before any fitting
+    assert "iteration" not in err  # refused before any fitting
 
 
 @pytest.mark.slow
-def test_all_land_exits_2(tmp_path):
+def test_all_land_exits_2(tmp_path, scheduler_address):
     ds = _ocean()
     ds["temp"][:] = np.nan
     ds.to_zarr(tmp_path / "land.zarr", zarr_format=3)
-    r = run_cli("fit", str(tmp_path / "land.zarr"), "-k", "2", "--variables", "temp",
-                "--feature-dim", "depth", "--missing", "omit", "-o", str(tmp_path / "out"),
-                "--n-workers", "1")
-    assert r.returncode == 2, r.stderr
-    assert "360 of 360 rows that hold missing values, 0 rows remain" in r.stderr
+    code, err = invoke_main(["fit", str(tmp_path / "land.zarr"), "-k", "2", "--variables",
+                             "temp", "--feature-dim", "depth", "--missing", "omit", "-o",
+                             str(tmp_path / "out"), "--address", scheduler_address])
+    assert code == 2, err
+    assert "360 of 360 rows that hold missing values, 0 rows remain" in err
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
-def test_example_ocean_job(tmp_path):
+def test_example_ocean_job(tmp_path, scheduler_address):
     from pathlib import Path
 
     from distgmm.jobs.ocean import ocean_cube, write_ocean_cube
@@ -149,7 +153,8 @@ def test_example_ocean_job(tmp_path):
     jobs = Path(__file__).resolve().parent.parent / "jobs"
     (tmp_path / "distgmm-demo").mkdir()
     write_ocean_cube(str(tmp_path / "distgmm-demo" / "ocean.zarr"))
-    r = run_cli("run", str(jobs / "gridded-ocean.yaml"), "--n-workers", "1", cwd=tmp_path)
+    r = run_cli("run", str(jobs / "gridded-ocean.yaml"), cwd=tmp_path,
+                address=scheduler_address)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "distgmm-demo" / "ocean-output"
     pred = xr.open_zarr(out / "predictions.zarr")

@@ -148,10 +148,12 @@ def test_an_endpoint_that_stops_answering_exits_75(tmp_path):
     np.save(np_path, blobs(n=300, d=2, k=2)[0])
     endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
     try:
+        # s3fs retries a read timeout 5 times per request on top of botocore's attempts:
+        # a short read timeout keeps the ten waits short (the endpoint never answers)
         proc = run_cli("fit", np_path, "-k", 2, "-o", "s3://stalled/out", "-q",
                        "--storage-option", f"endpoint_url={endpoint}",
                        "--storage-option", "key=k", "--storage-option", "secret=s",
-                       "--storage-option", "config_kwargs.read_timeout=1",
+                       "--storage-option", "config_kwargs.read_timeout=0.2",
                        "--storage-option", "config_kwargs.retries.max_attempts=1",
                        timeout=120)
     finally:

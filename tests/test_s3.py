@@ -93,15 +93,31 @@ def test_zarr_fit_with_credentials_from_the_environment(s3, X):
     np.testing.assert_array_equal(labels, ref.predict(X))
 
 
-@pytest.mark.slow  # embedded clusters started by the CLI
-def test_parquet_lake_with_storage_options_only(s3, X, monkeypatch):
+@pytest.fixture
+def uncredentialed_workers(scheduler_address):
+    """The session's `dask worker` cluster (already warm, unlike an embedded cluster per
+    command), its workers checked to hold no AWS credentials in their environment: the
+    storage options have to reach them with the job."""
+    import os
+
+    from distributed import Client
+
+    with Client(scheduler_address, timeout="30s") as c:
+        for name in AWS_VARS:
+            assert not any(c.run(os.getenv, name).values()), f"a worker has {name}"
+    return scheduler_address
+
+
+@pytest.mark.slow  # several CLI runs
+def test_parquet_lake_with_storage_options_only(s3, X, monkeypatch, uncredentialed_workers):
     lake = put_lake(s3, X)
     for name in AWS_VARS:
         monkeypatch.delenv(name)
     out, pred = s3.url("out"), s3.url("pred")
-    common = ["--columns", "a,b,c", "--id-column", "id", *SMALL]
+    common = ["--columns", "a,b,c", "--id-column", "id", "-q"]
+    at = {"address": uncredentialed_workers}
     # the format is found by looking inside s3://.../events (hive partitions)
-    proc = run_cli("fit", lake, "-k", 3, "-o", out, *common, *cred_options(s3))
+    proc = run_cli("fit", lake, "-k", 3, "-o", out, *common, *cred_options(s3), **at)
     assert proc.returncode == 0, proc.stderr
     so = s3.storage_options
     model = load_model(out, storage_options=so)
@@ -112,7 +128,7 @@ def test_parquet_lake_with_storage_options_only(s3, X, monkeypatch):
     np.testing.assert_array_equal(got["label"], model.predict(X))
     # predict with the saved model on S3; the same prediction job again is a no-op
     for _ in range(2):
-        proc = run_cli("predict", out, lake, "-o", pred, *common, *cred_options(s3))
+        proc = run_cli("predict", out, lake, "-o", pred, *common, *cred_options(s3), **at)
         assert proc.returncode == 0, proc.stderr
     again = pd.read_parquet(posixpath.join(pred, "predictions.parquet"), storage_options=so)
     np.testing.assert_array_equal(again.sort_values("id")["label"], got["label"])
@@ -120,14 +136,15 @@ def test_parquet_lake_with_storage_options_only(s3, X, monkeypatch):
     assert info.returncode == 0 and "3 components" in info.stdout, info.stderr
     # without the options and without the environment there are no credentials
     before = keys(s3)
-    proc = run_cli("fit", lake, "-k", 3, "-o", s3.url("other"), *common)
+    proc = run_cli("fit", lake, "-k", 3, "-o", s3.url("other"), *common, **at)
     assert proc.returncode == 2
     assert "no usable credentials for s3://" in one_error_line(proc)
     assert keys(s3) == before
 
 
-@pytest.mark.slow  # embedded clusters started by the CLI
-def test_run_a_job_spec_with_storage_options_and_rerun(s3, X, tmp_path, monkeypatch):
+@pytest.mark.slow  # several CLI runs
+def test_run_a_job_spec_with_storage_options_and_rerun(s3, X, tmp_path, monkeypatch,
+                                                       uncredentialed_workers):
     lake = put_lake(s3, X)
     for name in AWS_VARS:
         monkeypatch.delenv(name)
@@ -137,12 +154,12 @@ def test_run_a_job_spec_with_storage_options_and_rerun(s3, X, tmp_path, monkeypa
         "filters: [\"date == '{date}'\"]}\n"
         "model: {n_components: 2}\n"
         f"output: {{path: '{s3.url('clusters', '{date}')}'}}\n")
-    args = ["run", spec, "--set", "date=2026-11-20", "--n-workers", "1", *cred_options(s3)]
+    args = ["run", spec, "--set", "date=2026-11-20", *cred_options(s3)]
     assert run_cli("validate", spec, "--set", "date=2026-11-20",
                    *cred_options(s3)).returncode == 0
-    first = run_cli(*args)
+    first = run_cli(*args, address=uncredentialed_workers)
     assert first.returncode == 0, first.stderr
-    second = run_cli(*args)
+    second = run_cli(*args, address=uncredentialed_workers)
     assert second.returncode == 0, second.stderr
     assert "already published" in second.stdout + second.stderr
     metrics = json.loads(s3.fs().cat_file(s3.url("clusters", "2026-11-20", "metrics.json")))
@@ -233,12 +250,19 @@ def test_remote_format_detection(s3, X):
 
 # ------------------------------------------------------------------ publishing on S3
 
-def _listing(s3, prefix):
-    """What a reader sees under ``prefix`` right now (a client of its own)."""
+def _reader(s3):
+    """A boto3 client of a reader's own (not the publisher's s3fs, and no cache)."""
     import boto3
 
-    c = boto3.client("s3", endpoint_url=s3.server.endpoint, region_name="us-east-1",
-                     aws_access_key_id=s3.server.key, aws_secret_access_key=s3.server.secret)
+    return boto3.client("s3", endpoint_url=s3.server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=s3.server.key,
+                        aws_secret_access_key=s3.server.secret)
+
+
+def _listing(s3, prefix, reader=None):
+    """What a reader sees under ``prefix`` right now (a client of its own: ``reader``, or
+    a new one)."""
+    c = reader or _reader(s3)
     pages = c.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix + "/")
     return {o["Key"][len(prefix) + 1:] for page in pages for o in page.get("Contents", [])}
 
@@ -255,20 +279,23 @@ def test_readers_never_see_success_with_an_incomplete_output(s3):
     snapshots, done = [], threading.Event()
     moments = {}
     real_copy, real_pipe = pub.fs.copy, pub.fs.pipe_file
+    # one client per reader thread: a new boto3 client per listing cost ~25 ms of CPU,
+    # and these two threads listed ~300 times while the publisher copied
+    watcher, poller = _reader(s3), _reader(s3)
 
     def copy(*a, **k):  # the moments before the first and after the last file copied
-        moments.setdefault("before copy", _listing(s3, "out"))
+        moments.setdefault("before copy", _listing(s3, "out", watcher))
         real_copy(*a, **k)
-        moments["after copy"] = _listing(s3, "out")
+        moments["after copy"] = _listing(s3, "out", watcher)
 
     def pipe_file(path, *a, **k):
         real_pipe(path, *a, **k)
         if path.endswith(SUCCESS):
-            moments["after _SUCCESS"] = _listing(s3, "out")
+            moments["after _SUCCESS"] = _listing(s3, "out", watcher)
 
     def poll():
         while not done.is_set():
-            snapshots.append(_listing(s3, "out"))
+            snapshots.append(_listing(s3, "out", poller))
 
     with pub:
         files = _staged(pub, 60)
