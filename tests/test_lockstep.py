@@ -126,6 +126,9 @@ def test_ctrl_c_while_candidates_compute_stops_promptly(tmp_path):
 
     script = tmp_path / "run.py"
     script.write_text(
+        # Ctrl-C's default handler, even where the test runner was started with SIGINT
+        # ignored (a background job of a non-interactive shell)
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import time, numpy as np\n"
         "from distgmm.parallel.blocks import numpy_blocks\n"
         "from distgmm.parallel.lockstep import run_lockstep\n"
