@@ -88,14 +88,6 @@ def open_dataset(fs, root: str, files: list[str]):
                       partition_base_dir=root)
 
 
-def partition_columns(dataset) -> set[str]:
-    """The hive partition columns (``key=value`` directories) of the dataset's files."""
-    import pyarrow.dataset as ds
-
-    return {k for frag in dataset.get_fragments()
-            for k in ds.get_partition_keys(frag.partition_expression)}
-
-
 @dataclass(frozen=True)
 class RowGroups:
     """What a worker needs to read some row groups of one file."""
