@@ -123,6 +123,17 @@ def test_private_dask_apis_live_in_one_module():
     assert users == ["distgmm/parallel/_dask.py"]
 
 
+PRIVATE_ZARR = re.compile(r"async_array|codec_pipeline|StorePath|\bzarrs\b|sync_fs|zarr\.core")
+
+
+def test_private_zarr_apis_live_in_one_module():
+    users = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+                   if PRIVATE_ZARR.search("\n".join(
+                       line for line in p.read_text().splitlines()
+                       if not line.lstrip().startswith("#"))))
+    assert users == ["distgmm/io/_zarr.py"]
+
+
 def test_choices_are_spelled_once():
     # a tuple/list/set literal of the covariance types anywhere but options.py is a
     # copy that can drift (docstrings and per-type dispatch dicts are fine)

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from distgmm import GaussianMixture
 from distgmm.parallel import _dask
+from distgmm.parallel.versions import in_tested_range
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_every_private_symbol_still_exists():
         for module, attribute in route.apis:
             assert hasattr(importlib.import_module(module), attribute), f"{module}.{attribute}"
     assert _dask._usable == {"fold": True, "defer": True, "graph": True, "batch": True}
-    assert _dask._in_tested_range(dask.__version__)
+    assert in_tested_range(dask.__version__, *_dask.TESTED_DASK)
 
 
 def test_routes_are_on_by_default_and_switch_off(monkeypatch):
@@ -271,16 +272,20 @@ def test_a_changed_private_behaviour_is_caught(monkeypatch, recheck):
         assert recheck()["fold"] is False
 
 
+def in_dask_range(version):
+    return in_tested_range(version, *_dask.TESTED_DASK)
+
+
 def test_the_version_parse_without_packaging(monkeypatch):
     monkeypatch.setitem(sys.modules, "packaging.version", None)
-    assert not _dask._in_tested_range("2026.10.1+g12ab")
-    assert _dask._in_tested_range("2026.8.0") and not _dask._in_tested_range("2024.8.0")
+    assert not in_dask_range("2026.10.1+g12ab")
+    assert in_dask_range("2026.8.0") and not in_dask_range("2024.8.0")
 
 
 def test_a_version_packaging_cannot_read_still_compares():
     # one unparseable string must not leave Version and int tuples to compare
-    assert _dask._in_tested_range("2026.8.0.dev-custom!build")
-    assert not _dask._in_tested_range("2099.1.0 (vendored)")
+    assert in_dask_range("2026.8.0.dev-custom!build")
+    assert not in_dask_range("2099.1.0 (vendored)")
 
 
 def test_the_drain_reads_documented_worker_attributes(client):

@@ -85,7 +85,6 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
-import re
 import threading
 import warnings
 from collections import Counter
@@ -94,6 +93,9 @@ from dataclasses import dataclass
 
 import dask
 from dask.sizeof import sizeof
+
+from .readers import adapted
+from .versions import in_tested_range
 
 TESTED_DASK = ("2024.12.0", "2026.9.0")  # [first, first not checked)
 CHECKED = "dask 2026.8.0, distributed 2026.8.0"
@@ -147,21 +149,6 @@ ROUTES = {
 _lock = threading.Lock()
 _usable: dict[str, bool] = {}  # what the check at import found
 _override: list[bool] = []  # private_routes() stack
-
-
-def _in_tested_range(version: str) -> bool:
-    """``packaging``'s comparison when installed and every string parses; else the
-    leading numbers of each (the same rule for all three, so they always compare)."""
-    low, high = TESTED_DASK
-    try:
-        from packaging.version import Version
-
-        return Version(low) <= Version(version) < Version(high)
-    except Exception:  # no packaging, or a version string it cannot read
-        def numbers(text: str) -> tuple:
-            return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
-
-        return numbers(low) <= numbers(version) < numbers(high)
 
 
 def _probe_fold() -> None:
@@ -252,7 +239,7 @@ def _check_versions() -> dict[str, bool]:
     Called at import; tests call it again after breaking an assumption.
     """
     usable = {}
-    in_range = _in_tested_range(dask.__version__)
+    in_range = in_tested_range(dask.__version__, *TESTED_DASK)
     for name, route in ROUTES.items():
         if not in_range:
             _warn(route, f"dask {dask.__version__} is outside the tested range "
@@ -299,15 +286,21 @@ def private_routes(on: bool) -> Iterator[None]:
         _override.pop()
 
 
-def _small_literal(value):
-    """A fresh DataNode of ``value`` when it is plain data of at most ``INLINE_BYTES``."""
+def _small_literal(value, readers: dict):
+    """A fresh DataNode of ``value`` -- through the registered read adapters
+    (:mod:`distgmm.parallel.readers`), once per value in ``readers`` -- when it is plain
+    data of at most ``INLINE_BYTES``."""
     from dask._task_spec import DataNode, GraphNode
 
     if isinstance(value, DataNode):
         value = value.value
     elif isinstance(value, (GraphNode, tuple, list, dict)):  # tasks, aliases, references
         return None
-    return DataNode(None, value) if sizeof(value) <= INLINE_BYTES else None
+    if sizeof(value) > INLINE_BYTES:
+        return None
+    if id(value) not in readers:  # one reader per array: coalesced reads compare by `is`
+        readers[id(value)] = (value, adapted(value))  # holding value keeps its id unique
+    return DataNode(None, readers[id(value)][1])
 
 
 def _fold(graph: Mapping, keys: list) -> dict:
@@ -320,6 +313,7 @@ def _fold(graph: Mapping, keys: list) -> dict:
                  for k, v in graph.items()}
     dependents = Counter(dep for node in graph.values() if isinstance(node, GraphNode)
                          for dep in node.dependencies)
+    readers: dict = {}
 
     def fold(key):
         node = graph.get(key)
@@ -332,7 +326,7 @@ def _fold(graph: Mapping, keys: list) -> dict:
         for dep in node.dependencies:
             if dep not in graph:
                 continue
-            if (literal := _small_literal(graph[dep])) is not None:
+            if (literal := _small_literal(graph[dep], readers)) is not None:
                 subs[dep] = literal
             elif dependents[dep] == 1 and (inner := fold(dep)) is not None:
                 subs[dep] = inner

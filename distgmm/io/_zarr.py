@@ -1,0 +1,154 @@
+"""Every private zarr and zarrs API distgmm uses, version-gated and failing loudly.
+
+No other module of distgmm touches them (tests/test_architecture.py greps for them).
+
+Route ``zarrs``: a ``zarr.Array`` on local files is read through zarrs
+    zarr-python decodes the chunks of a read one by one in Python, about 0.4 ms per
+    chunk here whatever its size, so an array of small chunks (a user's 500-row chunks)
+    reads at a fraction of the disk's rate. zarrs, the Rust codec pipeline that
+    zarr-python takes as a plugin (``pip install 'distgmm[zarrs]'``), decodes the same
+    chunks in Rust threads. distgmm reads through a twin of the array -- the same
+    metadata, a ``LocalStore`` on the same directory, zarrs' pipeline -- built where the
+    rows are read (:class:`distgmm.io.sources.zarr.ZarrRows`), so neither the user's array
+    nor zarr's global configuration changes. Decoding is lossless: the same bytes either
+    way. Measured in ``benchmarks/results/issue17-chunking.md``.
+
+    Private parts: ``AsyncArray.codec_pipeline`` (a dataclass field that zarr fills in
+    ``__init__``; set here on the twin), ``FsspecStore.fs``/``.path`` and
+    ``AsyncFileSystemWrapper.sync_fs`` (to tell that the fsspec store
+    ``dask.array.from_zarr(path)`` opens is a local directory), and
+    ``zarrs.ZarrsCodecPipeline.from_array_metadata_and_store`` with its ``impl`` (zarr's
+    plugin entry point; zarrs documents the class only through zarr's configuration).
+    Fallback: zarr-python's own pipeline (the same bytes, slower for small chunks).
+
+Versions: the route is used for zarr in ``TESTED_ZARR`` and zarrs in ``TESTED_ZARRS``.
+Outside them, or when building a twin fails, one ``RuntimeWarning`` names the APIs, the
+versions and the consequence. Without zarrs installed the route is simply off.
+
+Switch: ``DISTGMM_ZARRS=0`` in the environment reads with zarr-python's pipeline.
+zarrs' threads follow zarr's ``threading.max_workers`` (``ZARR_THREADING__MAX_WORKERS``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+
+from ..parallel.versions import in_tested_range
+
+TESTED_ZARR = ("3.1.0", "3.2.0")  # [first, first not checked)
+TESTED_ZARRS = ("0.2.0", "0.3.0")
+CHECKED = "zarr 3.1.6, zarrs 0.2.3"
+ENV_SWITCH = "DISTGMM_ZARRS"
+APIS = ("zarr.core.array.AsyncArray.codec_pipeline, zarr.storage.FsspecStore.fs, "
+        "zarrs.ZarrsCodecPipeline.from_array_metadata_and_store")
+CONSEQUENCE = ("Zarr chunks are decoded by zarr-python one by one (about 0.4 ms per chunk "
+               "here: arrays of small chunks read several times slower); results are "
+               "unchanged")
+
+_lock = threading.Lock()
+_usable: dict[str, bool] = {}  # decided once per process
+
+
+def _warn(why: str) -> None:
+    warnings.warn(f"distgmm: private zarr route 'zarrs' ({APIS}) is off: {why} (checked "
+                  f"against {CHECKED}). Consequence: {CONSEQUENCE}.", RuntimeWarning,
+                  stacklevel=3)
+
+
+def _check() -> bool:
+    try:
+        zarr_version, zarrs_version = version("zarr"), version("zarrs")
+    except PackageNotFoundError:
+        return False  # the optional extra is not installed: nothing is broken
+    if not (in_tested_range(zarr_version, *TESTED_ZARR)
+            and in_tested_range(zarrs_version, *TESTED_ZARRS)):
+        _warn(f"zarr {zarr_version} / zarrs {zarrs_version} is outside the tested ranges "
+              f"zarr [{TESTED_ZARR[0]}, {TESTED_ZARR[1]}), zarrs "
+              f"[{TESTED_ZARRS[0]}, {TESTED_ZARRS[1]})")
+        return False
+    return True
+
+
+def usable() -> bool:
+    """Whether the route is installed, in its tested versions and switched on."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    with _lock:
+        if "zarrs" not in _usable:
+            _usable["zarrs"] = _check()
+        return _usable["zarrs"]
+
+
+def local_directory(array) -> tuple[str, str] | None:
+    """``(root directory, path of the array in it)`` of a ``zarr.Array`` on local files;
+    ``None`` for anything else (object stores, zip files, memory, icechunk)."""
+    import zarr
+    from zarr.storage import FsspecStore, LocalStore
+
+    if not isinstance(array, zarr.Array):
+        return None
+    store_path = array.async_array.store_path
+    store = store_path.store
+    if isinstance(store, LocalStore):
+        return str(store.root), store_path.path
+    if isinstance(store, FsspecStore):
+        from fsspec.implementations.local import LocalFileSystem
+
+        if isinstance(getattr(store.fs, "sync_fs", store.fs), LocalFileSystem):
+            return store.path, store_path.path
+    return None
+
+
+def zarrs_twin(array, root: str, path: str):
+    """``array`` read through zarrs from ``root``; ``None`` when zarrs cannot decode it
+    (a codec or data type it lacks)."""
+    import zarr
+    import zarrs
+    from zarr.core.array import AsyncArray
+    from zarr.storage import LocalStore, StorePath
+
+    store = LocalStore(root, read_only=True)
+    twin = AsyncArray(array.metadata, StorePath(store, path), array.async_array.config)
+    with warnings.catch_warnings():
+        # zarrs says "Array is unsupported by ZarrsCodecPipeline" and keeps a Python
+        # pipeline; that is the plain array again
+        warnings.simplefilter("ignore", UserWarning)
+        pipeline = zarrs.ZarrsCodecPipeline.from_array_metadata_and_store(twin.metadata, store)
+    if pipeline.impl is None:
+        return None
+    object.__setattr__(twin, "codec_pipeline", pipeline)  # a frozen dataclass's field
+    return zarr.Array(twin)
+
+
+def fast_reader(array):
+    """What to read ``array``'s rows from: its zarrs twin where the route applies, else
+    ``array`` itself. Called where the rows are read (a worker)."""
+    where = local_directory(array) if usable() else None
+    if where is None:
+        return array
+    try:
+        return zarrs_twin(array, *where) or array
+    except Exception as exc:  # an API that moved or changed
+        with _lock:
+            _usable["zarrs"] = False
+        _warn(f"{type(exc).__name__}: {exc}")
+        return array
+
+
+def read_adapter(value):
+    """The read adapter io registers (:mod:`distgmm.parallel.readers`): a ``zarr.Array``
+    on local files, as out-of-core chunk tasks read it, becomes a
+    :class:`~distgmm.io.sources.zarr.ZarrRows` (read through zarrs where it is read, and a
+    corrupt chunk named by its rows); ``None`` for anything else."""
+    if not type(value).__module__.startswith("zarr.") or not usable():
+        return None
+    where = local_directory(value)
+    if where is None:
+        return None
+    from .sources.zarr import ZarrRows
+
+    root, path = where
+    return ZarrRows(value, root + (f" (array {path!r})" if path else ""))

@@ -1,0 +1,27 @@
+"""Whether an installed library's version lies in the range a private route was tested on."""
+
+from __future__ import annotations
+
+import re
+
+
+def in_tested_range(version: str, low: str, high: str) -> bool:
+    """``low <= version < high``, by ``packaging`` when installed and every string parses;
+    else by the leading numbers of each (the same rule for all three, so they compare).
+
+    Parameters
+    ----------
+    version : str
+        The installed version, e.g. ``dask.__version__``.
+    low, high : str
+        The first version tested and the first one not checked.
+    """
+    try:
+        from packaging.version import Version
+
+        return Version(low) <= Version(version) < Version(high)
+    except Exception:  # no packaging, or a version string it cannot read
+        def numbers(text: str) -> tuple:
+            return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
+
+        return numbers(low) <= numbers(version) < numbers(high)
