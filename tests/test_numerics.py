@@ -210,3 +210,17 @@ def test_keep_smallest_matches_a_full_sort(keys, n_keep):
     np.testing.assert_array_equal(got.row_ids, ids[want])
     np.testing.assert_array_equal(got.keys, k[np.isfinite(k)][want])
     np.testing.assert_array_equal(got.rows, X[ids[want] - 100])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_smallest_keys_are_those_lexsort_orders_first(ties):
+    from distgmm.numerics.kmeans import smallest
+
+    rng = np.random.default_rng(7)
+    keys = rng.exponential(size=5000)
+    if ties:  # equal keys among the kept ones and across the cut: ids decide
+        keys[rng.integers(0, 5000, 400)] = np.sort(keys)[100]
+    ids = rng.permutation(5000)
+    for n_keep in (0, 1, 150, 4999, 5000, 6000):
+        np.testing.assert_array_equal(smallest(keys, ids, n_keep),
+                                      np.lexsort((ids, keys))[:n_keep])
