@@ -82,6 +82,40 @@ def test_small_data_is_sampled_whole_in_its_own_order():
     np.testing.assert_array_equal(weights, np.ones(len(X)))
 
 
+def test_data_of_exactly_the_sample_size_is_sampled_whole():
+    """A sample holding every row of positive weight is the whole data: also with
+    exactly n_sample rows, or with more rows of which the extra ones weigh nothing."""
+    X, _ = _mixture(1_000)
+    rows, weights, whole = init_mod.draw_sample(numpy_blocks(X, block_rows=300), 3, 1_000)
+    assert whole
+    np.testing.assert_array_equal(rows, X)
+    np.testing.assert_array_equal(weights, np.ones(len(X)))
+    X, _ = _mixture(1_200, seed=1)
+    w = np.random.default_rng(2).integers(1, 4, len(X)).astype(float)
+    w[::6] = 0.0  # 1,000 rows of positive weight
+    rows, weights, whole = init_mod.draw_sample(numpy_blocks(X, w, block_rows=300), 3,
+                                                1_000)
+    assert whole
+    np.testing.assert_array_equal(rows, X[w > 0])
+    np.testing.assert_array_equal(weights, w[w > 0])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_data_of_exactly_the_sample_size_gets_the_whole_data_start(weighted):
+    # not the sampled start (shuffled rows, unit weights, up to 16 local fits): the
+    # start of data smaller than the sample (in order, its weights, scikit-learn's start)
+    X, _ = _mixture(2_000)
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float) if weighted else None
+
+    def start(n_sample):
+        return init_mod.sampled_start(numpy_blocks(X, w, block_rows=500), 4, "full", 1e-6,
+                                      7, n_sample=n_sample, local_random_state=0)
+
+    exact, smaller = start(len(X)), start(len(X) + 1)
+    np.testing.assert_array_equal(exact.means, smaller.means)
+    np.testing.assert_array_equal(exact.precisions_cholesky, smaller.precisions_cholesky)
+
+
 def test_start_is_the_same_for_two_chunkings():
     X, _ = _mixture(40_000)
     a = init_mod.initial_params(numpy_blocks(X, block_rows=40_000), 4, "full", 1e-6,

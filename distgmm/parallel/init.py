@@ -92,15 +92,19 @@ def draw_sample(blocks: Blocks, seed: int, n_sample: int) -> tuple[np.ndarray, n
     """One pass: ``n_sample`` rows drawn by weight without replacement.
 
     Returns the rows, their weights for a local fit (ones: drawing by weight already
-    weighted them) and whether the sample is the whole data (then in its original
-    order, with the rows' own weights). The rows depend only on their global indices,
-    not on the chunking.
+    weighted them) and whether the sample is the whole data, i.e. holds every row of
+    positive weight (then in its original order, with the rows' own weights). The rows
+    depend only on their global indices, not on the chunking.
     """
-    res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_sample, True)
-    if len(res.rows) < n_sample:
+    # one row more than asked for: the sample is the whole data exactly when the pass
+    # finds no more than n_sample rows of positive weight (zero-weight rows are never
+    # drawn), and at exactly n_sample a pass asked for n_sample could not tell. The
+    # n_sample smallest keys are the same rows, in the same order, either way
+    res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_sample + 1, True)
+    if len(res.rows) <= n_sample:
         order = np.argsort(res.row_ids, kind="stable")
         return res.rows[order], res.weights[order], True
-    return res.rows, np.ones(len(res.rows)), False
+    return res.rows[:n_sample], np.ones(n_sample), False
 
 
 def _weighted_kmeans(rows: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
