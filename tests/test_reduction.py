@@ -149,3 +149,30 @@ def test_no_groups_without_a_distributed_client():
     with dask.config.set(scheduler="threads"):
         total = dask_map_reduce(X, None, [(i, 10 * i) for i in range(4)], _rows, _add, ())
     np.testing.assert_array_equal(total, [40.0, 40.0])
+
+
+def test_a_fit_s_later_out_of_core_passes_reuse_the_read_plan(tmp_path, monkeypatch):
+    import zarr
+
+    from distgmm.parallel import _dask
+    from distgmm.parallel.blocks import dask_blocks
+
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=(400, 2), chunks=(10, 2),
+                          dtype="f8")
+    z[:] = np.arange(800.0).reshape(400, 2)
+    folds = []
+    real = _dask.fold_inputs
+    monkeypatch.setattr(_dask, "fold_inputs", lambda *a: folds.append(a) or real(*a))
+    blocks = dask_blocks(da.from_zarr(str(tmp_path / "x.zarr")), cache="none")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        first = blocks.map_reduce(_rows, _add)
+        again = blocks.map_reduce(_rows, _add)
+    np.testing.assert_array_equal(first, z[:].sum(axis=0))
+    np.testing.assert_array_equal(again, first)
+    assert len(folds) == 1 and len(blocks.plans) == 1
+    (groups,) = [plan[1] for plan in blocks.plans.values()]
+    assert groups is not None  # 40 chunks on 2 threads: streamed, coalesced groups
+    other = dask_blocks(da.from_zarr(str(tmp_path / "x.zarr")), cache="none")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        other.map_reduce(_rows, _add)
+    assert len(folds) == 2  # each fit builds its own

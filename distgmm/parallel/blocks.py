@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -38,6 +38,8 @@ class Blocks:
         the bits of the input's chunking.
     source_chunks : tuple of int, optional
         The input's row chunks, when the blocks were packed (outputs get them back).
+    plans : dict
+        What out-of-core passes read, built by the first pass and reused by the others.
     """
 
     X: object
@@ -48,6 +50,7 @@ class Blocks:
     omit_missing: bool = False
     leaves: list | None = None
     source_chunks: tuple | None = None
+    plans: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _summary(self) -> np.ndarray:
         """``[complete rows, their total weight, those of positive weight]`` (one pass,
@@ -96,8 +99,8 @@ class Blocks:
 
     def map_reduce(self, fn: Callable, combine: Callable, *args):
         """One pass: ``fn(X_block, w_block, row_start, *args)`` per block, tree-merged."""
-        run = (partial(dask_map_reduce, leaves=self.leaves) if self.is_dask
-               else numpy_map_reduce)
+        run = (partial(dask_map_reduce, leaves=self.leaves, plans=self.plans)
+               if self.is_dask else numpy_map_reduce)
         if self.omit_missing:  # the kernels see complete rows only; the tree is unchanged
             fn, args = omit_missing_rows, (fn, *args)
         try:
