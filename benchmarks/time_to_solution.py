@@ -9,6 +9,9 @@ iterations, final mean log-likelihood on the data, wall / scikit-learn.
   installed (``pip install -e ".[bench]"``);
 - distgmm on a ``LocalCluster(2 x 1)``: persisted dask array; out of core from a Zarr
   array (``cache="none"``), both from the same rows; the start's share is printed too.
+  ``--embedded-env`` starts the workers with the environment distgmm's own embedded
+  cluster gives them (``distgmm.jobs.cluster.worker_environ``: huge pages for large
+  buffers); without it, Dask's defaults.
 
 Usage::
 
@@ -82,6 +85,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", choices=sorted(CASES), default="A")
     p.add_argument("--covariance-type", default="full", choices=["full", "diag"])
+    p.add_argument("--embedded-env", action="store_true",
+                   help="workers started as distgmm's embedded cluster starts them")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     n, d, k = CASES[args.case]
@@ -96,7 +101,14 @@ def main(argv=None):
     rows = [sklearn_row(X, k, ct)]
     if (one := onedal_row(X, k, ct)) is not None:
         rows.append(one)
-    with tempfile.TemporaryDirectory() as tmp, LocalCluster(
+    import dask
+
+    from distgmm.jobs.cluster import worker_environ
+
+    environ = worker_environ() if args.embedded_env else None
+    with tempfile.TemporaryDirectory() as tmp, dask.config.set(
+        {} if environ is None else {"distributed.nanny.pre-spawn-environ": environ}
+    ), LocalCluster(
         n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
     ) as cluster, Client(cluster):
         path = f"{tmp}/x.zarr"

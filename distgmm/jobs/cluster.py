@@ -9,6 +9,29 @@ import warnings
 
 from .events import Reporter
 
+HUGE_PAGES = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+"""Added to the embedded cluster's worker environment (unless GLIBC_TUNABLES is set).
+
+Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, so every large
+buffer (a chunk read, its compressed bytes, its decoded rows) is a fresh ``mmap`` whose
+4 KiB pages each fault in and are zeroed: reading a 1e6 x 16 Zarr array of 16 MB chunks
+took 0.25 s in one process with that variable against 0.13 s without. glibc (2.35 or
+later) asked for transparent huge pages (THP in ``madvise`` mode) takes it to 0.17 s, and
+memory is still returned when freed. Other C libraries ignore the variable."""
+
+
+def worker_environ() -> dict:
+    """What the embedded cluster adds to its workers' environment (:data:`HUGE_PAGES`),
+    merged into Dask's ``distributed.nanny.pre-spawn-environ``; nothing when the user
+    set ``GLIBC_TUNABLES`` in the environment or in that Dask setting."""
+    import dask
+    import distributed  # noqa: F401  (registers distributed's config defaults)
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    if "GLIBC_TUNABLES" in os.environ or "GLIBC_TUNABLES" in environ:
+        return environ
+    return {**environ, **HUGE_PAGES}
+
 
 class ClusterUnavailable(ConnectionError):
     """The scheduler cannot be reached (a transient failure: retry later)."""
@@ -62,14 +85,20 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
         return
     options = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
                "memory_limit": memory_limit}
-    with warnings.catch_warnings():
-        # 8787 taken (another run): distributed picks a free port; we print the link
-        warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(
-            host="127.0.0.1", dashboard_address="127.0.0.1:8787", processes=True,
-            silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
-            **{k: v for k, v in options.items() if v is not None},
-        )
+    before = os.environ.get("GLIBC_TUNABLES")
+    try:
+        with warnings.catch_warnings(), dask.config.set(
+                {"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            # 8787 taken (another run): distributed picks a free port; we print the link
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(
+                host="127.0.0.1", dashboard_address="127.0.0.1:8787", processes=True,
+                silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
+                **{k: v for k, v in options.items() if v is not None},
+            )
+    finally:  # the nanny sets it in this process to spawn workers; they keep it
+        if before is None:
+            os.environ.pop("GLIBC_TUNABLES", None)
     with cluster, Client(cluster) as client:
         n = len(client.scheduler_info()["workers"])
         reporter.event("cluster", f"embedded local cluster: {n} workers, dashboard "
