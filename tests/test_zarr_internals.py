@@ -40,11 +40,15 @@ def test_every_private_symbol_still_exists(tmp_path):
     from zarr.core.array import AsyncArray
     from zarr.storage import FsspecStore
 
-    zarrs = importlib.import_module("zarrs")  # in the test extra: CI exercises the route
+    pipeline = importlib.import_module("zarrs.pipeline")  # in the test extra: CI runs it
     assert "codec_pipeline" in AsyncArray.__dataclass_fields__
     store = FsspecStore.from_url(str(tmp_path))
     assert isinstance(store.fs.sync_fs, LocalFileSystem) and store.path == str(tmp_path)
-    assert callable(zarrs.ZarrsCodecPipeline.from_array_metadata_and_store)
+    for name in ("ZarrsCodecPipeline", "get_codec_pipeline_impl",
+                 "get_codec_pipeline_fallback", "UnsupportedMetadataError"):
+        assert hasattr(pipeline, name), name
+    assert {"metadata", "store", "impl", "python_impl"} <= set(
+        pipeline.ZarrsCodecPipeline.__dataclass_fields__)
     assert _zarr.usable()
 
 
@@ -172,19 +176,66 @@ def test_an_untested_version_warns_and_reads_with_zarr_python(tmp_path, monkeypa
 
 
 def test_a_changed_api_warns_once_and_reads_with_zarr_python(tmp_path, monkeypatch, recheck):
-    import zarrs
+    import zarrs.pipeline
 
     array = write(tmp_path / "x.zarr", np.arange(20.0).reshape(10, 2), chunks=(5, 2))
     recheck()
 
     def moved(*args, **kwargs):
-        raise AttributeError("from_array_metadata_and_store moved")
+        raise AttributeError("get_codec_pipeline_impl moved")
 
-    monkeypatch.setattr(zarrs.ZarrsCodecPipeline, "from_array_metadata_and_store", moved)
+    monkeypatch.setattr(zarrs.pipeline, "get_codec_pipeline_impl", moved)
     rows = ZarrRows(array, "x.zarr")
-    with pytest.warns(RuntimeWarning, match=r"route 'zarrs'.*AttributeError: from_array"):
+    with pytest.warns(RuntimeWarning, match=r"route 'zarrs'.*AttributeError: get_codec"):
         np.testing.assert_array_equal(rows[(slice(0, 10), slice(0, 2))], array[:])
     assert rows._reader is array
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # off now: no second warning
         assert _zarr.fast_reader(array) is array
+
+
+@pytest.mark.parametrize("kind", ["big-endian v2", "Fortran order v2", "F by zarr's config"])
+def test_arrays_zarrs_cannot_write_out_keep_zarr_python(tmp_path, monkeypatch, kind):
+    # zarrs builds a pipeline for these, then refuses at the first read
+    data = np.arange(600.0).reshape(200, 3)
+    kw = {"big-endian v2": {"dtype": ">f8", "zarr_format": 2},
+          "Fortran order v2": {"order": "F", "zarr_format": 2}}.get(kind, {})
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=data.shape, chunks=(20, 3),
+                          dtype=kw.pop("dtype", "f8"), **kw)
+    z[:] = data
+    if kind == "F by zarr's config":
+        monkeypatch.setitem(zarr.config.config["array"], "order", "F")
+    array = zarr.open_array(str(tmp_path / "x.zarr"), mode="r")
+    assert _zarr.fast_reader(array) is array
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with dask.config.set(scheduler="threads"):
+            got = fit(da.from_zarr(str(tmp_path / "x.zarr")), cache="none")
+    np.testing.assert_allclose(got.means_[np.argsort(got.means_[:, 0])].mean(), data.mean(),
+                               rtol=0.2)
+
+
+def test_a_read_the_twin_fails_is_made_by_zarr_python_with_one_warning(tmp_path):
+    array = write(tmp_path / "x.zarr", np.arange(40.0).reshape(20, 2), chunks=(5, 2))
+    rows = ZarrRows(array, "x.zarr (test)")
+
+    class Refusing:
+        def __getitem__(self, key):
+            raise RuntimeError("unsupported by the twin")
+
+    rows._reader = Refusing()
+    with pytest.warns(RuntimeWarning, match=r"zarrs could not read x.zarr \(test\)"):
+        np.testing.assert_array_equal(rows[(slice(0, 10), slice(0, 2))], array[:10])
+    assert rows._reader is array  # that array is read by zarr-python from then on
+
+
+def test_only_the_array_a_getter_reads_is_adapted(tmp_path):
+    # a task that uses the zarr.Array itself (here its .blocks) must get the array
+    z = write(tmp_path / "x.zarr", np.arange(600.0).reshape(200, 3), chunks=(20, 3))
+    zd = dask.delayed(z, traverse=False)
+    parts = [da.from_delayed(dask.delayed(lambda a, i: a.blocks[i])(zd, i), (20, 3), "f8")
+             for i in range(10)]
+    X = da.concatenate(parts)
+    with dask.config.set(scheduler="threads"):
+        got = fit(X, cache="none")
+    assert np.isfinite(got.lower_bound_)

@@ -16,14 +16,17 @@ Route ``zarrs``: a ``zarr.Array`` on local files is read through zarrs
     Private parts: ``AsyncArray.codec_pipeline`` (a dataclass field that zarr fills in
     ``__init__``; set here on the twin), ``FsspecStore.fs``/``.path`` and
     ``AsyncFileSystemWrapper.sync_fs`` (to tell that the fsspec store
-    ``dask.array.from_zarr(path)`` opens is a local directory), and
-    ``zarrs.ZarrsCodecPipeline.from_array_metadata_and_store`` with its ``impl`` (zarr's
-    plugin entry point; zarrs documents the class only through zarr's configuration).
+    ``dask.array.from_zarr(path)`` opens is a local directory), and from
+    ``zarrs.pipeline``: ``ZarrsCodecPipeline``, ``get_codec_pipeline_impl`` (with
+    ``strict=True``), ``get_codec_pipeline_fallback`` and ``UnsupportedMetadataError``
+    (zarrs documents its pipeline only through zarr's configuration).
     Fallback: zarr-python's own pipeline (the same bytes, slower for small chunks).
 
 Versions: the route is used for zarr in ``TESTED_ZARR`` and zarrs in ``TESTED_ZARRS``.
 Outside them, or when building a twin fails, one ``RuntimeWarning`` names the APIs, the
-versions and the consequence. Without zarrs installed the route is simply off.
+versions and the consequence. A read the twin fails and zarr-python then makes is
+warned about once per array, and that array is read by zarr-python from then on
+(:class:`~distgmm.io.sources.zarr.ZarrRows`). Without zarrs installed the route is off.
 
 Switch: ``DISTGMM_ZARRS=0`` in the environment reads with zarr-python's pipeline.
 zarrs' threads follow zarr's ``threading.max_workers`` (``ZARR_THREADING__MAX_WORKERS``).
@@ -43,7 +46,7 @@ TESTED_ZARRS = ("0.2.0", "0.3.0")
 CHECKED = "zarr 3.1.6, zarrs 0.2.3"
 ENV_SWITCH = "DISTGMM_ZARRS"
 APIS = ("zarr.core.array.AsyncArray.codec_pipeline, zarr.storage.FsspecStore.fs, "
-        "zarrs.ZarrsCodecPipeline.from_array_metadata_and_store")
+        "zarrs.pipeline.get_codec_pipeline_impl")
 CONSEQUENCE = ("Zarr chunks are decoded by zarr-python one by one (about 0.4 ms per chunk "
                "here: arrays of small chunks read several times slower); results are "
                "unchanged")
@@ -103,22 +106,30 @@ def local_directory(array) -> tuple[str, str] | None:
 
 
 def zarrs_twin(array, root: str, path: str):
-    """``array`` read through zarrs from ``root``; ``None`` when zarrs cannot decode it
-    (a codec or data type it lacks)."""
+    """``array`` read through zarrs from ``root``; ``None`` when zarrs cannot decode it:
+    a codec or data type it lacks, or rows it cannot write (non-native byte order, an
+    array read in Fortran order), which zarrs would refuse only at the first read."""
+    if not array.dtype.isnative or array.order != "C":
+        return None
     import zarr
-    import zarrs
     from zarr.core.array import AsyncArray
     from zarr.storage import LocalStore, StorePath
+    from zarrs.pipeline import (
+        UnsupportedMetadataError,
+        ZarrsCodecPipeline,
+        get_codec_pipeline_fallback,
+        get_codec_pipeline_impl,
+    )
 
     store = LocalStore(root, read_only=True)
-    twin = AsyncArray(array.metadata, StorePath(store, path), array.async_array.config)
-    with warnings.catch_warnings():
-        # zarrs says "Array is unsupported by ZarrsCodecPipeline" and keeps a Python
-        # pipeline; that is the plain array again
-        warnings.simplefilter("ignore", UserWarning)
-        pipeline = zarrs.ZarrsCodecPipeline.from_array_metadata_and_store(twin.metadata, store)
-    if pipeline.impl is None:
+    try:  # strict: an exception, not a process-wide UserWarning, for an unsupported array
+        impl = get_codec_pipeline_impl(array.metadata, store, strict=True)
+    except UnsupportedMetadataError:
         return None
+    pipeline = ZarrsCodecPipeline(
+        metadata=array.metadata, store=store, impl=impl,
+        python_impl=get_codec_pipeline_fallback(array.metadata, strict=False))
+    twin = AsyncArray(array.metadata, StorePath(store, path), array.async_array.config)
     object.__setattr__(twin, "codec_pipeline", pipeline)  # a frozen dataclass's field
     return zarr.Array(twin)
 
@@ -126,16 +137,32 @@ def zarrs_twin(array, root: str, path: str):
 def fast_reader(array):
     """What to read ``array``'s rows from: its zarrs twin where the route applies, else
     ``array`` itself. Called where the rows are read (a worker)."""
-    where = local_directory(array) if usable() else None
-    if where is None:
+    if not usable():
         return array
     try:
-        return zarrs_twin(array, *where) or array
+        where = local_directory(array)
+        twin = None if where is None else zarrs_twin(array, *where)
     except Exception as exc:  # an API that moved or changed
         with _lock:
             _usable["zarrs"] = False
         _warn(f"{type(exc).__name__}: {exc}")
         return array
+    return array if twin is None else twin
+
+
+_refused: set = set()  # arrays whose twin failed a read, per process
+
+
+def twin_failed(where: str, exc: BaseException) -> None:
+    """Warn, once per array, that zarrs failed a read zarr-python then made."""
+    with _lock:
+        if where in _refused:
+            return
+        _refused.add(where)
+    warnings.warn(f"distgmm: zarrs could not read {where} ({type(exc).__name__}: {exc}) "
+                  "where zarr-python could; reading it with zarr-python (slower for small "
+                  "chunks). Please report this with the array's metadata.", RuntimeWarning,
+                  stacklevel=3)
 
 
 def read_adapter(value):

@@ -89,7 +89,7 @@ def smallest(keys: np.ndarray, ids: np.ndarray, n_keep: int) -> np.ndarray:
     """
     order = np.argsort(keys, kind="stable")[: n_keep + 1]
     kept = keys[order]
-    if (kept[1:] == kept[:-1]).any():
+    if (kept[1:] == kept[:-1]).any() or np.isnan(kept[-1:]).any():  # NaN sorts last
         return np.lexsort((ids, keys))[:n_keep]
     return order[:n_keep]
 

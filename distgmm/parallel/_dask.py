@@ -286,10 +286,10 @@ def private_routes(on: bool) -> Iterator[None]:
         _override.pop()
 
 
-def _small_literal(value, readers: dict):
-    """A fresh DataNode of ``value`` -- through the registered read adapters
-    (:mod:`distgmm.parallel.readers`), once per value in ``readers`` -- when it is plain
-    data of at most ``INLINE_BYTES``."""
+def _small_literal(value, readers: dict | None):
+    """A fresh DataNode of ``value`` when it is plain data of at most ``INLINE_BYTES``;
+    with ``readers`` (``value`` is the array a ``getter`` reads), through the registered
+    read adapters (:mod:`distgmm.parallel.readers`), once per value."""
     from dask._task_spec import DataNode, GraphNode
 
     if isinstance(value, DataNode):
@@ -298,9 +298,23 @@ def _small_literal(value, readers: dict):
         return None
     if sizeof(value) > INLINE_BYTES:
         return None
+    if readers is None:
+        return DataNode(None, value)
     if id(value) not in readers:  # one reader per array: coalesced reads compare by `is`
         readers[id(value)] = (value, adapted(value))  # holding value keeps its id unique
     return DataNode(None, readers[id(value)][1])
+
+
+def _getter_source(node):
+    """The key whose value a ``getter(array, index)`` task reads rows from, else ``None``:
+    only such an array goes through the read adapters, as only rows are read from it."""
+    from dask._task_spec import TaskRef
+    from dask.array.core import getter, getter_inline, getter_nofancy
+
+    if node.func in (getter, getter_inline, getter_nofancy) and node.args and isinstance(
+            node.args[0], TaskRef):
+        return node.args[0].key
+    return None
 
 
 def _fold(graph: Mapping, keys: list) -> dict:
@@ -323,10 +337,12 @@ def _fold(graph: Mapping, keys: list) -> dict:
         if not isinstance(node, Task):
             return None
         subs = {}
+        source = _getter_source(node)
         for dep in node.dependencies:
             if dep not in graph:
                 continue
-            if (literal := _small_literal(graph[dep], readers)) is not None:
+            adapt = readers if dep == source else None
+            if (literal := _small_literal(graph[dep], adapt)) is not None:
                 subs[dep] = literal
             elif dependents[dep] == 1 and (inner := fold(dep)) is not None:
                 subs[dep] = inner

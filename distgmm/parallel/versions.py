@@ -19,7 +19,8 @@ def in_tested_range(version: str, low: str, high: str) -> bool:
     try:
         from packaging.version import Version
 
-        return Version(low) <= Version(version) < Version(high)
+        v = Version(version)  # a pre-release of ``high`` is not tested either
+        return Version(low) <= v and v.release < Version(high).release
     except Exception:  # no packaging, or a version string it cannot read
         def numbers(text: str) -> tuple:
             return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])

@@ -6,7 +6,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 
-from .._zarr import fast_reader
+from .._zarr import fast_reader, twin_failed
 from .base import DEFAULT_CHUNK_BYTES, Dataset, as_float, check_numeric_array, chunk_rows
 
 
@@ -93,14 +93,29 @@ class ZarrRows:
         try:
             return self._reader[key]
         except (RuntimeError, ValueError, OSError) as e:
-            rows = key[0] if isinstance(key, tuple) else key
-            span = (f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice)
-                    else "some rows")
-            raise ValueError(
-                f"{self.where}: cannot read {span} ({type(e).__name__}: "
-                f"{' '.join(str(e).split())[:120]}): the store is corrupt or incomplete; "
-                "rewrite those chunks."
-            ) from None
+            if self._reader is not self.array:
+                return self._plain_read(key, e)
+            raise self._unreadable(key, e) from None
+
+    def _plain_read(self, key, twin_error: BaseException):
+        """Read again with zarr-python: only a corrupt store fails both readers."""
+        try:
+            rows = self.array[key]
+        except (RuntimeError, ValueError, OSError) as e:
+            raise self._unreadable(key, e) from None
+        twin_failed(self.where, twin_error)
+        self._reader = self.array
+        return rows
+
+    def _unreadable(self, key, e: BaseException) -> ValueError:
+        rows = key[0] if isinstance(key, tuple) else key
+        span = (f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice)
+                else "some rows")
+        return ValueError(
+            f"{self.where}: cannot read {span} ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:120]}): the store is corrupt or incomplete; "
+            "rewrite those chunks."
+        )
 
 
 @dataclass(frozen=True)
