@@ -32,6 +32,29 @@ def test_import_distgmm_is_light():
     assert out.strip() == "[]"
 
 
+def test_a_worker_unpickling_zarr_rows_imports_no_pandas_or_pyarrow(tmp_path):
+    # every out-of-core Zarr chunk task carries one: a fresh worker's first task would
+    # import them (0.9 s here)
+    import pickle
+
+    import numpy as np
+    import zarr
+
+    from distgmm.io.zarr_rows import ZarrRows
+
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=(4, 2), chunks=(2, 2),
+                          dtype="f8")
+    (tmp_path / "rows.pkl").write_bytes(pickle.dumps(ZarrRows(z, "x.zarr")))
+    code = ("import pickle, sys; r = pickle.loads(open(sys.argv[1], 'rb').read()); "
+            "r[(slice(0, 4), slice(0, 2))]; "
+            "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "rows.pkl")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert np.array_equal(pickle.loads((tmp_path / "rows.pkl").read_bytes())[
+        (slice(0, 4), slice(0, 2))], z[:])
+
+
 def test_opening_sources_does_not_load_the_compiled_kernel():
     code = ("import sys, distgmm.io.sources; "
             "print(sorted(m for m in sys.modules if 'suffstats' in m or '_estep' in m))")

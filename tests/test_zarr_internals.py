@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from distgmm import GaussianMixture
 from distgmm.io import _zarr
-from distgmm.io.sources.zarr import ZarrRows
+from distgmm.io.zarr_rows import ZarrRows
 from distgmm.parallel import _dask, readers
 
 

@@ -9,7 +9,7 @@ Route ``zarrs``: a ``zarr.Array`` on local files is read through zarrs
     zarr-python takes as a plugin (``pip install 'distgmm[zarrs]'``), decodes the same
     chunks in Rust threads. distgmm reads through a twin of the array -- the same
     metadata, a ``LocalStore`` on the same directory, zarrs' pipeline -- built where the
-    rows are read (:class:`distgmm.io.sources.zarr.ZarrRows`), so neither the user's array
+    rows are read (:class:`distgmm.io.zarr_rows.ZarrRows`), so neither the user's array
     nor zarr's global configuration changes. Decoding is lossless: the same bytes either
     way. Measured in ``benchmarks/results/issue17-chunking.md``.
 
@@ -26,7 +26,7 @@ Versions: the route is used for zarr in ``TESTED_ZARR`` and zarrs in ``TESTED_ZA
 Outside them, or when building a twin fails, one ``RuntimeWarning`` names the APIs, the
 versions and the consequence. A read the twin fails and zarr-python then makes is
 warned about once per array, and that array is read by zarr-python from then on
-(:class:`~distgmm.io.sources.zarr.ZarrRows`). Without zarrs installed the route is off.
+(:class:`~distgmm.io.zarr_rows.ZarrRows`). Without zarrs installed the route is off.
 
 Switch: ``DISTGMM_ZARRS=0`` in the environment reads with zarr-python's pipeline.
 zarrs' threads follow zarr's ``threading.max_workers`` (``ZARR_THREADING__MAX_WORKERS``).
@@ -168,14 +168,14 @@ def twin_failed(where: str, exc: BaseException) -> None:
 def read_adapter(value):
     """The read adapter io registers (:mod:`distgmm.parallel.readers`): a ``zarr.Array``
     on local files, as out-of-core chunk tasks read it, becomes a
-    :class:`~distgmm.io.sources.zarr.ZarrRows` (read through zarrs where it is read, and a
+    :class:`~distgmm.io.zarr_rows.ZarrRows` (read through zarrs where it is read, and a
     corrupt chunk named by its rows); ``None`` for anything else."""
     if not type(value).__module__.startswith("zarr.") or not usable():
         return None
     where = local_directory(value)
     if where is None:
         return None
-    from .sources.zarr import ZarrRows
+    from .zarr_rows import ZarrRows
 
     root, path = where
     return ZarrRows(value, root + (f" (array {path!r})" if path else ""))

@@ -6,7 +6,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 
-from .._zarr import fast_reader, twin_failed
+from ..zarr_rows import ZarrRows
 from .base import DEFAULT_CHUNK_BYTES, Dataset, as_float, check_numeric_array, chunk_rows
 
 
@@ -70,52 +70,6 @@ def open_zarr_array(path: str, array: str | None = None, storage_options: dict |
             )
         node = node[names[0]]
     return node
-
-
-class ZarrRows:
-    """The zarr array as dask reads it: a corrupt chunk becomes a ValueError naming rows.
-
-    Codecs report undecodable bytes as RuntimeError/ValueError from deep inside zarr;
-    the user needs to hear which store and which rows, and that rewriting it is the fix.
-    """
-
-    def __init__(self, array, where: str):
-        self.array, self.where = array, where
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-        self._reader = None  # built where the rows are read, not pickled
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_reader": None}
-
-    def __getitem__(self, key):
-        if self._reader is None:  # a local array: a faster twin (io/_zarr.py)
-            self._reader = fast_reader(self.array)
-        try:
-            return self._reader[key]
-        except (RuntimeError, ValueError, OSError) as e:
-            if self._reader is not self.array:
-                return self._plain_read(key, e)
-            raise self._unreadable(key, e) from None
-
-    def _plain_read(self, key, twin_error: BaseException):
-        """Read again with zarr-python: only a corrupt store fails both readers."""
-        try:
-            rows = self.array[key]
-        except (RuntimeError, ValueError, OSError) as e:
-            raise self._unreadable(key, e) from None
-        twin_failed(self.where, twin_error)
-        self._reader = self.array
-        return rows
-
-    def _unreadable(self, key, e: BaseException) -> ValueError:
-        rows = key[0] if isinstance(key, tuple) else key
-        span = (f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice)
-                else "some rows")
-        return ValueError(
-            f"{self.where}: cannot read {span} ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:120]}): the store is corrupt or incomplete; "
-            "rewrite those chunks."
-        )
 
 
 @dataclass(frozen=True)
