@@ -196,7 +196,8 @@ def test_workers_paused_by_memory_exit_78_within_the_stall_timeout(tmp_path):
     path = tmp_path / "big.zarr"
     zarr.create_array(store=str(path), shape=X.shape, chunks=(50_000, 8),
                       dtype="f8")[:] = X
-    cluster = DaskCLICluster(tmp_path / "c", n_workers=2, memory_limit="260MiB")
+    # idle workers hold ~165 MiB here: 190 MiB pauses them at once (80 %: 152 MiB)
+    cluster = DaskCLICluster(tmp_path / "c", n_workers=2, memory_limit="190MiB")
     os.makedirs(cluster.dir)
     try:
         cluster.start()
