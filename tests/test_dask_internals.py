@@ -282,6 +282,12 @@ def test_the_version_parse_without_packaging(monkeypatch):
     assert in_dask_range("2026.8.0") and not in_dask_range("2024.8.0")
 
 
+def test_the_upper_bound_s_pre_releases_and_short_spellings_are_untested():
+    assert not in_tested_range("0.3", "0.2.0", "0.3.0")
+    assert not in_tested_range("3.2.0rc1", "3.1.0", "3.2.0")
+    assert in_tested_range("0.2.3", "0.2.0", "0.3.0")
+
+
 def test_a_version_packaging_cannot_read_still_compares():
     # one unparseable string must not leave Version and int tuples to compare
     assert in_dask_range("2026.8.0.dev-custom!build")

@@ -215,18 +215,28 @@ def test_arrays_zarrs_cannot_write_out_keep_zarr_python(tmp_path, monkeypatch, k
                                rtol=0.2)
 
 
-def test_a_read_the_twin_fails_is_made_by_zarr_python_with_one_warning(tmp_path):
+def test_a_read_the_twin_fails_is_a_corrupt_store_naming_the_switch(tmp_path):
     array = write(tmp_path / "x.zarr", np.arange(40.0).reshape(20, 2), chunks=(5, 2))
     rows = ZarrRows(array, "x.zarr (test)")
 
     class Refusing:
         def __getitem__(self, key):
-            raise RuntimeError("unsupported by the twin")
+            raise RuntimeError("refused by the twin")
 
     rows._reader = Refusing()
-    with pytest.warns(RuntimeWarning, match=r"zarrs could not read x.zarr \(test\)"):
-        np.testing.assert_array_equal(rows[(slice(0, 10), slice(0, 2))], array[:10])
-    assert rows._reader is array  # that array is read by zarr-python from then on
+    with pytest.raises(ValueError, match=r"x.zarr \(test\): cannot read rows 0-9 "
+                                         r"\(RuntimeError: refused by the twin\) \(read by "
+                                         r"zarrs; DISTGMM_ZARRS=0 .*corrupt"):
+        rows[(slice(0, 10), slice(0, 2))]
+
+
+def test_an_empty_shard_file_is_corrupt_not_fill_values(tmp_path):
+    # zarr-python reads a 0-byte shard (an interrupted write) as missing: fill values
+    write(tmp_path / "s.zarr", np.ones((40, 2)), chunks=(5, 2), shards=(20, 2))
+    (tmp_path / "s.zarr" / "c" / "0" / "0").write_bytes(b"")
+    rows = ZarrRows(zarr.open_array(str(tmp_path / "s.zarr"), mode="r"), "s.zarr")
+    with pytest.raises(ValueError, match=r"s.zarr: cannot read rows 0-19 .*corrupt"):
+        rows[(slice(0, 20), slice(0, 2))]
 
 
 def test_only_the_array_a_getter_reads_is_adapted(tmp_path):

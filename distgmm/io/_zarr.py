@@ -24,9 +24,9 @@ Route ``zarrs``: a ``zarr.Array`` on local files is read through zarrs
 
 Versions: the route is used for zarr in ``TESTED_ZARR`` and zarrs in ``TESTED_ZARRS``.
 Outside them, or when building a twin fails, one ``RuntimeWarning`` names the APIs, the
-versions and the consequence. A read the twin fails and zarr-python then makes is
-warned about once per array, and that array is read by zarr-python from then on
-(:class:`~distgmm.io.zarr_rows.ZarrRows`). Without zarrs installed the route is off.
+versions and the consequence. A read the twin fails is reported as a corrupt store
+(naming zarrs and the switch below) and is not tried again with zarr-python, which reads
+an empty shard file as missing chunks. Without zarrs installed the route is off.
 
 Switch: ``DISTGMM_ZARRS=0`` in the environment reads with zarr-python's pipeline.
 zarrs' threads follow zarr's ``threading.max_workers`` (``ZARR_THREADING__MAX_WORKERS``).
@@ -148,21 +148,6 @@ def fast_reader(array):
         _warn(f"{type(exc).__name__}: {exc}")
         return array
     return array if twin is None else twin
-
-
-_refused: set = set()  # arrays whose twin failed a read, per process
-
-
-def twin_failed(where: str, exc: BaseException) -> None:
-    """Warn, once per array, that zarrs failed a read zarr-python then made."""
-    with _lock:
-        if where in _refused:
-            return
-        _refused.add(where)
-    warnings.warn(f"distgmm: zarrs could not read {where} ({type(exc).__name__}: {exc}) "
-                  "where zarr-python could; reading it with zarr-python (slower for small "
-                  "chunks). Please report this with the array's metadata.", RuntimeWarning,
-                  stacklevel=3)
 
 
 def read_adapter(value):

@@ -7,7 +7,7 @@ a fresh worker's first task here).
 
 from __future__ import annotations
 
-from ._zarr import fast_reader, twin_failed
+from ._zarr import fast_reader
 
 
 class ZarrRows:
@@ -31,26 +31,18 @@ class ZarrRows:
         try:
             return self._reader[key]
         except (RuntimeError, ValueError, OSError) as e:
-            if self._reader is not self.array:
-                return self._plain_read(key, e)
+            # no second try with zarr-python: it reads an empty shard file as missing
+            # (fill values), which zarrs rightly calls corrupt
             raise self._unreadable(key, e) from None
-
-    def _plain_read(self, key, twin_error: BaseException):
-        """Read again with zarr-python: only a corrupt store fails both readers."""
-        try:
-            rows = self.array[key]
-        except (RuntimeError, ValueError, OSError) as e:
-            raise self._unreadable(key, e) from None
-        twin_failed(self.where, twin_error)
-        self._reader = self.array
-        return rows
 
     def _unreadable(self, key, e: BaseException) -> ValueError:
         rows = key[0] if isinstance(key, tuple) else key
         span = (f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice)
                 else "some rows")
+        via = ("" if self._reader is self.array
+               else " (read by zarrs; DISTGMM_ZARRS=0 reads with zarr-python)")
         return ValueError(
             f"{self.where}: cannot read {span} ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:120]}): the store is corrupt or incomplete; "
+            f"{' '.join(str(e).split())[:120]}){via}: the store is corrupt or incomplete; "
             "rewrite those chunks."
         )

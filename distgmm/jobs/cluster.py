@@ -96,7 +96,8 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
                 silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
                 **{k: v for k, v in options.items() if v is not None},
             )
-    finally:  # the nanny sets it in this process to spawn workers; they keep it
+    finally:  # the nanny sets it in this process to spawn workers (and again at each
+        # restart, when it stays: harmless, as the workers get it either way)
         if before is None:
             os.environ.pop("GLIBC_TUNABLES", None)
     with cluster, Client(cluster) as client:

@@ -20,7 +20,7 @@ def in_tested_range(version: str, low: str, high: str) -> bool:
         from packaging.version import Version
 
         v = Version(version)  # a pre-release of ``high`` is not tested either
-        return Version(low) <= v and v.release < Version(high).release
+        return Version(low) <= v and Version(v.base_version) < Version(high)
     except Exception:  # no packaging, or a version string it cannot read
         def numbers(text: str) -> tuple:
             return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
