@@ -146,7 +146,9 @@ def test_private_dask_apis_live_in_one_module():
     assert users == ["distgmm/parallel/_dask.py"]
 
 
-PRIVATE_ZARR = re.compile(r"async_array|codec_pipeline|StorePath|\bzarrs\b|sync_fs|zarr\.core")
+PRIVATE_ZARR = re.compile(
+    r"async_array|codec_pipeline|StorePath|\bimport zarrs|\bfrom zarrs|\bzarrs\.|sync_fs"
+    r"|zarr\.core|from zarr import core")
 
 
 def test_private_zarr_apis_live_in_one_module():
