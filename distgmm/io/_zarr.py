@@ -34,12 +34,11 @@ zarrs' threads follow zarr's ``threading.max_workers`` (``ZARR_THREADING__MAX_WO
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 
-from ..parallel.versions import in_tested_range
+from ..parallel.versions import in_tested_range, switched_off
 
 TESTED_ZARR = ("3.1.0", "3.2.0")  # [first, first not checked)
 TESTED_ZARRS = ("0.2.0", "0.3.0")
@@ -77,7 +76,7 @@ def _check() -> bool:
 
 def usable() -> bool:
     """Whether the route is installed, in its tested versions and switched on."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off(ENV_SWITCH):
         return False
     with _lock:
         if "zarrs" not in _usable:

@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import contextlib
 import operator
-import os
 import threading
 import warnings
 from collections import Counter
@@ -95,7 +94,7 @@ import dask
 from dask.sizeof import sizeof
 
 from .readers import adapted
-from .versions import in_tested_range
+from .versions import in_tested_range, switched_off
 
 TESTED_DASK = ("2024.12.0", "2026.9.0")  # [first, first not checked)
 CHECKED = "dask 2026.8.0, distributed 2026.8.0"
@@ -264,7 +263,7 @@ def enabled(name: str) -> bool:
     if _override:
         if not _override[-1]:
             return False
-    elif os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    elif switched_off(ENV_SWITCH):
         return False
     return _usable.get(name, False)
 

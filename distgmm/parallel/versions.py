@@ -1,7 +1,8 @@
-"""Whether an installed library's version lies in the range a private route was tested on."""
+"""Gates of the private routes: the tested version range, and the switch that turns a route off."""
 
 from __future__ import annotations
 
+import os
 import re
 
 
@@ -26,3 +27,9 @@ def in_tested_range(version: str, low: str, high: str) -> bool:
             return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])[:3])
 
         return numbers(low) <= numbers(version) < numbers(high)
+
+
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable ``variable`` (e.g. ``DISTGMM_ZARRS``) says off:
+    ``0``, ``false``, ``no`` or ``off``, in any case; unset means on."""
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
