@@ -154,3 +154,48 @@ def test_default_start_is_never_below_sklearns_on_data_sampled_whole(ct):
             got = distgmm.GaussianMixture(10, covariance_type=ct,
                                           random_state=seed).fit(X).score(X)
         assert got >= ref - 1e-6, (seed, got, ref)
+
+
+def test_sample_bound_sends_fewer_rows_and_keeps_the_same_sample(monkeypatch):
+    """Unit-weight chunks send only keys below a bound: the same sample, and in the
+    (1e-31) case of too few keys below it, a second pass without it."""
+    from distgmm.numerics import kmeans
+
+    X, _ = _mixture(60_000)
+    blocks = dask_blocks(da.from_array(X, chunks=(5_000, 5)), None, cache="memory")
+    plain = blocks.map_reduce(kmeans.uniform_rows, kmeans.KeyedRows.merge, (11, 0),
+                              20_001, True)
+    sent = []
+    real = kmeans.uniform_rows
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sent.append(len(out.rows))
+        return out
+
+    monkeypatch.setattr(init_mod, "uniform_rows", counting)
+    blocks = CountingBlocks(numpy_blocks(X, block_rows=5_000))
+    rows, weights, whole = init_mod.draw_sample(blocks, 11, 20_000)
+    np.testing.assert_array_equal(rows, plain.rows[:20_000])
+    assert not whole and blocks.passes == 1
+    # 12 chunks of 5,000 rows: about a third of each chunk, not all of it
+    assert sum(sent) < 25_000 and max(sent) < 5_000
+    # a bound too low to hold the sample: a second pass, the same rows
+    monkeypatch.setattr(init_mod, "key_bound", lambda n, k: 0.01)
+    sent.clear()
+    blocks = CountingBlocks(numpy_blocks(X, block_rows=5_000))
+    again, _, whole = init_mod.draw_sample(blocks, 11, 20_000)
+    np.testing.assert_array_equal(again, rows)
+    assert not whole and blocks.passes == 2
+
+
+def test_key_bound_holds_the_smallest_keys():
+    from distgmm.numerics.kmeans import key_bound
+
+    rng = np.random.default_rng(0)
+    for n, k in [(1_000_000, 20_001), (50_000, 4_001), (100_000, 20_001)]:
+        keys = -np.log1p(-rng.random(n))
+        bound = key_bound(n, k)
+        below = int((keys < bound).sum())
+        assert k <= below < k + 20 * np.sqrt(k)  # holds them, with a small margin
+    assert key_bound(30_000, 20_001) == np.inf  # would keep most rows: no bound

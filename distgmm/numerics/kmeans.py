@@ -107,19 +107,38 @@ def _keep_smallest(keys, X, row_start, n_keep, mass=0.0, w=None) -> KeyedRows:
     return KeyedRows(n_keep, keys[order], ids[order], rows, mass, weights)
 
 
-def uniform_rows(X, sample_weight, row_start, key, n_keep, with_weights=False) -> KeyedRows:
+def uniform_rows(X, sample_weight, row_start, key, n_keep, with_weights=False,
+                 below: float = np.inf) -> KeyedRows:
     """Sample rows uniformly (by weight) without replacement: smallest ``-log(u)/w``.
 
     The result depends only on the rows' global indices, not on the chunking (the keys
-    are row-addressed). ``with_weights=True`` keeps each sampled row's weight too.
+    are row-addressed). ``with_weights=True`` keeps each sampled row's weight too. Keys
+    not ``< below`` are dropped (see :func:`key_bound`).
     """
     u = row_uniforms(key, row_start, X.shape[0])[:, 0]
     w = _weights(sample_weight, X.shape[0])
     with np.errstate(divide="ignore"):
         keys = -np.log1p(-u) / w
+    if below < np.inf:
+        keys[keys >= below] = np.inf  # dropped below, as zero weights are
     for _ in shifted_tiles(X, 0.0, row_start):
         pass  # only the finiteness check
     return _keep_smallest(keys, X, row_start, n_keep, w=w if with_weights else None)
+
+
+def key_bound(n_rows: int, n_keep: int, sigmas: float = 12.0) -> float:
+    """A key that the ``n_keep`` smallest of ``n_rows`` unit-weight keys (``-log(u)``)
+    all lie below, except with probability ``exp(-sigmas**2 / 2)`` (1e-31 at 12).
+
+    The count of keys below ``t`` is binomial with mean ``mu = n_rows (1 - exp(-t))``,
+    and is less than ``mu - sigmas sqrt(mu)`` with at most that probability (Chernoff),
+    so ``mu = n_keep + sigmas sqrt(mu)`` is solved for. ``inf`` when the bound would
+    keep most rows anyway. A chunk then sends its keys below the bound, not its
+    ``n_keep`` smallest: about ``n_keep / n_chunks`` rows instead of ``n_keep``.
+    """
+    root = (sigmas + np.sqrt(sigmas**2 + 4.0 * n_keep)) / 2.0
+    p = root * root / n_rows
+    return float(-np.log1p(-p)) if p < 0.5 else np.inf
 
 
 def d2_sample(X, sample_weight, row_start, key, n_keep, centers, exponential=False) -> KeyedRows:

@@ -23,6 +23,7 @@ from ..numerics.kmeans import (
     LloydStats,
     RandomResp,
     d2_sample,
+    key_bound,
     lloyd_stats,
     nearest_counts,
     uniform_rows,
@@ -95,12 +96,22 @@ def draw_sample(blocks: Blocks, seed: int, n_sample: int) -> tuple[np.ndarray, n
     weighted them) and whether the sample is the whole data, i.e. holds every row of
     positive weight (then in its original order, with the rows' own weights). The rows
     depend only on their global indices, not on the chunking.
+
+    Unit-weight rows: each chunk sends only its keys below :func:`key_bound`, a small
+    share of ``n_sample`` rows, not up to ``n_sample`` rows each. The sample is the same;
+    should fewer keys than asked for lie below the bound (probability 1e-31), the pass
+    runs again without it.
     """
     # one row more than asked for: the sample is the whole data exactly when the pass
     # finds no more than n_sample rows of positive weight (zero-weight rows are never
     # drawn), and at exactly n_sample a pass asked for n_sample could not tell. The
     # n_sample smallest keys are the same rows, in the same order, either way
-    res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_sample + 1, True)
+    n_keep = n_sample + 1
+    unit = blocks.sample_weight is None and not blocks.omit_missing
+    below = key_bound(blocks.n_samples, n_keep) if unit else np.inf
+    res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_keep, True, below)
+    if len(res.rows) < n_keep and below < np.inf:  # fewer keys below it than asked for
+        res = blocks.map_reduce(uniform_rows, KeyedRows.merge, (seed, 0), n_keep, True)
     if len(res.rows) <= n_sample:
         order = np.argsort(res.row_ids, kind="stable")
         return res.rows[order], res.weights[order], True
