@@ -145,8 +145,9 @@ class DeltaFile:
         for name, value in self.partition.items():
             if name in columns and name not in stored:
                 table = table.append_column(name, pa.array([value] * table.num_rows))
+        present = set(table.column_names)
         for name in columns:  # columns added to the table after this file was written
-            if name not in table.column_names:
+            if name not in present:
                 table = table.append_column(name, pa.nulls(table.num_rows))
         expr = arrow_filter(self.filters)
         return table if expr is None else table.filter(expr)

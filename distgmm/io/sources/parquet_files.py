@@ -128,8 +128,9 @@ class RowGroups:
                 f"{self.url}: cannot read row groups {_spans(self.row_groups)} "
                 f"({type(e).__name__}: {' '.join(str(e).split())[:120]}): the file is "
                 "corrupt or incomplete; remove or rewrite it.") from None
+        present = set(table.column_names)  # column_names builds a new list per call
         for name in wanted:
-            if name in table.column_names:
+            if name in present:
                 continue
             if name in parts:  # a hive partition column: one value for the whole file
                 table = table.append_column(
