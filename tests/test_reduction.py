@@ -176,3 +176,83 @@ def test_a_fit_s_later_out_of_core_passes_reuse_the_read_plan(tmp_path, monkeypa
     with dask.config.set(scheduler="threads", num_workers=2):
         other.map_reduce(_rows, _add)
     assert len(folds) == 2  # each fit builds its own
+
+
+def test_spread_targets_moves_few_chunks_to_even_out_rows():
+    from distgmm.parallel.colocate import spread_targets
+
+    def on(*names):
+        return [{n} for n in names]
+
+    two = {"a": 1, "b": 1}
+    assert spread_targets(on(*"aaaabbbb"), [10] * 8, two) is None
+    assert spread_targets(on(*"aaaaabbb"), [10] * 8, two) == list("aaaabbbb")
+    # one read cut into 8 chunks, 7 left on its worker: 3 move, the rest stay
+    got = spread_targets(on(*"aaaaaaab"), [10] * 8, two)
+    assert got[:4] == ["a"] * 4 and Counter(got) == {"a": 4, "b": 4}
+    # chunks a pass fetched to the other worker too (replicas): balanced as they are
+    assert spread_targets([{"a"}] * 4 + [{"a", "b"}] * 4, [10] * 8, two) is None
+    assert spread_targets([{"a", "b"}] * 4 + [{"b"}] * 4, [10] * 8, two) is None
+    # unequal chunks, a little uneven: left alone
+    assert spread_targets(on(*"aab"), [10, 10, 17], two) is None
+    # shares follow threads; a holder that is gone counts as nowhere
+    assert Counter(spread_targets(on(*"aaaaaa"), [10] * 6, {"a": 1, "b": 2})) == \
+        {"a": 2, "b": 4}
+    assert Counter(spread_targets(on("gone", "a", "b"), [10] * 3, {"a": 1, "b": 2})) == \
+        {"a": 1, "b": 2}
+
+
+def test_spread_persisted_evens_out_chunks_and_keeps_rows_aligned(client):
+    from distributed import wait
+
+    from distgmm.parallel.colocate import spread_persisted
+
+    X, _, _ = blobs(n=4000, d=3, seed=34)
+    w = np.random.default_rng(1).uniform(0, 2, size=4000)
+    first = sorted(client.nthreads())[0]
+    Xd, wd = client.persist([da.from_array(X, chunks=(500, 3)), da.from_array(w, chunks=500)],
+                            workers=[first])
+    wait([Xd, wd])
+    assert Counter(a[0] for a in client.who_has(Xd).values()) == {first: 8}
+    Xs, ws = spread_persisted([Xd, ws0 := wd])
+    assert Xs.name != Xd.name and ws.name != ws0.name
+    whx, whw = client.who_has(Xs), client.who_has(ws)
+    holders = [whx[(Xs.name, i, 0)][0] for i in range(8)]
+    assert Counter(holders).most_common(1)[0][1] == 4  # 4 and 4
+    assert holders[:4] == [first] * 4  # the first share stays put
+    assert [whw[(ws.name, i)][0] for i in range(8)] == holders  # weights go along
+    np.testing.assert_array_equal(Xs.compute(), X)
+    np.testing.assert_array_equal(ws.compute(), w)
+    blocks = [(i, 500 * i) for i in range(8)]
+    np.testing.assert_allclose(
+        dask_map_reduce(Xs, ws, blocks, _weighted_rows, _add, (), 3),
+        numpy_map_reduce(X, w, blocks, _weighted_rows, _add, (), 3), rtol=1e-13)
+    # balanced already: nothing moves
+    assert spread_persisted([Xs])[0] is Xs
+
+
+def test_dask_blocks_spreads_its_own_copy_not_the_users(client, tmp_path):
+    """A huge Parquet row group is read once and cut: persisting the cuts leaves them
+    on the reading worker, and distgmm's own persisted copy is spread; an array the
+    user persisted stays where it is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from distributed import wait
+
+    from distgmm.io.sources import ParquetSource
+    from distgmm.parallel.blocks import dask_blocks
+
+    X, _, _ = blobs(n=40_000, d=4, seed=35)
+    pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(4)}), tmp_path / "one.parquet",
+                   row_group_size=len(X))
+    ds = ParquetSource(str(tmp_path / "one.parquet"), chunk_bytes=40_000 * 4).load()
+    assert ds.X.numblocks[0] == 8
+    blocks = dask_blocks(ds.X, None, cache="memory")
+    held = Counter(a[0] for a in client.who_has(blocks.X).values())
+    assert sorted(held.values()) == [4, 4]
+    np.testing.assert_array_equal(blocks.X.compute(), X)
+
+    first = sorted(client.nthreads())[0]
+    mine = client.persist(da.from_array(X, chunks=(5_000, 4)), workers=[first])
+    wait(mine)
+    assert dask_blocks(mine, None, cache="memory").X.name == mine.name

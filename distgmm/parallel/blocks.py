@@ -224,6 +224,7 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto",
         sample_weight = sample_weight.rechunk((X.chunks[0],))
     leaves = source = None
     if should_persist(X, cache):
+        ours = not _persisted(X)  # a user's persisted chunks stay where they are
         plan = _pack_plan_for(X)
         if plan is not None:
             source = X.chunks[0]
@@ -234,6 +235,11 @@ def dask_blocks(X, sample_weight=None, cache: str = "auto",
             import dask
 
             X, sample_weight = dask.persist(X, sample_weight)
+        if ours:
+            from .colocate import spread_persisted
+
+            X, *rest = spread_persisted([X] if sample_weight is None else [X, sample_weight])
+            sample_weight = rest[0] if rest else None
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
     blocks = [(i, int(s)) for i, (s, n) in enumerate(zip(starts, X.chunks[0])) if n > 0]
     return Blocks(X, sample_weight, blocks, is_dask=True, omit_missing=omit_missing,
