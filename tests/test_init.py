@@ -199,3 +199,34 @@ def test_key_bound_holds_the_smallest_keys():
         below = int((keys < bound).sum())
         assert k <= below < k + 20 * np.sqrt(k)  # holds them, with a small margin
     assert key_bound(30_000, 20_001) == np.inf  # would keep most rows: no bound
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_local_fit_on_a_sample_is_scikit_learns_fit(covariance_type):
+    """On a sample of larger data the local start is fitted by distgmm's kernel: the
+    same k-means start, M-step and stopping rule as scikit-learn's mixture."""
+    from sklearn.mixture import GaussianMixture
+
+    X, _ = _mixture(5_000, k=4, d=5, seed=3)
+    for seed in (0, 7):
+        ours, bound = init_mod._one_local_fit(X, 4, covariance_type, 1e-6, seed, False)
+        gm = GaussianMixture(4, covariance_type=covariance_type, random_state=seed).fit(X)
+        assert bound == pytest.approx(gm.lower_bound_, abs=1e-9)
+        np.testing.assert_allclose(ours.means, gm.means_, atol=1e-6)
+        np.testing.assert_allclose(ours.weights, gm.weights_, atol=1e-8)
+
+
+def test_local_fit_that_collapses_is_left_to_scikit_learn(monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    from distgmm.numerics.gaussian import CollapseError
+
+    def collapse(*args):
+        raise CollapseError("component 2 collapsed")
+
+    monkeypatch.setattr(init_mod, "_own_local_fit", collapse)
+    X, _ = _mixture(3_000, k=3, d=4, seed=4)
+    params, bound = init_mod._one_local_fit(X, 3, "full", 1e-6, 5, False)
+    gm = GaussianMixture(3, random_state=5).fit(X)
+    assert bound == gm.lower_bound_
+    np.testing.assert_array_equal(params.means, gm.means_)
