@@ -117,7 +117,11 @@ def main(argv=None):
             for proc in procs[::-1]:
                 proc.terminate()
             for proc in procs:
-                proc.wait(timeout=30)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:  # a worker still closing: no strays
+                    proc.kill()
+                    proc.wait()
     base = results[0]
     print("| chunks | persisted s/iter | / first | out of core s/iter | / first |")
     print("|---|---|---|---|---|")
