@@ -126,9 +126,9 @@ def main(argv=None):
         warm_rows = min(n, 2 * chunk)
         small = zarr.create_array(store=f"{tmp}/warm.zarr", shape=(warm_rows, d),
                                   chunks=(chunk, d), dtype="f8")
-        small[:] = X[::-1][:warm_rows]
-        distgmm_row("warm-up", da.from_zarr(f"{tmp}/warm.zarr"), X[:warm_rows], k, ct,
-                    cache="none")
+        warm = X[::-1][:warm_rows]
+        small[:] = warm
+        distgmm_row("warm-up", da.from_zarr(f"{tmp}/warm.zarr"), warm, k, ct, cache="none")
         rows.append(distgmm_row("distgmm, persisted dask array, LocalCluster 2x1",
                                 Xp, X, k, ct))
         rows.append(distgmm_row("distgmm, out of core from Zarr (cache='none')",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -230,3 +232,18 @@ def test_local_fit_that_collapses_is_left_to_scikit_learn(monkeypatch):
     gm = GaussianMixture(3, random_state=5).fit(X)
     assert bound == gm.lower_bound_
     np.testing.assert_array_equal(params.means, gm.means_)
+
+
+def test_local_fit_does_not_swallow_the_no_kernel_warning(monkeypatch):
+    import distgmm
+    from distgmm.numerics import suffstats
+
+    monkeypatch.setattr(suffstats, "HAVE_COMPILED", False)
+    monkeypatch.setattr(suffstats, "_warned", False)
+    X = np.random.default_rng(0).normal(size=(30_000, 3))  # sampled, not whole
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        distgmm.GaussianMixture(2, compute_dtype="float32", random_state=0,
+                                max_iter=2).fit(X)
+        distgmm.GaussianMixture(2, random_state=0, max_iter=2).fit(X)
+    assert any("compiled E-step" in str(w.message) for w in seen)

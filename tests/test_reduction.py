@@ -8,6 +8,7 @@ from collections import Counter
 import dask
 import dask.array as da
 import numpy as np
+import pytest
 from conftest import blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -256,3 +257,32 @@ def test_dask_blocks_spreads_its_own_copy_not_the_users(client, tmp_path):
     mine = client.persist(da.from_array(X, chunks=(5_000, 4)), workers=[first])
     wait(mine)
     assert dask_blocks(mine, None, cache="memory").X.name == mine.name
+
+
+def test_persisted_fit_with_a_client_only_in_dask_config(monkeypatch):
+    """dask.config.set(scheduler=client) with no default client: the spread's wait()
+    must not ask distributed.default_client() (ValueError: No clients found)."""
+    import dask
+    import dask.array as da
+    import distributed.client as dc
+    from distributed import Client, LocalCluster
+
+    import distgmm
+
+    monkeypatch.setattr(dc, "_global_clients", type(dc._global_clients)())
+    X = np.random.default_rng(0).normal(size=(4000, 3))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, \
+            dask.config.set(scheduler=client):
+        gm = distgmm.GaussianMixture(2, cache="memory", random_state=0)
+        gm.fit(da.from_array(X, chunks=(500, 3)))
+    ref = distgmm.GaussianMixture(2, random_state=0).fit(X)
+    assert gm.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-12)
+
+
+def test_a_chunk_over_two_shares_stays_on_its_holder():
+    from distgmm.parallel.colocate import spread_targets
+
+    three = {"a": 1, "b": 1, "c": 1}
+    assert spread_targets([{"c"}] * 3, [900, 50, 50], three) == ["c", "a", "b"]

@@ -159,8 +159,9 @@ def spread_targets(holders: list, rows: list[int],
     with no worker thread holding more than ``SPREAD_ABOVE`` times its share.
 
     A chunk stays on a holder while at least half of it fits in that holder's share
-    (chunks with replicas last, each on its holder with the most room); the others go,
-    largest first, to the worker with the most room left.
+    (chunks with replicas last, each on its holder with the most room), and a chunk
+    over two shares stays on a holder that has nothing else (it fits nowhere better);
+    the others go, largest first, to the worker with the most room left.
 
     Parameters
     ----------
@@ -180,8 +181,9 @@ def spread_targets(holders: list, rows: list[int],
     load = dict.fromkeys(quota, 0.0)
     # chunks with one holder first: replicas then go where there is room
     for i in sorted(range(len(rows)), key=lambda i: len(set(holders[i]) & quota.keys())):
-        room = [w for w in sorted(holders[i]) if w in quota
-                and load[w] + rows[i] / 2 <= quota[w]]
+        room = [w for w in sorted(holders[i]) if w in quota  # (a chunk over 2 shares
+                and (load[w] + rows[i] / 2 <= quota[w]  # stays: it cannot fit anywhere)
+                     or (load[w] == 0 and rows[i] > 2 * quota[w]))]
         if room:
             w = max(room, key=lambda w: quota[w] - load[w])
             targets[i], load[w] = w, load[w] + rows[i]
@@ -235,7 +237,8 @@ def spread_persisted(arrays: list):
     flat = [f for fs in futures for f in fs]
     if not flat or not all(isinstance(f, Future) and f.client is client for f in flat):
         return arrays
-    wait(flat)
+    with client.as_current():  # wait() asks default_client(): maybe none, or another
+        wait(flat)
     if any(f.status != "finished" for f in flat):
         return arrays  # the pass reports the error, as without the move
     who = client.who_has(futures[0])
@@ -257,7 +260,8 @@ def spread_persisted(arrays: list):
                                               allow_other_workers=True, pure=False)):
                 new[i] = f
         moved.append(da.Array(dict(zip(keys, new)), name, a.chunks, dtype=a.dtype))
-    wait([f for a in moved for f in a.__dask_graph__().values()])
+    with client.as_current():
+        wait([f for a in moved for f in a.__dask_graph__().values()])
     return moved
 
 

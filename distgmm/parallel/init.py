@@ -189,6 +189,10 @@ def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: fl
         0, 2**31 - 1, n_init - 1))]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
+    if not whole:  # run_em's once-per-process kernel warning, outside the "ignore" below
+        from ..numerics.suffstats import warn_if_no_kernel
+
+        warn_if_no_kernel("float64")
     with _QUIET_KMEANS, warnings.catch_warnings(), ThreadPoolExecutor(
             max(1, min(n_init, cores)), thread_name_prefix="distgmm-local") as pool:
         warnings.simplefilter("ignore")  # not converging on the sample is fine: a start
