@@ -286,3 +286,49 @@ def test_a_chunk_over_two_shares_stays_on_its_holder():
 
     three = {"a": 1, "b": 1, "c": 1}
     assert spread_targets([{"c"}] * 3, [900, 50, 50], three) == ["c", "a", "b"]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_e_step_leaves_folded_as_rows_give_the_numpy_engines_bits(client, tmp_path,
+                                                                  covariance_type):
+    """The E-step's small chunks fold as plain rows inside a group task (persisted,
+    persisted packed, out of core): the same statistics, bit for bit, as the numpy
+    engine's tree of SuffStats merges."""
+    import zarr
+    from distributed import wait
+
+    from distgmm import GaussianMixture
+    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_stats, merge
+    from distgmm.parallel.blocks import dask_blocks, numpy_blocks
+
+    if not HAVE_COMPILED:
+        pytest.skip("the rows path is the compiled kernel's")
+    X, _, _ = blobs(n=6_000, d=3, seed=36)
+    w = np.random.default_rng(2).uniform(0.5, 2, size=len(X))
+    params = GaussianMixture(3, covariance_type=covariance_type, max_iter=2,
+                             random_state=0).fit(X).fitted_params()
+    args = (params, "float64")
+    chunks = (250, 3)
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=chunks,
+                          dtype="f8")
+    z[:] = X
+    persisted = client.persist(da.from_array(X, chunks=chunks))
+    wait(persisted)
+    cases = [
+        (persisted, None, "memory"),  # a task per worker over the chunks it holds
+        (da.from_array(X, chunks=chunks), None, "memory"),  # packed by distgmm
+        (da.from_zarr(str(tmp_path / "x.zarr")), None, "none"),  # out of core
+        (da.from_zarr(str(tmp_path / "x.zarr")), da.from_array(w, chunks=250), "none"),
+    ]
+    for Xd, wd, cache in cases:
+        blocks = dask_blocks(Xd, wd, cache=cache)
+        ref = numpy_blocks(X, None if wd is None else w, block_rows=250)
+        for split_every in (3, 8):
+            blocks.split_every = ref.split_every = split_every
+            got = blocks.map_reduce(chunk_stats, merge, *args)
+            want = ref.map_reduce(chunk_stats, merge, *args)
+            for attr in ("nk", "sx", "s2"):
+                np.testing.assert_array_equal(getattr(got, attr), getattr(want, attr))
+            assert (got.loglik, got.wsum, got.n_rows) == (want.loglik, want.wsum,
+                                                          want.n_rows)
+            assert type(got.n_rows) is int and type(got.loglik) is float

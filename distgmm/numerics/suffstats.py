@@ -469,6 +469,30 @@ def chunk_stats_compiled(
     tile_rows: int | None = None,
 ) -> SuffStats:
     """:func:`chunk_stats` in float64 by the compiled kernel (``HAVE_COMPILED``)."""
+    return row_stats(chunk_stats_row(X, sample_weight, row_start, params, tile_rows), params)
+
+
+def row_width(params: GMMParams) -> int:
+    """Length of a :func:`chunk_stats_row`."""
+    k, d = params.means.shape
+    ct = params.covariance_type
+    return 3 + k * n_feature_rows(ct, d) + (d * d if ct == "tied" else 0)
+
+
+def chunk_stats_row(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    row_start: int,
+    params: GMMParams,
+    tile_rows: int | None = None,
+) -> np.ndarray:
+    """:func:`chunk_stats_compiled` as one float64 row, as the kernel leaves it:
+    ``[n_rows, wsum, loglik, acc (K x n_f, moments packed), X'X (tied only)]``.
+
+    Rows add as :func:`merge` adds the statistics, entry for entry, so a pass can fold
+    many small chunks' rows and turn only the folded ones into statistics
+    (:func:`row_stats`) with the same bits: 2-3 microseconds a chunk instead of 8-13.
+    """
     ct = params.covariance_type
     k, d = params.means.shape
     center, nat = centered_natural_params(params)
@@ -476,17 +500,30 @@ def chunk_stats_compiled(
     tile = int(tile_rows or compiled_tile_rows(ct, d))
     X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
     w = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
-    acc = np.empty((k, n_f))
-    xx = np.empty((d, d)) if ct == "tied" else None
+    row = np.empty(row_width(params))
+    acc = row[3 : 3 + k * n_f].reshape(k, n_f)
+    xx = row[3 + k * n_f :].reshape(d, d) if ct == "tied" else None
     loglik, wsum, bad = _estep.estep(
         X, w, np.ascontiguousarray(center, np.float64), nat.W, nat.tied_factor,
         covariance_code(ct), tile, acc, xx,
     )
     if bad >= 0:
         raise_nonfinite(X[bad : bad + tile], row_start + bad)
-    nk, sx, s2 = unpack_moments(acc, ct, d)
-    return SuffStats(ct, center, np.zeros((k, d)), X.shape[0], wsum, loglik, nk, sx,
-                     xx if ct == "tied" else s2)
+    row[:3] = X.shape[0], wsum, loglik
+    return row
+
+
+def row_stats(row: np.ndarray, params: GMMParams) -> SuffStats:
+    """The statistics of a (folded) :func:`chunk_stats_row`."""
+    ct = params.covariance_type
+    k, d = params.means.shape
+    center, _ = centered_natural_params(params)
+    n_f = n_feature_rows(ct, d)
+    nk, sx, s2 = unpack_moments(row[3 : 3 + k * n_f].reshape(k, n_f), ct, d)
+    if ct == "tied":
+        s2 = row[3 + k * n_f :].reshape(d, d).copy()
+    return SuffStats(ct, center, np.zeros((k, d)), int(row[0]), float(row[1]), float(row[2]),
+                     nk, sx, s2)
 
 
 def chunk_stats_numpy(

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..numerics.suffstats import merge, pack_stats, unpack_stats
+from ..numerics import suffstats
+from ..numerics.suffstats import (
+    chunk_stats,
+    chunk_stats_row,
+    merge,
+    pack_stats,
+    row_stats,
+    unpack_stats,
+)
 from .blas import in_one_blas_thread, one_blas_thread
 
 SPLIT_EVERY = 8
@@ -117,22 +125,69 @@ def unpacked(part, combine) -> dict:
     return dict(zip(keys, _PACKERS[combine][1](template, rows)))
 
 
+def _as_rows(fn, combine, args):
+    """``(leaf, finish)`` where a pass's leaves can be folded as plain rows (the
+    compiled E-step's :func:`~distgmm.numerics.suffstats.chunk_stats_row`, added as
+    :func:`merge` adds): ``leaf(x, w, row_start)`` gives a leaf's row and ``finish``
+    turns a folded row into the partial ``fn`` would have folded to; None elsewhere."""
+    if fn is chunk_stats and combine is merge and len(args) in (1, 2) and \
+            args[1:] in ((), ("float64",)) and suffstats.HAVE_COMPILED:
+        params = args[0]
+        return partial(_row_leaf, params), partial(row_stats, params=params)
+    return None
+
+
+def _row_leaf(params, x, w, row_start):
+    return chunk_stats_row(x, w, row_start, params)
+
+
+class _Folder:
+    """A group task's leaves folded up the tree as they come (:func:`_fold_up`): the
+    same nodes and bits as :func:`fold_tree` over all of them. Where the leaves fold as
+    rows (:func:`_as_rows`), thousands of small chunks cost a few microseconds each."""
+
+    def __init__(self, fn, combine, split_every, n_leaves, args):
+        self.nodes: dict = {}
+        self.combine, self.split_every, self.n_leaves = combine, split_every, n_leaves
+        rows = _as_rows(fn, combine, args)
+        if rows is None:
+            self.leaf, self.add, self.finish = partial(_leaf, fn, args), combine, None
+        else:
+            (self.leaf, self.finish), self.add = rows, np.add
+
+    def put(self, j: int, x, w, row_start: int) -> None:
+        self.nodes[(0, j)] = self.leaf(x, w, row_start)
+        _fold_up(self.nodes, j, self.n_leaves, self.add, self.split_every)
+
+    def done(self):
+        nodes = self.nodes
+        if self.finish is not None:
+            nodes = {key: self.finish(row) for key, row in nodes.items()}
+        return packed(nodes, self.combine)
+
+
+def _leaf(fn, args, x, w, row_start):
+    return fn(x, w, row_start, *args)
+
+
 def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args):
     """A group task: ``fn`` on each of its blocks, folded as far as the group allows
     (and :func:`packed`)."""
-    nodes = {(0, j): fn(x, w, s, *args) for j, x, w, s in zip(positions, xs, ws, starts)}
-    return packed(fold_tree(nodes, n_leaves, combine, split_every), combine)
+    folder = _Folder(fn, combine, split_every, n_leaves, args)
+    for j, x, w, s in zip(positions, xs, ws, starts):
+        folder.put(j, x, w, s)
+    return folder.done()
 
 
 def packed_tree_nodes(fn, combine, split_every, n_leaves, layout, xs, ws, starts, *args):
     """:func:`tree_nodes` over packed blocks: ``layout`` holds each block's first leaf
     and its source chunks' sizes; ``fn`` runs on each source chunk's rows (a view)."""
-    nodes = {}
+    folder = _Folder(fn, combine, split_every, n_leaves, args)
     for (first, sizes), x, w, start in zip(layout, xs, ws, starts):
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
-            nodes[(0, first + j)] = fn(xc, wc, start + int(offset), *args)
-    return packed(fold_tree(nodes, n_leaves, combine, split_every), combine)
+            folder.put(first + j, xc, wc, start + int(offset))
+    return folder.done()
 
 
 def dask_map_reduce(
@@ -348,7 +403,7 @@ def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts,
     soon as a node's children are all present: the same nodes and bits as
     :func:`tree_nodes`.
     """
-    nodes: dict = {}
+    folder = _Folder(fn, combine, split_every, n_leaves, args)
     chunks = iter(zip(positions, starts))
     with one_blas_thread(), ThreadPoolExecutor(1, thread_name_prefix="distgmm-read") as reader:
         ahead = reader.submit(_load, *reads[0][:2])
@@ -360,10 +415,9 @@ def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts,
             del x, w
             for xc, wc in parts:
                 j, start = next(chunks)
-                nodes[(0, j)] = fn(xc, wc, start, *args)
-                _fold_up(nodes, j, n_leaves, combine, split_every)
+                folder.put(j, xc, wc, start)
             del parts, xc, wc  # before the next read is submitted: two reads at most
-    return packed(nodes, combine)
+    return folder.done()
 
 
 def _cut(x, w, sizes) -> list:
