@@ -298,8 +298,7 @@ def test_e_step_leaves_folded_as_rows_give_the_numpy_engines_bits(client, tmp_pa
     from distributed import wait
 
     from distgmm import GaussianMixture
-    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_stats, merge
-    from distgmm.parallel.blocks import dask_blocks, numpy_blocks
+    from distgmm.numerics.suffstats import HAVE_COMPILED
 
     if not HAVE_COMPILED:
         pytest.skip("the rows path is the compiled kernel's")
@@ -312,14 +311,34 @@ def test_e_step_leaves_folded_as_rows_give_the_numpy_engines_bits(client, tmp_pa
     z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=chunks,
                           dtype="f8")
     z[:] = X
+    zw = zarr.create_array(store=str(tmp_path / "w.zarr"), shape=w.shape, chunks=(250,),
+                           dtype="f8")
+    zw[:] = w  # a folded, self-contained read: weights out of core stay in streamed_nodes
     persisted = client.persist(da.from_array(X, chunks=chunks))
     wait(persisted)
     cases = [
         (persisted, None, "memory"),  # a task per worker over the chunks it holds
         (da.from_array(X, chunks=chunks), None, "memory"),  # packed by distgmm
         (da.from_zarr(str(tmp_path / "x.zarr")), None, "none"),  # out of core
-        (da.from_zarr(str(tmp_path / "x.zarr")), da.from_array(w, chunks=250), "none"),
+        (da.from_zarr(str(tmp_path / "x.zarr")), da.from_zarr(str(tmp_path / "w.zarr")),
+         "none"),
+        (persisted, client.persist(da.from_array(w, chunks=250)), "memory"),
+        (da.from_array(X, chunks=chunks), da.from_array(w, chunks=250), "memory"),
     ]
+    client.run(_spy_folder)
+    try:
+        _check_rows_cases(cases, X, w, args)
+    finally:
+        client.run(_spy_folder, False)
+
+
+def _check_rows_cases(cases, X, w, args):
+    from distributed import get_client
+
+    from distgmm.numerics.suffstats import chunk_stats, merge
+    from distgmm.parallel.blocks import dask_blocks, numpy_blocks
+
+    client = get_client()
     for Xd, wd, cache in cases:
         blocks = dask_blocks(Xd, wd, cache=cache)
         ref = numpy_blocks(X, None if wd is None else w, block_rows=250)
@@ -332,3 +351,33 @@ def test_e_step_leaves_folded_as_rows_give_the_numpy_engines_bits(client, tmp_pa
             assert (got.loglik, got.wsum, got.n_rows) == (want.loglik, want.wsum,
                                                           want.n_rows)
             assert type(got.n_rows) is int and type(got.loglik) is float
+        taken = sum(client.run(_folder_log).values(), [])
+        assert taken and all(rows for _, rows in taken), (cache, taken)  # rows path ran
+
+
+def _spy_folder(on=True):
+    """Worker side: record whether each group task's _Folder took the rows path."""
+    import sys
+
+    from distgmm.parallel import reduction
+
+    folder = reduction._Folder
+    real = folder.__dict__.get("_real_init", folder.__init__)
+    if not on:
+        folder.__init__ = real
+        return
+    taken = reduction.__dict__.setdefault("_taken", [])
+
+    def init(self, *a, **k):
+        real(self, *a, **k)
+        taken.append((sys._getframe(1).f_code.co_name, self.finish is not None))
+
+    folder._real_init, folder.__init__ = real, init
+
+
+def _folder_log():
+    from distgmm.parallel import reduction
+
+    out = list(reduction.__dict__.get("_taken", []))
+    reduction.__dict__.get("_taken", []).clear()
+    return out

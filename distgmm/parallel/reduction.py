@@ -3,7 +3,9 @@
 ``chunk -> combine -> finalize`` on one screen: each block becomes a partial result
 by ``fn(X_block, w_block, row_start, *args)``; partials are merged in groups of
 ``split_every`` in a fixed order, so the same blocks always give the same bits, and
-the numpy engine and the Dask graph give identical results for identical blocks.
+the numpy engine and the Dask graph give identical results for identical blocks. (In a
+Dask group task the E-step's partials travel up the tree as plain rows, added as
+``merge`` adds, and become statistics once folded: see :class:`_Folder`.)
 """
 
 from __future__ import annotations
@@ -171,8 +173,8 @@ def _leaf(fn, args, x, w, row_start):
 
 
 def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args):
-    """A group task: ``fn`` on each of its blocks, folded as far as the group allows
-    (and :func:`packed`)."""
+    """A group task: ``fn`` on each of its blocks (or the E-step's rows, see
+    :class:`_Folder`), folded as far as the group allows (and :func:`packed`)."""
     folder = _Folder(fn, combine, split_every, n_leaves, args)
     for j, x, w, s in zip(positions, xs, ws, starts):
         folder.put(j, x, w, s)
