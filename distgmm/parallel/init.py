@@ -32,9 +32,10 @@ from ..numerics.kmeans import (
 )
 from ..numerics.mstep import m_step
 from ..numerics.params import GMMParams
-from ..numerics.suffstats import merge, resp_stats
+from ..numerics.suffstats import merge, resp_stats, warn_if_no_kernel
 from ..options import INIT_PARAMS
-from .blocks import Blocks
+from .blocks import Blocks, numpy_blocks
+from .em import run_em
 
 # catch_warnings swaps the process-wide filter list: two restarts' threads entering and
 # leaving it interleaved would leave "ignore" installed for good, so one at a time
@@ -160,9 +161,6 @@ def _own_local_fit(rows: np.ndarray, k: int, covariance_type: str, reg_covar: fl
                    random_state: int) -> tuple[GMMParams, float]:
     from sklearn.cluster import KMeans
 
-    from .blocks import numpy_blocks
-    from .em import run_em
-
     # scikit-learn's mixture starts from KMeans(n_init=1) seeded by its RandomState
     km = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(random_state))
     blocks = numpy_blocks(rows)
@@ -190,8 +188,6 @@ def _local_mixture(rows: np.ndarray, k: int, covariance_type: str, reg_covar: fl
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     if not whole:  # run_em's once-per-process kernel warning, outside the "ignore" below
-        from ..numerics.suffstats import warn_if_no_kernel
-
         warn_if_no_kernel("float64")
     with _QUIET_KMEANS, warnings.catch_warnings(), ThreadPoolExecutor(
             max(1, min(n_init, cores)), thread_name_prefix="distgmm-local") as pool:

@@ -135,12 +135,8 @@ def _as_rows(fn, combine, args):
     if fn is chunk_stats and combine is merge and len(args) in (1, 2) and \
             args[1:] in ((), ("float64",)) and suffstats.HAVE_COMPILED:
         params = args[0]
-        return partial(_row_leaf, params), partial(row_stats, params=params)
+        return partial(chunk_stats_row, params=params), partial(row_stats, params=params)
     return None
-
-
-def _row_leaf(params, x, w, row_start):
-    return chunk_stats_row(x, w, row_start, params)
 
 
 class _Folder:
