@@ -4,7 +4,9 @@ Starts a real ``dask scheduler`` and ``--workers`` single-thread ``dask worker``
 processes on 127.0.0.1, then fits data of tiny chunks (``--chunk-rows`` rows x 4
 features, K=2, diag: the arithmetic is negligible, so what is measured is the cost of a
 pass: building, scheduling, gathering and combining) with 100, 1,000 and 10,000 chunks,
-persisted and out of core (a Zarr array with those chunks, ``cache="none"``).
+persisted and out of core (a Zarr array with those chunks, ``cache="none"``), and the
+raw read of that array's chunk files in one process (``raw_read``: the floor of any
+pass that re-reads them).
 Per iteration: the median of the fits' own per-iteration times (iterations after the
 ``--n1``-th of fits of ``--n2``), same start. Persisted data that distgmm persists itself
 is packed into blocks (``distgmm.parallel.blocks.pack_plan``); out of core, every
@@ -72,6 +74,31 @@ def per_iteration(X, k, n1, n2, **kw):
     return float(np.median(timed))
 
 
+def raw_read(path: str) -> float:
+    """Seconds to read the whole Zarr array once in this process, the median of three:
+    through zarrs' Rust pipeline where it is installed (the route distgmm reads local
+    Zarr by), else zarr-python's."""
+    import time
+
+    import zarr
+
+    try:
+        import zarrs  # noqa: F401
+
+        config = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
+    except ImportError:
+        config = {}
+    times = []
+    with zarr.config.set(config):
+        z = zarr.open_array(path, mode="r")
+        z[:]  # warm: metadata, imports, the page cache
+        for _ in range(3):
+            t = time.perf_counter()
+            z[:]
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=8)
@@ -110,7 +137,8 @@ def main(argv=None):
                          "persisted_s": per_iteration(persisted, 2, args.n1, args.n2,
                                                       cache="memory"),
                          "out_of_core_s": per_iteration(da.from_zarr(path), 2, args.n1,
-                                                        args.n2, cache="none")}
+                                                        args.n2, cache="none"),
+                         "raw_read_s": raw_read(path)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
         finally:
@@ -123,12 +151,14 @@ def main(argv=None):
                     proc.kill()
                     proc.wait()
     base = results[0]
-    print("| chunks | persisted s/iter | / first | out of core s/iter | / first |")
-    print("|---|---|---|---|---|")
+    print("| chunks | persisted s/iter | / first | out of core s/iter | / first "
+          "| raw read s | out of core / raw read |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['chunks']:,} | {r['persisted_s']:.3f} | "
               f"{r['persisted_s'] / base['persisted_s']:.2f} | {r['out_of_core_s']:.3f} | "
-              f"{r['out_of_core_s'] / base['out_of_core_s']:.2f} |")
+              f"{r['out_of_core_s'] / base['out_of_core_s']:.2f} | {r['raw_read_s']:.3f} | "
+              f"{r['out_of_core_s'] / r['raw_read_s']:.2f} |")
     if args.out is not None:
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
 

@@ -52,6 +52,18 @@ def test_scaling_smoke(tmp_path):
         row["ooc_s_per_iter"] / (row["mem_s_per_iter"] + row["read_s"]))
 
 
+def test_scale_smoke(tmp_path):
+    scale = load("scale")
+    out = tmp_path / "scale"
+    scale.main(["--workers", "2", "--chunks", "30", "--n1", "0", "--n2", "6",
+                "--out", str(out)])
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["chunks"] for r in rows] == [30]
+    for r in rows:
+        assert r["workers"] == 2
+        assert all(r[k] > 0 for k in ("persisted_s", "out_of_core_s", "raw_read_s"))
+
+
 def test_cpu_split_smoke(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # it imports compare.py, as when run as a script
     cpu_split = load("cpu_split")

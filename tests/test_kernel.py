@@ -147,3 +147,44 @@ def test_scratch_buffer_is_reused_grown_and_kept_apart_by_tag():
     assert not np.shares_memory(a, c)
     big = scratch.buffer("test.a", (10, 10))  # larger: a new buffer, kept from now on
     assert big.shape == (10, 10) and np.shares_memory(big, scratch.buffer("test.a", (3, 3)))
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_chunk_rows_give_each_chunk_s_row_bit_for_bit(ct):
+    """One kernel call over a run of chunks (chunk_rows) gives each chunk's row as its
+    own call does: any sizes, empty chunks, weights, float32 input."""
+    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_rows, chunk_stats_row
+
+    if not HAVE_COMPILED:
+        pytest.skip("chunk_rows is the compiled kernel's")
+    rng = np.random.default_rng(5)
+    p = random_params(3, 5, ct)
+    sizes = [7, 0, 1, 300, 513, 2, 64]
+    X = rng.normal(scale=3, size=(sum(sizes), 5))
+    w = rng.uniform(0.5, 2, size=len(X))
+    cuts = np.cumsum([0, *sizes])
+    for x, wt in [(X, None), (X, w), (X.astype(np.float32), None)]:
+        rows = chunk_rows(x, wt, sizes, 100, p)
+        assert rows.shape == (len(sizes), len(chunk_stats_row(x[:1], None, 0, p)))
+        for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            one = chunk_stats_row(x[a:b], None if wt is None else wt[a:b], 100 + a, p)
+            np.testing.assert_array_equal(rows[i], one)
+        assert rows[1, 0] == 0 and not rows[1].any()  # the empty chunk adds nothing
+
+
+def test_chunk_rows_name_the_first_bad_row_in_its_own_chunk():
+    """A non-finite value in the fourth chunk of a run is reported at its global row,
+    counting that chunk's values only (not the next chunk's)."""
+    from distgmm.numerics.finite import NonFiniteError
+    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_rows
+
+    if not HAVE_COMPILED:
+        pytest.skip("chunk_rows is the compiled kernel's")
+    p = random_params(2, 3, "diag")
+    X = np.zeros((40, 3))
+    X[33, 1] = np.nan
+    X[36:, :] = np.inf  # the fifth chunk: not this error's
+    with pytest.raises(NonFiniteError) as e:
+        chunk_rows(X, None, [10, 10, 10, 5, 5], 1_000_000, p)
+    assert (e.value.first_row, e.value.n_values, e.value.span) == (
+        1_000_033, 1, (1_000_030, 1_000_034)), str(e.value)

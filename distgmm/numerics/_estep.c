@@ -23,7 +23,10 @@
  *
  * Python API: estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx)
  *   -> (loglik, wsum, bad_row); n_feature_rows(covariance_type, d); COVARIANCE_TYPES
- * (the type names in code order); TARGET ("avx2-fma" or "generic"); cpu_has_avx2_fma().
+ * (the type names in code order); TARGET ("avx2-fma" or "generic"); cpu_has_avx2_fma();
+ * estep_rows(X, w, offsets, center, W, tied_factor, covariance_type, tile, rows) ->
+ * (bad_leaf, bad_row): estep over each leaf X[offsets[i] : offsets[i + 1]] into row i of
+ * rows, [n_rows, wsum, loglik, acc, xx (tied only)] (suffstats.chunk_stats_row's row).
  * X: float64 or float32, C-contiguous (n, d); w: float64 (n,) or None; center (d,);
  * W (K, nf); tied_factor (d, d) or None; acc (K, nf) and xx (d, d) or None are
  * float64 outputs (overwritten). bad_row is -1, or the first row of a sub-tile whose
@@ -533,6 +536,99 @@ done:
     return result;
 }
 
+/* estep_rows: estep over each leaf X[offsets[i] : offsets[i + 1]] of one block, its
+ * results as row i of `rows`: [n_rows, wsum, loglik, acc (K x nf), xx (tied only)].
+ * Each leaf is one estep call's arithmetic (the same sub-tiles, the same bits); one
+ * call for a block of many small leaves saves the Python per leaf. */
+static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
+    PyObject *ox, *ow, *ooff, *oc, *oW, *otf, *orows;
+    int ct;
+    long tile;
+    if (!PyArg_ParseTuple(args, "OOOOOOilO", &ox, &ow, &ooff, &oc, &oW, &otf, &ct, &tile,
+                          &orows))
+        return NULL;
+    Py_buffer bx = {0}, bw = {0}, boff = {0}, bc_ = {0}, bW = {0}, btf = {0}, brows = {0};
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(ox, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return NULL;
+    int x32 = strcmp(native_code(bx.format), "f") == 0;
+    if ((!x32 && strcmp(native_code(bx.format), "d") != 0) || bx.ndim != 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "X: expected a 2-D float64 or float32 array, got %d-D of format '%s'",
+                     bx.ndim, bx.format);
+        goto done;
+    }
+    long n = (long)bx.shape[0], d = (long)bx.shape[1];
+    if (PyObject_GetBuffer(ooff, &boff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        goto done;
+    const char *oc_ = native_code(boff.format); /* int64 is "l" or "q" by platform */
+    if (boff.itemsize != 8 || (strcmp(oc_, "q") != 0 && strcmp(oc_, "l") != 0) ||
+        boff.ndim != 1 || boff.shape[0] < 1) {
+        PyErr_SetString(PyExc_ValueError, "offsets: expected a 1-D int64 array of m + 1 items");
+        goto done;
+    }
+    long m = (long)boff.shape[0] - 1;
+    const int64_t *off = boff.buf;
+    for (long i = 0; i < m; i++)
+        if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > n) {
+            PyErr_SetString(PyExc_ValueError,
+                            "offsets: expected non-decreasing row offsets within X");
+            goto done;
+        }
+    if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
+    long nf = feature_rows(ct, d);
+    if (PyObject_GetBuffer(oW, &bW, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        goto done;
+    long k = bW.ndim == 2 ? (long)bW.shape[0] : 0;
+    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || bW.shape[1] != nf ||
+        strcmp(native_code(bW.format), "d") != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "W (float64, K x feature rows), covariance_type or tile do not fit X");
+        goto done;
+    }
+    if (ow != Py_None && get_buffer(ow, &bw, 0, "w", "d", n) < 0) goto done;
+    if ((ct == TIED) != (otf != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "tied_factor is given for tied only");
+        goto done;
+    }
+    if (otf != Py_None && get_buffer(otf, &btf, 0, "tied_factor", "d", d * d) < 0) goto done;
+    long width = 3 + k * nf + (ct == TIED ? d * d : 0);
+    if (get_buffer(orows, &brows, 1, "rows", "d", m * width) < 0) goto done;
+    long bad_leaf = -1, bad = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (long i = 0; i < m; i++) {
+        long a = (long)off[i], ni = (long)off[i + 1] - a;
+        long ti = tile > ni ? (ni > 0 ? ni : 1) : tile; /* as estep clamps it */
+        const void *xi = x32 ? (const void *)((const float *)bx.buf + a * d)
+                             : (const void *)((const double *)bx.buf + a * d);
+        double *row = (double *)brows.buf + i * width, sums[2];
+        bad = estep_kernel(xi, x32, ni, d, bw.buf ? (const double *)bw.buf + a : NULL,
+                           bc_.buf, bW.buf, k, nf, btf.buf, ct, ti, row + 3,
+                           ct == TIED ? row + 3 + k * nf : NULL, sums);
+        row[0] = (double)ni;
+        row[1] = sums[1];
+        row[2] = sums[0];
+        if (bad != -1) {
+            bad_leaf = i;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad == -2)
+        PyErr_NoMemory();
+    else
+        result = Py_BuildValue("ll", bad_leaf, bad);
+done:
+    if (bx.obj) PyBuffer_Release(&bx);
+    if (bw.obj) PyBuffer_Release(&bw);
+    if (boff.obj) PyBuffer_Release(&boff);
+    if (bc_.obj) PyBuffer_Release(&bc_);
+    if (bW.obj) PyBuffer_Release(&bW);
+    if (btf.obj) PyBuffer_Release(&btf);
+    if (brows.obj) PyBuffer_Release(&brows);
+    return result;
+}
+
 static PyObject *py_cpu_has_avx2_fma(PyObject *self, PyObject *args) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
@@ -562,6 +658,10 @@ static PyMethodDef methods[] = {
     {"estep", py_estep, METH_VARARGS,
      "estep(X, w, center, W, tied_factor, covariance_type, tile, acc, xx) -> "
      "(loglik, wsum, bad_row): the fused E-step over one chunk (see _estep.c)."},
+    {"estep_rows", py_estep_rows, METH_VARARGS,
+     "estep_rows(X, w, offsets, center, W, tied_factor, covariance_type, tile, rows) -> "
+     "(bad_leaf, bad_row): estep over each leaf X[offsets[i]:offsets[i + 1]], its "
+     "results as row i of rows (see _estep.c)."},
     {NULL, NULL, 0, NULL}};
 
 #ifndef ESTEP_MODULE /* setup.py names the AVX2 build _estep_avx2 */

@@ -491,26 +491,57 @@ def chunk_stats_row(
 
     Rows add as :func:`merge` adds the statistics, entry for entry, so a pass can fold
     many small chunks' rows and turn only the folded ones into statistics
-    (:func:`row_stats`) with the same bits: 2-3 microseconds a chunk instead of 8-13.
+    (:func:`row_stats`) with the same bits.
+    """
+    return chunk_rows(X, sample_weight, (X.shape[0],), row_start, params, tile_rows)[0]
+
+
+def chunk_rows(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    sizes,
+    row_start: int,
+    params: GMMParams,
+    tile_rows: int | None = None,
+) -> np.ndarray:
+    """:func:`chunk_stats_row` of each of the consecutive chunks of ``sizes`` rows that
+    make up ``X``, by one call of the compiled kernel (same bits as one call each).
+
+    Parameters
+    ----------
+    X : ndarray of shape (sum(sizes), d)
+    sample_weight : ndarray of shape (sum(sizes),) or None
+    sizes : sequence of int
+        Rows of each chunk, in order.
+    row_start : int
+        Global index of ``X``'s first row (for error messages).
+    params : GMMParams
+    tile_rows : int, optional
+
+    Returns
+    -------
+    ndarray of shape (len(sizes), row_width(params))
+        Chunk ``i``'s row in row ``i``.
     """
     ct = params.covariance_type
-    k, d = params.means.shape
     center, nat = centered_natural_params(params)
-    n_f = n_feature_rows(ct, d)
-    tile = int(tile_rows or compiled_tile_rows(ct, d))
+    tile = int(tile_rows or compiled_tile_rows(ct, X.shape[1]))
     X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
     w = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
-    row = np.empty(row_width(params))
-    acc = row[3 : 3 + k * n_f].reshape(k, n_f)
-    xx = row[3 + k * n_f :].reshape(d, d) if ct == "tied" else None
-    loglik, wsum, bad = _estep.estep(
-        X, w, np.ascontiguousarray(center, np.float64), nat.W, nat.tied_factor,
-        covariance_code(ct), tile, acc, xx,
+    if len(sizes) == 1:  # chunk_stats_row's: a microsecond less per chunk
+        offsets = np.array((0, sizes[0]), np.int64)
+    else:
+        offsets = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+    rows = np.empty((len(sizes), row_width(params)))
+    leaf, bad = _estep.estep_rows(
+        X, w, offsets, np.ascontiguousarray(center, np.float64), nat.W, nat.tied_factor,
+        covariance_code(ct), tile, rows,
     )
-    if bad >= 0:
-        raise_nonfinite(X[bad : bad + tile], row_start + bad)
-    row[:3] = X.shape[0], wsum, loglik
-    return row
+    if leaf >= 0:  # the sub-tile from bad_row, within its chunk
+        a = int(offsets[leaf]) + bad
+        raise_nonfinite(X[a : min(a + tile, int(offsets[leaf + 1]))], row_start + a)
+    return rows
 
 
 def row_stats(row: np.ndarray, params: GMMParams) -> SuffStats:

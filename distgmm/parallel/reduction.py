@@ -22,6 +22,7 @@ import numpy as np
 
 from ..numerics import suffstats
 from ..numerics.suffstats import (
+    chunk_rows,
     chunk_stats,
     chunk_stats_row,
     merge,
@@ -128,34 +129,50 @@ def unpacked(part, combine) -> dict:
 
 
 def _as_rows(fn, combine, args):
-    """``(leaf, finish)`` where a pass's leaves can be folded as plain rows (the
+    """``(leaf, run, finish)`` where a pass's leaves can be folded as plain rows (the
     compiled E-step's :func:`~distgmm.numerics.suffstats.chunk_stats_row`, added as
-    :func:`merge` adds): ``leaf(x, w, row_start)`` gives a leaf's row and ``finish``
-    turns a folded row into the partial ``fn`` would have folded to; None elsewhere."""
+    :func:`merge` adds): ``leaf(x, w, row_start)`` gives a leaf's row, ``run(x, w,
+    sizes, row_start)`` the rows of a run of consecutive leaves by one kernel call
+    (:func:`~distgmm.numerics.suffstats.chunk_rows`), and ``finish`` turns a folded row
+    into the partial ``fn`` would have folded to; None elsewhere."""
     if fn is chunk_stats and combine is merge and len(args) in (1, 2) and \
             args[1:] in ((), ("float64",)) and suffstats.HAVE_COMPILED:
         params = args[0]
-        return partial(chunk_stats_row, params=params), partial(row_stats, params=params)
+        return (partial(chunk_stats_row, params=params), partial(chunk_rows, params=params),
+                partial(row_stats, params=params))
     return None
 
 
 class _Folder:
     """A group task's leaves folded up the tree as they come (:func:`_fold_up`): the
     same nodes and bits as :func:`fold_tree` over all of them. Where the leaves fold as
-    rows (:func:`_as_rows`), thousands of small chunks cost a few microseconds each."""
+    rows (:func:`_as_rows`), a run of small chunks is one kernel call and its whole
+    groups of siblings are added vectorised (:func:`_fold_run`)."""
 
     def __init__(self, fn, combine, split_every, n_leaves, args):
         self.nodes: dict = {}
         self.combine, self.split_every, self.n_leaves = combine, split_every, n_leaves
         rows = _as_rows(fn, combine, args)
         if rows is None:
-            self.leaf, self.add, self.finish = partial(_leaf, fn, args), combine, None
+            self.leaf, self.add, self.run, self.finish = (partial(_leaf, fn, args), combine,
+                                                          None, None)
         else:
-            (self.leaf, self.finish), self.add = rows, np.add
+            (self.leaf, self.run, self.finish), self.add = rows, np.add
 
     def put(self, j: int, x, w, row_start: int) -> None:
         self.nodes[(0, j)] = self.leaf(x, w, row_start)
         _fold_up(self.nodes, j, self.n_leaves, self.add, self.split_every)
+
+    def put_run(self, first: int, x, w, sizes, row_start: int) -> None:
+        """Leaves ``first``, ``first + 1``, ... : the consecutive chunks of ``sizes``
+        rows that make up ``x`` (and ``w``)."""
+        if self.run is not None:
+            rows = self.run(x, w, sizes, row_start)
+            _fold_run(self.nodes, first, rows, self.n_leaves, self.split_every)
+            return
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
+            self.put(first + j, xc, wc, row_start + int(offset))
 
     def done(self):
         nodes = self.nodes
@@ -179,12 +196,10 @@ def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *a
 
 def packed_tree_nodes(fn, combine, split_every, n_leaves, layout, xs, ws, starts, *args):
     """:func:`tree_nodes` over packed blocks: ``layout`` holds each block's first leaf
-    and its source chunks' sizes; ``fn`` runs on each source chunk's rows (a view)."""
+    and its source chunks' sizes; ``fn`` runs on each source chunk's rows."""
     folder = _Folder(fn, combine, split_every, n_leaves, args)
     for (first, sizes), x, w, start in zip(layout, xs, ws, starts):
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
-            folder.put(first + j, xc, wc, start + int(offset))
+        folder.put_run(first, x, w, sizes, start)
     return folder.done()
 
 
@@ -409,12 +424,14 @@ def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts,
             x, w = ahead.result()
             if i + 1 < len(reads):
                 ahead = reader.submit(_load, *reads[i + 1][:2])
-            parts = [(x, w)] if sizes is None else _cut(x, w, sizes)
-            del x, w
-            for xc, wc in parts:
-                j, start = next(chunks)
-                folder.put(j, xc, wc, start)
-            del parts, xc, wc  # before the next read is submitted: two reads at most
+            j, start = next(chunks)
+            if sizes is None:
+                folder.put(j, x, w, start)
+            else:
+                folder.put_run(j, x, w, sizes, start)
+                for _ in sizes[1:]:
+                    next(chunks)
+            del x, w  # before the next read is submitted: two reads at most
     return folder.done()
 
 
@@ -424,9 +441,13 @@ def _cut(x, w, sizes) -> list:
     return [(x[a:b], None if w is None else w[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int) -> None:
-    """Fold leaf ``j``'s ancestors whose children are all present (as :func:`fold_tree`)."""
-    level, index, width = 0, j, n_leaves
+def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int,
+             level: int = 0) -> None:
+    """Fold node ``(level, j)``'s ancestors whose children are all present (as
+    :func:`fold_tree`)."""
+    index, width = j, n_leaves
+    for _ in range(level):
+        width = -(-width // split_every)
     while width > 1:
         g = index // split_every
         kids = [(level, i) for i in range(g * split_every, min((g + 1) * split_every, width))]
@@ -434,6 +455,42 @@ def _fold_up(nodes: dict, j: int, n_leaves: int, combine, split_every: int) -> N
             return
         nodes[(level + 1, g)] = reduce_list(combine, [nodes.pop(k) for k in kids])
         level, index, width = level + 1, g, -(-width // split_every)
+
+
+def _fold_run(nodes: dict, first: int, rows: np.ndarray, n_leaves: int,
+              split_every: int) -> None:
+    """Leaves ``first``, ``first + 1``, ... given as the rows of ``rows``, folded into
+    ``nodes`` as :func:`_fold_up` would fold them one by one with ``np.add``: the same
+    nodes, the same bits.
+
+    Each group of siblings that lies wholly in the run is added kid by kid, in order,
+    vectorised over the groups (``p += kid`` is ``np.add(p, kid)`` entry for entry); the
+    run's parents are the next level's run. Nodes at the run's edges join ``nodes``,
+    where they meet their siblings from other runs.
+    """
+    s, level, lo, width = split_every, 0, first, n_leaves
+    while width > 1 and len(rows):
+        hi = lo + len(rows)
+        g0 = -(-lo // s)  # the first group that starts in the run
+        g1 = -(-width // s) if hi == width else hi // s  # past the last one that ends in it
+        if g1 <= g0:
+            break
+        a, b = g0 * s - lo, min(g1 * s, width) - lo  # the whole groups' rows
+        for i in [*range(a), *range(b, len(rows))]:
+            nodes[(level, lo + i)] = rows[i]
+            _fold_up(nodes, lo + i, n_leaves, np.add, s, level)
+        full = (b - a) // s
+        kids = rows[a : a + full * s].reshape(full, s, rows.shape[1])
+        parents = np.empty((g1 - g0, rows.shape[1]))
+        parents[:full] = kids[:, 0]
+        for i in range(1, s):
+            parents[:full] += kids[:, i]
+        if full < g1 - g0:  # the tree's last group, with fewer kids
+            parents[full] = reduce_list(np.add, list(rows[a + full * s : b]))
+        rows, lo, level, width = parents, g0, level + 1, -(-width // s)
+    for i in range(len(rows)):
+        nodes[(level, lo + i)] = rows[i]
+        _fold_up(nodes, lo + i, n_leaves, np.add, s, level)
 
 
 def _streamed_pass(inputs, reads, blocks, groups, fn, combine, args, split_every):
