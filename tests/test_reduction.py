@@ -72,6 +72,45 @@ def test_folding_runs_of_rows_gives_the_leaf_by_leaf_nodes(n, split_every, data)
     np.testing.assert_array_equal(total, tree_combine_local(list(rows), np.add, split_every))
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_small_chunks_held_in_a_row_go_through_the_kernel_as_one_run(monkeypatch, weighted):
+    """A group task's small chunks at consecutive positions are one kernel call
+    (copied together), with the nodes and bits of one call per chunk; gaps, larger
+    chunks and a different dtype start a new run."""
+    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_stats, merge
+    from distgmm.parallel import reduction
+    from test_numerics import random_params
+
+    if not HAVE_COMPILED:
+        pytest.skip("runs are the compiled kernel's")
+    rng = np.random.default_rng(7)
+    params = random_params(3, 4, "full")
+    sizes = [30] * 12 + [5000] + [30] * 6 + [17] * 5
+    positions = [*range(12), 13, *range(20, 26), *range(26, 31)]
+    xs = [rng.normal(scale=3, size=(n, 4)) for n in sizes]
+    xs[-3] = xs[-3].astype(np.float32)  # position 28: alone, between two runs
+    ws = [rng.uniform(0.5, 2, n) if weighted else None for n in sizes]
+    starts = [40 * j for j in positions]  # rows do not matter here, only error messages
+    runs = []
+    real = reduction._Folder.put_run
+    monkeypatch.setattr(reduction._Folder, "put_run",
+                        lambda self, first, x, w, s, r: (runs.append((first, len(s))),
+                                                         real(self, first, x, w, s, r)))
+
+    def nodes(run_bytes):
+        monkeypatch.setattr(reduction, "RUN_CHUNK_BYTES", run_bytes)
+        return reduction.unpacked(reduction.tree_nodes(
+            chunk_stats, merge, 3, 40, positions, xs, ws, starts, params), merge)
+
+    got, runs_taken = nodes(16 << 10), list(runs)
+    runs.clear()
+    want = nodes(0)
+    assert runs_taken == [(0, 12), (20, 8), (29, 2)] and runs == []  # 28 is float32
+    assert got.keys() == want.keys()
+    for key in got:  # the E-step's rows, before they become statistics
+        np.testing.assert_array_equal(got[key], want[key])
+
+
 def _where(X, w, row_start):
     return [(row_start, os.getpid())]
 
