@@ -5,7 +5,8 @@ processes on 127.0.0.1, then fits data of tiny chunks (``--chunk-rows`` rows x 4
 features, K=2, diag: the arithmetic is negligible, so what is measured is the cost of a
 pass: building, scheduling, gathering and combining) with 100, 1,000 and 10,000 chunks,
 persisted (by distgmm, and by the user: ``client.persist`` before the fit, chunks left
-where Dask put them) and out of core (a Zarr array with those chunks, ``cache="none"``),
+where Dask put them; ``dask_floor`` is what touching those chunks costs Dask alone) and
+out of core (a Zarr array with those chunks, ``cache="none"``),
 and the
 raw read of that array's chunk files in one process (``raw_read``: the floor of any
 pass that re-reads them).
@@ -101,6 +102,33 @@ def raw_read(path: str) -> float:
     return float(np.median(times))
 
 
+def _count(chunks) -> int:
+    return len(chunks)
+
+
+def dask_floor(client, persisted, rounds: int = 5) -> float:
+    """Seconds for Dask alone to touch every chunk of a persisted array once: one
+    no-op task per holding worker over the chunks it holds (the least a pass over
+    user-persisted chunks asks of the scheduler), median of ``rounds``."""
+    import time
+
+    from dask.core import flatten
+
+    graph = persisted.__dask_graph__()
+    futures = [graph[k] for k in flatten(persisted.__dask_keys__())]
+    who = client.who_has(futures)
+    by_worker: dict = {}
+    for f in futures:
+        by_worker.setdefault(sorted(who[f.key])[0], []).append(f)
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        client.gather([client.submit(_count, fs, workers=[w], pure=False)
+                       for w, fs in by_worker.items()])
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=8)
@@ -139,7 +167,9 @@ def main(argv=None):
                          "persisted_s": per_iteration(persisted, 2, args.n1, args.n2,
                                                       cache="memory"),
                          "user_persisted_s": per_iteration(
-                             client.persist(persisted), 2, args.n1, args.n2, cache="memory"),
+                             user := client.persist(persisted), 2, args.n1, args.n2,
+                             cache="memory"),
+                         "dask_floor_s": dask_floor(client, user),
                          "out_of_core_s": per_iteration(da.from_zarr(path), 2, args.n1,
                                                         args.n2, cache="none"),
                          "raw_read_s": raw_read(path)}
@@ -155,14 +185,14 @@ def main(argv=None):
                     proc.kill()
                     proc.wait()
     base = results[0]
-    print("| chunks | persisted s/iter | / first | user persisted | / first "
+    print("| chunks | persisted s/iter | / first | user persisted | / first | Dask floor "
           "| out of core s/iter | / first | raw read s | out of core / raw read |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['chunks']:,} | {r['persisted_s']:.3f} | "
               f"{r['persisted_s'] / base['persisted_s']:.2f} | {r['user_persisted_s']:.3f} | "
               f"{r['user_persisted_s'] / base['user_persisted_s']:.2f} | "
-              f"{r['out_of_core_s']:.3f} | "
+              f"{r['dask_floor_s']:.3f} | {r['out_of_core_s']:.3f} | "
               f"{r['out_of_core_s'] / base['out_of_core_s']:.2f} | {r['raw_read_s']:.3f} | "
               f"{r['out_of_core_s'] / r['raw_read_s']:.2f} |")
     if args.out is not None:

@@ -61,8 +61,8 @@ def test_scale_smoke(tmp_path):
     assert [r["chunks"] for r in rows] == [30]
     for r in rows:
         assert r["workers"] == 2
-        assert all(r[k] > 0 for k in ("persisted_s", "user_persisted_s", "out_of_core_s",
-                                      "raw_read_s"))
+        assert all(r[k] > 0 for k in ("persisted_s", "user_persisted_s", "dask_floor_s",
+                                      "out_of_core_s", "raw_read_s"))
 
 
 def test_cpu_split_smoke(monkeypatch):

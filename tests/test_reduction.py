@@ -77,9 +77,10 @@ def test_small_chunks_held_in_a_row_go_through_the_kernel_as_one_run(monkeypatch
     """A group task's small chunks at consecutive positions are one kernel call
     (copied together), with the nodes and bits of one call per chunk; gaps, larger
     chunks and a different dtype start a new run."""
+    from test_numerics import random_params
+
     from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_stats, merge
     from distgmm.parallel import reduction
-    from test_numerics import random_params
 
     if not HAVE_COMPILED:
         pytest.skip("runs are the compiled kernel's")
