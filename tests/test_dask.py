@@ -253,6 +253,51 @@ def test_small_persisted_chunks_are_packed_with_the_same_bits(client, ct):
     np.testing.assert_array_equal(labels.compute(), packed.predict(X))
 
 
+def test_small_zarr_chunks_are_packed_by_one_read_task_per_block(client, tmp_path):
+    """cache="memory" over many small Zarr chunks: each packed block is one task that
+    reads its chunks itself (not a task per chunk and a rechunk), with the bits of the
+    rechunk route and of the out-of-core fit; a numpy array in the graph keeps the
+    rechunk."""
+    import zarr
+
+    from distgmm.parallel import _dask
+    from distgmm.parallel import blocks as blocks_mod
+
+    X, _, _ = blobs(n=3000, d=3, k=3, seed=27)
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(X))
+    for name, a, chunks in (("x", X, (50, 3)), ("w", w, (50,))):
+        z = zarr.create_array(store=str(tmp_path / f"{name}.zarr"), shape=a.shape,
+                              chunks=chunks, dtype="f8")
+        z[:] = a
+    Xd, wd = (da.from_zarr(str(tmp_path / f"{n}.zarr")) for n in ("x", "w"))
+    kw = dict(covariance_type="full", max_iter=5, tol=0, random_state=2)
+    made = []
+    real = blocks_mod._packed_by_reads
+
+    def spy(arr, plan):
+        made.append(real(arr, plan))
+        return made[-1]
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mp.setattr(blocks_mod, "_packed_by_reads", spy)
+        by_reads = GaussianMixture(3, cache="memory", **kw).fit(Xd, sample_weight=wd)
+        assert [m is not None for m in made] == [True, True]
+        assert all(m.numblocks[0] < Xd.numblocks[0] // 2 for m in made)
+        assert all(len(m.__dask_graph__()) == m.numblocks[0] for m in made)  # a task each
+        made.clear()
+        with _dask.private_routes(False):
+            rechunked = GaussianMixture(3, cache="memory", **kw).fit(Xd, sample_weight=wd)
+        assert made == [None, None]
+        made.clear()
+        GaussianMixture(3, cache="memory", **kw).fit(da.from_array(X, chunks=(50, 3)))
+        assert made == [None]  # numpy chunks in the graph: not reads
+        streamed = GaussianMixture(3, cache="none", **kw).fit(Xd, sample_weight=wd)
+    for other in (rechunked, streamed):
+        for attr in ("means_", "covariances_", "weights_", "lower_bounds_"):
+            np.testing.assert_array_equal(getattr(by_reads, attr), getattr(other, attr))
+
+
 def test_data_the_user_persisted_is_not_copied_into_packed_blocks(client):
     from distributed import wait
 

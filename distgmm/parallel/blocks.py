@@ -188,12 +188,60 @@ def _persist_packed(X, sample_weight, plan: list[list[int]]):
     sizes = X.chunks[0]
     packed = tuple(sum(sizes[i] for i in g) for g in plan)
     leaves = [tuple(sizes[i] for i in g if sizes[i] > 0) for g in plan]
-    X = X.rechunk({0: packed})
+    by_reads = _packed_by_reads(X, plan)
+    X = X.rechunk({0: packed}) if by_reads is None else by_reads
     if sample_weight is not None:
-        sample_weight = sample_weight.rechunk((packed,))
+        by_reads = _packed_by_reads(sample_weight, plan)
+        sample_weight = sample_weight.rechunk((packed,)) if by_reads is None else by_reads
     X, sample_weight = dask.persist(X, sample_weight)
     kept = [j for j, n in enumerate(packed) if n > 0]
     return X, sample_weight, [leaves[j] for j in kept]
+
+
+def _packed_by_reads(arr, plan: list[list[int]]):
+    """``arr`` in the row blocks of ``plan``, each block one task that reads its source
+    chunks itself (their folded loading tasks, consecutive reads coalesced: routes
+    ``fold``, ``defer`` and ``batch`` of :mod:`distgmm.parallel._dask`), or None where
+    a chunk is not such a self-contained read (a numpy array in the graph, a computed
+    chunk) or the routes are off.
+
+    Persisting through a rechunk runs one task per source chunk, about 1.7 ms of Dask's
+    time each on two workers here: 3.5 s for 2,000 Zarr chunks of 500 rows, against
+    0.2 s for 8 chunks.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.core import flatten
+
+    from . import _dask
+    from .reduction import READ_BATCH_BYTES
+
+    if not (_dask.enabled("fold") and _dask.enabled("defer")):
+        return None
+    keys = list(flatten(arr.__dask_keys__()))
+    if len(keys) != len(arr.chunks[0]):  # more than one column chunk
+        return None
+    folded = _dask.fold_inputs(dict(arr.__dask_graph__()), keys)
+    if not _dask.self_contained(folded, keys):
+        return None
+    name = f"distgmm-packed-{tokenize(arr.name, plan)}"
+    layer = {}
+    for b, group in enumerate(plan):
+        reads = _dask.coalesce_reads([(folded[keys[i]], None) for i in group],
+                                     READ_BATCH_BYTES)
+        key = (name, b, *[0] * (arr.ndim - 1))
+        layer[key] = _dask.task_with_deferred(key, _read_block,
+                                              _dask.defer([x for x, _, _ in reads]))
+    chunks = (tuple(sum(arr.chunks[0][i] for i in g) for g in plan), *arr.chunks[1:])
+    return da.Array(layer, name, chunks, meta=arr._meta)
+
+
+def _read_block(reads: list):
+    """A packed block: its source chunks' reads, run here, in order."""
+    from ._dask import run_deferred
+
+    parts = [run_deferred(task) for task in reads]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def dask_blocks(X, sample_weight=None, cache: str = "auto",
