@@ -233,7 +233,7 @@ def _packed_by_reads(arr, plan: list[list[int]]):
         layer[key] = _dask.task_with_deferred(key, _read_block,
                                               _dask.defer([x for x, _, _ in reads]))
     chunks = (tuple(sum(arr.chunks[0][i] for i in g) for g in plan), *arr.chunks[1:])
-    return da.Array(layer, name, chunks, meta=arr._meta)
+    return da.Array(layer, name, chunks, dtype=arr.dtype)
 
 
 def _read_block(reads: list):
