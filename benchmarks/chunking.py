@@ -8,6 +8,10 @@ of core (the user's own ``da.from_zarr`` of a Zarr array written with those chun
 chunking's ratio to the best chunking of its column, and, out of core, the ratio to
 max(persisted iteration, raw read of the array) (issue 17's targets).
 
+Seconds to a model: the wall time of a whole fit (``--model-iters`` iterations, tol=0,
+the default start) on the user's ``da.from_zarr``, with ``cache="memory"`` (the copy
+distgmm persists is part of it) and ``cache="none"``; median of two fits.
+
 Usage::
 
     python benchmarks/chunking.py --out benchmarks/results/issue17-chunking
@@ -50,6 +54,19 @@ def per_iteration(X, means, n1, n2, **kw):
     return float(np.median(timed))
 
 
+def to_model(X, k, iters, **kw):
+    """Median wall seconds of two whole fits of ``iters`` iterations (start and, with
+    ``cache="memory"``, the persisted copy included)."""
+    import distgmm
+
+    walls = []
+    for _ in range(2):
+        t = time.perf_counter()
+        distgmm.GaussianMixture(k, max_iter=iters, tol=0, random_state=0, **kw).fit(X)
+        walls.append(time.perf_counter() - t)
+    return float(np.median(walls))
+
+
 def raw_read(path):
     import dask.array as da
 
@@ -66,6 +83,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, action="append")
     p.add_argument("--n1", type=int, default=2)
     p.add_argument("--n2", type=int, default=6)
+    p.add_argument("--model-iters", type=int, default=3)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if not 0 <= args.n1 < args.n2:
@@ -91,19 +109,24 @@ def main(argv=None):
                                               cache="memory"),
                  "out_of_core_s": per_iteration(da.from_zarr(path), means, args.n1, args.n2,
                                                 cache="none"),
-                 "raw_read_s": raw_read(path)}
+                 "raw_read_s": raw_read(path),
+                 "model_memory_s": to_model(da.from_zarr(path), args.k, args.model_iters,
+                                            cache="memory"),
+                 "model_none_s": to_model(da.from_zarr(path), args.k, args.model_iters,
+                                          cache="none")}
             results.append(r)
             print(json.dumps(r), flush=True)
     best_p = min(r["persisted_s"] for r in results)
     best_o = min(r["out_of_core_s"] for r in results)
     print("| row chunks | persisted s/iter | / best | out of core s/iter | / best "
-          "| / max(persisted, raw read) |")
-    print("|---|---|---|---|---|---|")
+          "| / max(persisted, raw read) | s to a model, Zarr cached | Zarr out of core |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         bound = max(r["persisted_s"], r["raw_read_s"])
         print(f"| {r['chunks']} x {r['rows_per_chunk']:,} | {r['persisted_s']:.3f} | "
               f"{r['persisted_s'] / best_p:.2f} | {r['out_of_core_s']:.3f} | "
-              f"{r['out_of_core_s'] / best_o:.2f} | {r['out_of_core_s'] / bound:.2f} |")
+              f"{r['out_of_core_s'] / best_o:.2f} | {r['out_of_core_s'] / bound:.2f} | "
+              f"{r['model_memory_s']:.2f} | {r['model_none_s']:.2f} |")
     if args.out is not None:
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
 

@@ -65,6 +65,18 @@ def test_scale_smoke(tmp_path):
                                       "out_of_core_s", "raw_read_s"))
 
 
+def test_chunking_smoke(tmp_path):
+    chunking = load("chunking")
+    out = tmp_path / "chunking"
+    chunking.main(["--n", "4000", "--d", "3", "--k", "2", "--rows", "1000", "--rows",
+                   "250", "--n1", "0", "--n2", "12", "--model-iters", "1", "--out", str(out)])
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["rows_per_chunk"], r["chunks"]) for r in rows] == [(1000, 4), (250, 16)]
+    for r in rows:
+        assert all(r[k] > 0 for k in ("persisted_s", "out_of_core_s", "raw_read_s",
+                                      "model_memory_s", "model_none_s"))
+
+
 def test_cpu_split_smoke(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # it imports compare.py, as when run as a script
     cpu_split = load("cpu_split")
