@@ -475,6 +475,57 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
     return 0;
 }
 
+/* The inputs estep and estep_rows share: X and its weights, the parameters */
+typedef struct {
+    Py_buffer x, w, c, W, tf;
+    int x32, ct;
+    long n, d, k, nf, tile;
+} Inputs;
+
+static void release_inputs(Inputs *in) {
+    Py_buffer *views[] = {&in->x, &in->w, &in->c, &in->W, &in->tf};
+    for (int i = 0; i < 5; i++)
+        if (views[i]->obj) PyBuffer_Release(views[i]);
+}
+
+/* Fills `in` (zeroed by the caller) from the Python objects; -1 with an exception set
+ * (the caller releases what was taken) */
+static int get_inputs(Inputs *in, PyObject *ox, PyObject *ow, PyObject *oc, PyObject *oW,
+                      PyObject *otf, int ct, long tile) {
+    if (PyObject_GetBuffer(ox, &in->x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return -1;
+    in->x32 = strcmp(native_code(in->x.format), "f") == 0;
+    if ((!in->x32 && strcmp(native_code(in->x.format), "d") != 0) || in->x.ndim != 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "X: expected a 2-D float64 or float32 array, got %d-D of format '%s'",
+                     in->x.ndim, in->x.format);
+        return -1;
+    }
+    in->n = (long)in->x.shape[0];
+    in->d = (long)in->x.shape[1];
+    in->ct = ct;
+    in->tile = tile;
+    if (get_buffer(oc, &in->c, 0, "center", "d", in->d) < 0) return -1;
+    in->nf = feature_rows(ct, in->d);
+    if (PyObject_GetBuffer(oW, &in->W, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return -1;
+    in->k = in->W.ndim == 2 ? (long)in->W.shape[0] : 0;
+    if (ct < 0 || ct > 3 || tile < 1 || in->k < 1 || in->W.shape[1] != in->nf ||
+        strcmp(native_code(in->W.format), "d") != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "W (float64, K x feature rows), covariance_type or tile do not fit X");
+        return -1;
+    }
+    if (ow != Py_None && get_buffer(ow, &in->w, 0, "w", "d", in->n) < 0) return -1;
+    if ((ct == TIED) != (otf != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "tied_factor is given for tied only");
+        return -1;
+    }
+    if (otf != Py_None && get_buffer(otf, &in->tf, 0, "tied_factor", "d", in->d * in->d) < 0)
+        return -1;
+    return 0;
+}
+
 static PyObject *py_estep(PyObject *self, PyObject *args) {
     PyObject *ox, *ow, *oc, *oW, *otf, *oacc, *oxx;
     int ct;
@@ -482,55 +533,30 @@ static PyObject *py_estep(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOilOO", &ox, &ow, &oc, &oW, &otf, &ct, &tile, &oacc,
                           &oxx))
         return NULL;
-    Py_buffer bx = {0}, bw = {0}, bc_ = {0}, bW = {0}, btf = {0}, bacc = {0}, bxx = {0};
+    Inputs in = {0};
+    Py_buffer bacc = {0}, bxx = {0};
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ox, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
-        return NULL;
-    int x32 = strcmp(native_code(bx.format), "f") == 0;
-    if ((!x32 && strcmp(native_code(bx.format), "d") != 0) || bx.ndim != 2) {
-        PyErr_Format(PyExc_ValueError,
-                     "X: expected a 2-D float64 or float32 array, got %d-D of format '%s'",
-                     bx.ndim, bx.format);
-        goto done;
-    }
-    long n = (long)bx.shape[0], d = (long)bx.shape[1];
-    if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
-    long nf = feature_rows(ct, d);
-    if (PyObject_GetBuffer(oW, &bW, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
-        goto done;
-    long k = bW.ndim == 2 ? (long)bW.shape[0] : 0;
-    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || bW.shape[1] != nf ||
-        strcmp(native_code(bW.format), "d") != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "W (float64, K x feature rows), covariance_type or tile do not fit X");
-        goto done;
-    }
+    if (get_inputs(&in, ox, ow, oc, oW, otf, ct, tile) < 0) goto done;
+    long n = in.n, d = in.d;
     if (tile > n) tile = n > 0 ? n : 1; /* the workspace never outgrows the chunk */
-    if (ow != Py_None && get_buffer(ow, &bw, 0, "w", "d", n) < 0) goto done;
-    if ((ct == TIED) != (otf != Py_None) || (ct == TIED) != (oxx != Py_None)) {
-        PyErr_SetString(PyExc_ValueError, "tied_factor and xx are given for tied only");
+    if ((ct == TIED) != (oxx != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "xx is given for tied only");
         goto done;
     }
-    if (otf != Py_None && (get_buffer(otf, &btf, 0, "tied_factor", "d", d * d) < 0 ||
-                           get_buffer(oxx, &bxx, 1, "xx", "d", d * d) < 0))
-        goto done;
-    if (get_buffer(oacc, &bacc, 1, "acc", "d", k * nf) < 0) goto done;
+    if (oxx != Py_None && get_buffer(oxx, &bxx, 1, "xx", "d", d * d) < 0) goto done;
+    if (get_buffer(oacc, &bacc, 1, "acc", "d", in.k * in.nf) < 0) goto done;
     double sums[2];
     long bad;
     Py_BEGIN_ALLOW_THREADS
-    bad = estep_kernel(bx.buf, x32, n, d, bw.buf, bc_.buf, bW.buf, k, nf, btf.buf, ct, tile,
-                       bacc.buf, bxx.buf, sums);
+    bad = estep_kernel(in.x.buf, in.x32, n, d, in.w.buf, in.c.buf, in.W.buf, in.k, in.nf,
+                       in.tf.buf, ct, tile, bacc.buf, bxx.buf, sums);
     Py_END_ALLOW_THREADS
     if (bad == -2)
         PyErr_NoMemory();
     else
         result = Py_BuildValue("ddl", sums[0], sums[1], bad);
 done:
-    if (bx.obj) PyBuffer_Release(&bx);
-    if (bw.obj) PyBuffer_Release(&bw);
-    if (bc_.obj) PyBuffer_Release(&bc_);
-    if (bW.obj) PyBuffer_Release(&bW);
-    if (btf.obj) PyBuffer_Release(&btf);
+    release_inputs(&in);
     if (bacc.obj) PyBuffer_Release(&bacc);
     if (bxx.obj) PyBuffer_Release(&bxx);
     return result;
@@ -547,18 +573,11 @@ static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOilO", &ox, &ow, &ooff, &oc, &oW, &otf, &ct, &tile,
                           &orows))
         return NULL;
-    Py_buffer bx = {0}, bw = {0}, boff = {0}, bc_ = {0}, bW = {0}, btf = {0}, brows = {0};
+    Inputs in = {0};
+    Py_buffer boff = {0}, brows = {0};
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ox, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
-        return NULL;
-    int x32 = strcmp(native_code(bx.format), "f") == 0;
-    if ((!x32 && strcmp(native_code(bx.format), "d") != 0) || bx.ndim != 2) {
-        PyErr_Format(PyExc_ValueError,
-                     "X: expected a 2-D float64 or float32 array, got %d-D of format '%s'",
-                     bx.ndim, bx.format);
-        goto done;
-    }
-    long n = (long)bx.shape[0], d = (long)bx.shape[1];
+    if (get_inputs(&in, ox, ow, oc, oW, otf, ct, tile) < 0) goto done;
+    long n = in.n, d = in.d, k = in.k, nf = in.nf;
     if (PyObject_GetBuffer(ooff, &boff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
         goto done;
     const char *oc_ = native_code(boff.format); /* int64 is "l" or "q" by platform */
@@ -575,23 +594,6 @@ static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
                             "offsets: expected non-decreasing row offsets within X");
             goto done;
         }
-    if (get_buffer(oc, &bc_, 0, "center", "d", d) < 0) goto done;
-    long nf = feature_rows(ct, d);
-    if (PyObject_GetBuffer(oW, &bW, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
-        goto done;
-    long k = bW.ndim == 2 ? (long)bW.shape[0] : 0;
-    if (ct < 0 || ct > 3 || tile < 1 || k < 1 || bW.shape[1] != nf ||
-        strcmp(native_code(bW.format), "d") != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "W (float64, K x feature rows), covariance_type or tile do not fit X");
-        goto done;
-    }
-    if (ow != Py_None && get_buffer(ow, &bw, 0, "w", "d", n) < 0) goto done;
-    if ((ct == TIED) != (otf != Py_None)) {
-        PyErr_SetString(PyExc_ValueError, "tied_factor is given for tied only");
-        goto done;
-    }
-    if (otf != Py_None && get_buffer(otf, &btf, 0, "tied_factor", "d", d * d) < 0) goto done;
     long width = 3 + k * nf + (ct == TIED ? d * d : 0);
     if (get_buffer(orows, &brows, 1, "rows", "d", m * width) < 0) goto done;
     long bad_leaf = -1, bad = -1;
@@ -599,11 +601,11 @@ static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
     for (long i = 0; i < m; i++) {
         long a = (long)off[i], ni = (long)off[i + 1] - a;
         long ti = tile > ni ? (ni > 0 ? ni : 1) : tile; /* as estep clamps it */
-        const void *xi = x32 ? (const void *)((const float *)bx.buf + a * d)
-                             : (const void *)((const double *)bx.buf + a * d);
+        const void *xi = in.x32 ? (const void *)((const float *)in.x.buf + a * d)
+                                : (const void *)((const double *)in.x.buf + a * d);
         double *row = (double *)brows.buf + i * width, sums[2];
-        bad = estep_kernel(xi, x32, ni, d, bw.buf ? (const double *)bw.buf + a : NULL,
-                           bc_.buf, bW.buf, k, nf, btf.buf, ct, ti, row + 3,
+        bad = estep_kernel(xi, in.x32, ni, d, in.w.buf ? (const double *)in.w.buf + a : NULL,
+                           in.c.buf, in.W.buf, k, nf, in.tf.buf, ct, ti, row + 3,
                            ct == TIED ? row + 3 + k * nf : NULL, sums);
         row[0] = (double)ni;
         row[1] = sums[1];
@@ -619,12 +621,8 @@ static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
     else
         result = Py_BuildValue("ll", bad_leaf, bad);
 done:
-    if (bx.obj) PyBuffer_Release(&bx);
-    if (bw.obj) PyBuffer_Release(&bw);
+    release_inputs(&in);
     if (boff.obj) PyBuffer_Release(&boff);
-    if (bc_.obj) PyBuffer_Release(&bc_);
-    if (bW.obj) PyBuffer_Release(&bW);
-    if (btf.obj) PyBuffer_Release(&btf);
     if (brows.obj) PyBuffer_Release(&brows);
     return result;
 }
