@@ -188,3 +188,25 @@ def test_chunk_rows_name_the_first_bad_row_in_its_own_chunk():
         chunk_rows(X, None, [10, 10, 10, 5, 5], 1_000_000, p)
     assert (e.value.first_row, e.value.n_values, e.value.span) == (
         1_000_033, 1, (1_000_030, 1_000_034)), str(e.value)
+
+
+def test_estep_rows_refuses_offsets_outside_x():
+    from distgmm.numerics import suffstats
+
+    if not suffstats.HAVE_COMPILED:
+        pytest.skip("estep_rows is the compiled kernel's")
+    p = random_params(2, 3, "diag")
+    center, nat = suffstats.centered_natural_params(p)
+    X, rows = np.zeros((10, 3)), np.empty((2, suffstats.row_width(p)))
+
+    def call(offsets):
+        suffstats._estep.estep_rows(X, None, offsets, center, nat.W, None,
+                                    suffstats.covariance_code("diag"), 8, rows)
+
+    for bad in ([0, 5, 11], [0, 6, 5], [-1, 5, 10]):
+        with pytest.raises(ValueError, match="non-decreasing row offsets within X"):
+            call(np.array(bad, np.int64))
+    with pytest.raises(ValueError, match="1-D int64"):
+        call(np.array([0, 5, 10], np.int32))
+    call(np.array([0, 5, 10], np.int64))
+    assert rows[:, 0].tolist() == [5.0, 5.0]
