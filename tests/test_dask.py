@@ -298,6 +298,31 @@ def test_small_zarr_chunks_are_packed_by_one_read_task_per_block(client, tmp_pat
             np.testing.assert_array_equal(getattr(by_reads, attr), getattr(other, attr))
 
 
+def test_arrays_built_on_the_user_s_persisted_chunks_fit_cached_and_out_of_core(client):
+    """A rechunk of persisted chunks (two column chunks made one), and weights the user
+    persisted: their futures stay dependencies of the folded tasks (a Future is no
+    literal to copy in), with the bits of the same rows never persisted."""
+    from distributed import wait
+
+    X, _, _ = blobs(n=3000, d=6, k=3, seed=28)
+    w = np.random.default_rng(6).uniform(0.5, 2.0, len(X))
+    Xp = client.persist(da.from_array(X, chunks=(50, 3)))
+    wp = client.persist(da.from_array(w, chunks=100))
+    wait([Xp, wp])
+    kw = dict(covariance_type="diag", max_iter=4, tol=0, random_state=3)
+    Xd, wd = da.from_array(X, chunks=(50, 6)), da.from_array(w, chunks=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        want = GaussianMixture(3, **kw).fit(Xd)
+        want_w = GaussianMixture(3, **kw).fit(Xd, sample_weight=wd)
+        for cache in ("memory", "none"):
+            got = GaussianMixture(3, cache=cache, **kw).fit(Xp)
+            got_w = GaussianMixture(3, cache=cache, **kw).fit(Xd, sample_weight=wp)
+            for a, b in ((got, want), (got_w, want_w)):
+                for attr in ("means_", "covariances_", "lower_bounds_"):
+                    np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+
+
 def test_data_the_user_persisted_is_not_copied_into_packed_blocks(client):
     from distributed import wait
 

@@ -289,11 +289,13 @@ def _small_literal(value, readers: dict | None):
     """A fresh DataNode of ``value`` when it is plain data of at most ``INLINE_BYTES``;
     with ``readers`` (``value`` is the array a ``getter`` reads), through the registered
     read adapters (:mod:`distgmm.parallel.readers`), once per value."""
-    from dask._task_spec import DataNode, GraphNode
+    from dask._task_spec import DataNode, GraphNode, TaskRef
 
     if isinstance(value, DataNode):
         value = value.value
-    elif isinstance(value, (GraphNode, tuple, list, dict)):  # tasks, aliases, references
+    elif isinstance(value, (GraphNode, TaskRef, tuple, list, dict)):
+        # tasks, aliases, references; a persisted chunk's distributed.Future is a
+        # TaskRef, not a GraphNode: copied in, a task would get the Future, not its data
         return None
     if sizeof(value) > INLINE_BYTES:
         return None
