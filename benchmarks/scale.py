@@ -6,10 +6,9 @@ features, K=2, diag: the arithmetic is negligible, so what is measured is the co
 pass: building, scheduling, gathering and combining) with 100, 1,000 and 10,000 chunks,
 persisted (by distgmm, and by the user: ``client.persist`` before the fit, chunks left
 where Dask put them; ``dask_floor`` is what touching those chunks costs Dask alone) and
-out of core (a Zarr array with those chunks, ``cache="none"``),
-and the
-raw read of that array's chunk files in one process (``raw_read``: the floor of any
-pass that re-reads them).
+out of core (a Zarr array with those chunks, ``cache="none"``), and the raw read of
+that array's chunk files in one process (``raw_read``: the floor of any pass that
+re-reads them).
 Per iteration: the median of the fits' own per-iteration times (iterations after the
 ``--n1``-th of fits of ``--n2``), same start. Persisted data that distgmm persists itself
 is packed into blocks (``distgmm.parallel.blocks.pack_plan``); out of core, every

@@ -152,11 +152,25 @@ def test_scratch_buffer_is_reused_grown_and_kept_apart_by_tag():
 @pytest.mark.parametrize("ct", TYPES)
 def test_chunk_rows_give_each_chunk_s_row_bit_for_bit(ct):
     """One kernel call over a run of chunks (chunk_rows) gives each chunk's row as its
-    own call does: any sizes, empty chunks, weights, float32 input."""
+    own estep call does: any sizes, empty chunks, weights, float32 input."""
+    from distgmm.numerics import suffstats
     from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_rows, chunk_stats_row
 
     if not HAVE_COMPILED:
         pytest.skip("chunk_rows is the compiled kernel's")
+
+    def one_estep(x, w):  # the kernel's own single-chunk entry point
+        center, nat = suffstats.centered_natural_params(p)
+        k, d = p.means.shape
+        nf = n_feature_rows(ct, d)
+        row = np.empty(suffstats.row_width(p))
+        xx = row[3 + k * nf :].reshape(d, d) if ct == "tied" else None
+        ll, wsum, bad = suffstats._estep.estep(
+            x, w, center, nat.W, nat.tied_factor, suffstats.covariance_code(ct),
+            suffstats.compiled_tile_rows(ct, d), row[3 : 3 + k * nf].reshape(k, nf), xx)
+        row[:3] = len(x), wsum, ll
+        return row
+
     rng = np.random.default_rng(5)
     p = random_params(3, 5, ct)
     sizes = [7, 0, 1, 300, 513, 2, 64]
@@ -169,6 +183,8 @@ def test_chunk_rows_give_each_chunk_s_row_bit_for_bit(ct):
         for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
             one = chunk_stats_row(x[a:b], None if wt is None else wt[a:b], 100 + a, p)
             np.testing.assert_array_equal(rows[i], one)
+            np.testing.assert_array_equal(rows[i], one_estep(x[a:b], None if wt is None
+                                                             else wt[a:b]))
         assert rows[1, 0] == 0 and not rows[1].any()  # the empty chunk adds nothing
 
 
@@ -190,7 +206,7 @@ def test_chunk_rows_name_the_first_bad_row_in_its_own_chunk():
         1_000_033, 1, (1_000_030, 1_000_034)), str(e.value)
 
 
-def test_estep_rows_refuses_offsets_outside_x():
+def test_estep_rows_refuses_offsets_that_do_not_make_up_x():
     from distgmm.numerics import suffstats
 
     if not suffstats.HAVE_COMPILED:
@@ -203,8 +219,8 @@ def test_estep_rows_refuses_offsets_outside_x():
         suffstats._estep.estep_rows(X, None, offsets, center, nat.W, None,
                                     suffstats.covariance_code("diag"), 8, rows)
 
-    for bad in ([0, 5, 11], [0, 6, 5], [-1, 5, 10]):
-        with pytest.raises(ValueError, match="non-decreasing row offsets within X"):
+    for bad in ([0, 5, 11], [0, 6, 5], [-1, 5, 10], [0, 5, 9], [1, 5, 10]):
+        with pytest.raises(ValueError, match="non-decreasing row offsets from 0 to X's"):
             call(np.array(bad, np.int64))
     with pytest.raises(ValueError, match="1-D int64"):
         call(np.array([0, 5, 10], np.int32))

@@ -107,9 +107,38 @@ def test_small_chunks_held_in_a_row_go_through_the_kernel_as_one_run(monkeypatch
     runs.clear()
     want = nodes(0)
     assert runs_taken == [(0, 12), (20, 8), (29, 2)] and runs == []  # 28 is float32
-    assert got.keys() == want.keys()
-    for key in got:  # the E-step's rows, before they become statistics
-        np.testing.assert_array_equal(got[key], want[key])
+    monkeypatch.setattr(reduction, "RUN_ROWS_BYTES", 1)  # a kernel call per leaf of a run
+    by_one = nodes(16 << 10)
+    for other in (want, by_one):
+        assert got.keys() == other.keys()
+        for key in got:  # the E-step's rows, before they become statistics
+            np.testing.assert_array_equal(got[key], other[key])
+
+
+def test_the_driver_ends_a_tree_of_rows_and_statistics_alike():
+    """end_tree: nodes that came as rows fold as rows; should some tasks send
+    statistics (a worker without the compiled kernel), every row becomes statistics
+    first. Both give the numpy engine's statistics, bit for bit."""
+    from test_numerics import random_params
+
+    from distgmm.numerics.suffstats import HAVE_COMPILED, chunk_stats, chunk_stats_row, merge
+    from distgmm.parallel.reduction import end_tree
+
+    if not HAVE_COMPILED:
+        pytest.skip("rows are the compiled kernel's")
+    params = random_params(2, 3, "tied")
+    xs = np.array_split(np.random.default_rng(8).normal(scale=3, size=(200, 3)), 20)
+    keys = [(0, j) for j in range(20)]
+    want = tree_combine_local([chunk_stats(x, None, 0, params) for x in xs], merge, 4)
+    rows = [chunk_stats_row(x, None, 0, params) for x in xs]
+    as_rows = ("rows", keys[:12], np.stack(rows[:12]))
+    for parts in ([as_rows, ("rows", keys[12:], np.stack(rows[12:]))],
+                  [as_rows, dict(zip(keys[12:], (chunk_stats(x, None, 0, params)
+                                                  for x in xs[12:])))]):
+        got = end_tree(parts, 20, merge, (params,), 4)
+        for attr in ("nk", "sx", "s2"):
+            np.testing.assert_array_equal(getattr(got, attr), getattr(want, attr))
+        assert (got.loglik, got.wsum, got.n_rows) == (want.loglik, want.wsum, want.n_rows)
 
 
 def _where(X, w, row_start):

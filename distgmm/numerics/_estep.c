@@ -25,8 +25,9 @@
  *   -> (loglik, wsum, bad_row); n_feature_rows(covariance_type, d); COVARIANCE_TYPES
  * (the type names in code order); TARGET ("avx2-fma" or "generic"); cpu_has_avx2_fma();
  * estep_rows(X, w, offsets, center, W, tied_factor, covariance_type, tile, rows) ->
- * (bad_leaf, bad_row): estep over each leaf X[offsets[i] : offsets[i + 1]] into row i of
- * rows, [n_rows, wsum, loglik, acc, xx (tied only)] (suffstats.chunk_stats_row's row).
+ * (bad_leaf, bad_row): estep over each leaf X[offsets[i] : offsets[i + 1]] (offsets from
+ * 0 to n) into row i of rows, [n_rows, wsum, loglik, acc, xx (tied only)]
+ * (suffstats.chunk_stats_row's row); bad_row counts from the start of leaf bad_leaf.
  * X: float64 or float32, C-contiguous (n, d); w: float64 (n,) or None; center (d,);
  * W (K, nf); tied_factor (d, d) or None; acc (K, nf) and xx (d, d) or None are
  * float64 outputs (overwritten). bad_row is -1, or the first row of a sub-tile whose
@@ -588,12 +589,13 @@ static PyObject *py_estep_rows(PyObject *self, PyObject *args) {
     }
     long m = (long)boff.shape[0] - 1;
     const int64_t *off = boff.buf;
-    for (long i = 0; i < m; i++)
-        if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > n) {
-            PyErr_SetString(PyExc_ValueError,
-                            "offsets: expected non-decreasing row offsets within X");
-            goto done;
-        }
+    int ok = off[0] == 0 && off[m] == n; /* the leaves make up X */
+    for (long i = 0; i < m; i++) ok = ok && off[i] <= off[i + 1];
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError,
+                        "offsets: expected non-decreasing row offsets from 0 to X's rows");
+        goto done;
+    }
     long width = 3 + k * nf + (ct == TIED ? d * d : 0);
     if (get_buffer(orows, &brows, 1, "rows", "d", m * width) < 0) goto done;
     long bad_leaf = -1, bad = -1;

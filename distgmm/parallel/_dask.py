@@ -37,6 +37,12 @@ Private routes
     The kernel still sees each source chunk alone, so the bits do not change. Fallback:
     one read per chunk (per-chunk read overhead: ~1 ms per Zarr chunk here).
 
+``fold``, ``defer`` and ``batch`` also build distgmm's persisted copy of small chunks
+    (``cache="memory"``, :func:`distgmm.parallel.blocks._packed_by_reads`): one task per
+    packed block runs its chunks' folded, coalesced reads, instead of a task per chunk
+    and a rechunk (3.8 s -> 0.5 s for 2,000 Zarr chunks of 500 rows on two workers).
+    Fallback: the rechunk.
+
 ``graph``: ``dask.optimization.cull`` and ``dask.delayed.Delayed(key, graph)``
     Computing a hand-built low-level graph (the folded chunk tasks and the reduction
     tree) with the active scheduler. The public route builds the same tree with

@@ -34,8 +34,9 @@ class Blocks:
     leaves : list of tuple of int, optional
         For data persisted packed (:func:`pack_plan`): the row counts of the input's
         own non-empty chunks inside each block. Every pass still visits those chunks,
-        one kernel call and one leaf of the reduction tree each, so the results keep
-        the bits of the input's chunking.
+        one leaf of the reduction tree each, with the arithmetic of a kernel call each
+        (the E-step makes one call over a run of them), so the results keep the bits
+        of the input's chunking.
     source_chunks : tuple of int, optional
         The input's row chunks, when the blocks were packed (outputs get them back).
     plans : dict

@@ -28,6 +28,7 @@ from ..numerics.suffstats import (
     merge,
     pack_stats,
     row_stats,
+    row_width,
     unpack_stats,
 )
 from .blas import in_one_blas_thread, one_blas_thread
@@ -182,6 +183,7 @@ class _Folder:
                                                           None, None)
         else:
             (self.leaf, self.run, self.finish), self.add = rows, np.add
+            self.run_leaves = max(1, RUN_ROWS_BYTES // (8 * row_width(args[0])))
 
     def put(self, j: int, x, w, row_start: int) -> None:
         self.nodes[(0, j)] = self.leaf(x, w, row_start)
@@ -190,11 +192,15 @@ class _Folder:
     def put_run(self, first: int, x, w, sizes, row_start: int) -> None:
         """Leaves ``first``, ``first + 1``, ... : the consecutive chunks of ``sizes``
         rows that make up ``x`` (and ``w``)."""
-        if self.run is not None:
-            rows = self.run(x, w, sizes, row_start)
-            _fold_run(self.nodes, first, rows, self.n_leaves, self.split_every)
-            return
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        if self.run is not None:  # a kernel call per sub-run: its rows stay small
+            for i in range(0, len(sizes), self.run_leaves):
+                a = int(offsets[i])
+                b = a + int(np.sum(sizes[i : i + self.run_leaves]))
+                rows = self.run(x[a:b], None if w is None else w[a:b],
+                                sizes[i : i + self.run_leaves], row_start + a)
+                _fold_run(self.nodes, first + i, rows, self.n_leaves, self.split_every)
+            return
         for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
             self.put(first + j, xc, wc, row_start + int(offset))
 
@@ -212,6 +218,9 @@ def _leaf(fn, args, x, w, row_start):
     return fn(x, w, row_start, *args)
 
 
+RUN_ROWS_BYTES = 4 << 20
+"""Most bytes of E-step rows one kernel call over a run of chunks makes at once (a row
+is K x feature rows long: 343 kB for K=20, d=64, full)."""
 RUN_CHUNK_BYTES = 16 << 10
 """Chunks up to this size that a group task holds at consecutive positions go through
 the kernel as one run, copied together: below it a copy costs less than a call each."""
@@ -219,16 +228,17 @@ the kernel as one run, copied together: below it a copy costs less than a call e
 
 def tree_nodes(fn, combine, split_every, n_leaves, positions, xs, ws, starts, *args):
     """A group task: ``fn`` on each of its blocks (or the E-step's rows, see
-    :class:`_Folder`), folded as far as the group allows (and :func:`packed`)."""
+    :class:`_Folder`), folded as far as the group allows (:meth:`_Folder.done`).
+
+    ``ws`` is None for no weights; positions and starts may be arrays."""
     folder = _Folder(fn, combine, split_every, n_leaves, args)
     ws = [None] * len(xs) if ws is None else ws
     items = list(zip(np.asarray(positions).tolist(), xs, ws, np.asarray(starts).tolist()))
     i = 0
     while i < len(items):
-        j, size = i + 1, items[i][1].nbytes
-        while (folder.run is not None and j < len(items) and size <= READ_BATCH_BYTES
-               and _joins(items[j - 1], items[j])):
-            size += items[j][1].nbytes
+        j, size = i + 1, 0
+        while (folder.run is not None and j < len(items) and _joins(items[j - 1], items[j])
+               and (size := size + items[j - 1][1].nbytes) <= READ_BATCH_BYTES):
             j += 1
         if j - i == 1:
             folder.put(*items[i])
@@ -290,8 +300,8 @@ def dask_map_reduce(
         Fan-in of the tree.
     leaves : list of tuple of int, optional
         Persisted packed blocks (:func:`distgmm.parallel.blocks.pack_plan`): the row
-        counts of the source chunks in each block. ``fn`` runs on each source chunk
-        (a view), and those are the leaves of the tree.
+        counts of the source chunks in each block. Those are the leaves of the tree:
+        ``fn`` runs on each (a view), or the E-step's kernel over a run of them.
     plans : dict, optional
         Where a fit keeps what its out-of-core passes read (:func:`_read_plan`), so
         that later passes skip folding and coalescing the chunks' reads.
@@ -468,8 +478,9 @@ def streamed_nodes(fn, combine, split_every, n_leaves, positions, reads, starts,
 
     ``reads`` holds (x, w, sizes) loading tasks, received unexecuted: one chunk each, or
     (``sizes`` given) a run of consecutive small chunks read by one call
-    (:func:`distgmm.parallel._dask.coalesce_reads`) and cut back into its chunks as
-    views. One background thread does read ``i + 1`` while ``fn`` runs on the chunks of
+    (:func:`distgmm.parallel._dask.coalesce_reads`) and handed to the folder with its
+    chunks' sizes (:meth:`_Folder.put_run`: views, or rows of one kernel call). One
+    background thread does read ``i + 1`` while ``fn`` runs on the chunks of
     read ``i`` (reading Zarr or Parquet releases the GIL), so at most two reads are in
     memory. ``fn`` sees each source chunk alone, and partials are folded up the tree as
     soon as a node's children are all present: the same nodes and bits as
@@ -535,8 +546,8 @@ def _fold_run(nodes: dict, first: int, rows: np.ndarray, n_leaves: int,
         if g1 <= g0:
             break
         a, b = g0 * s - lo, min(g1 * s, width) - lo  # the whole groups' rows
-        for i in [*range(a), *range(b, len(rows))]:
-            nodes[(level, lo + i)] = rows[i]
+        for i in [*range(a), *range(b, len(rows))]:  # copies: a view would keep the run
+            nodes[(level, lo + i)] = rows[i].copy()
             _fold_up(nodes, lo + i, n_leaves, np.add, s, level)
         full = (b - a) // s
         kids = rows[a : a + full * s].reshape(full, s, rows.shape[1])
@@ -548,7 +559,7 @@ def _fold_run(nodes: dict, first: int, rows: np.ndarray, n_leaves: int,
             parents[full] = reduce_list(np.add, list(rows[a + full * s : b]))
         rows, lo, level, width = parents, g0, level + 1, -(-width // s)
     for i in range(len(rows)):
-        nodes[(level, lo + i)] = rows[i]
+        nodes[(level, lo + i)] = rows[i].copy()
         _fold_up(nodes, lo + i, n_leaves, np.add, s, level)
 
 
