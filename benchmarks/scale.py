@@ -145,8 +145,9 @@ def main(argv=None):
     import zarr
     from distributed import Client
 
-    # a SIGTERM (e.g. from `timeout`) unwinds through the finally below: no stray workers
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # a SIGTERM (e.g. from `timeout`) unwinds through the finally below: no stray
+    # workers; the caller's handler is back afterwards (the smoke test runs in pytest)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = np.random.default_rng(0)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,6 +184,7 @@ def main(argv=None):
                 except subprocess.TimeoutExpired:  # a worker still closing: no strays
                     proc.kill()
                     proc.wait()
+            signal.signal(signal.SIGTERM, previous)
     base = results[0]
     print("| chunks | persisted s/iter | / first | user persisted | / first | Dask floor "
           "| out of core s/iter | / first | raw read s | out of core / raw read |")

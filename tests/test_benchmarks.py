@@ -53,10 +53,14 @@ def test_scaling_smoke(tmp_path):
 
 
 def test_scale_smoke(tmp_path):
+    import signal
+
     scale = load("scale")
     out = tmp_path / "scale"
+    before = signal.getsignal(signal.SIGTERM)
     scale.main(["--workers", "2", "--chunks", "30", "--n1", "0", "--n2", "6",
                 "--out", str(out)])
+    assert signal.getsignal(signal.SIGTERM) is before  # its handler is the script's only
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [r["chunks"] for r in rows] == [30]
     for r in rows:
