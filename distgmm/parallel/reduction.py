@@ -192,16 +192,15 @@ class _Folder:
     def put_run(self, first: int, x, w, sizes, row_start: int) -> None:
         """Leaves ``first``, ``first + 1``, ... : the consecutive chunks of ``sizes``
         rows that make up ``x`` (and ``w``)."""
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
         if self.run is not None:  # a kernel call per sub-run: its rows stay small
             for i in range(0, len(sizes), self.run_leaves):
-                a = int(offsets[i])
-                b = a + int(np.sum(sizes[i : i + self.run_leaves]))
+                a, b = int(bounds[i]), int(bounds[min(i + self.run_leaves, len(sizes))])
                 rows = self.run(x[a:b], None if w is None else w[a:b],
                                 sizes[i : i + self.run_leaves], row_start + a)
                 _fold_run(self.nodes, first + i, rows, self.n_leaves, self.split_every)
             return
-        for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), offsets)):
+        for j, ((xc, wc), offset) in enumerate(zip(_cut(x, w, sizes), bounds[:-1])):
             self.put(first + j, xc, wc, row_start + int(offset))
 
     def done(self):
