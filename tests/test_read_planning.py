@@ -134,10 +134,13 @@ def test_a_corrupt_page_names_the_file_and_row_groups(tmp_path):
             ds.X.blocks[1].compute()
 
 
-def test_a_big_footer_is_parsed_once_per_worker_and_not_after_a_rewrite(tmp_path, monkeypatch):
+@pytest.mark.parametrize("small_file", [0, 4 << 20], ids=["file-reader", "read-whole"])
+def test_a_big_footer_is_parsed_once_per_worker_and_not_after_a_rewrite(tmp_path, monkeypatch,
+                                                                        small_file):
     from distgmm.io.sources import parquet_files
 
     monkeypatch.setattr(parquet_files, "BIG_FOOTER", 0)
+    monkeypatch.setattr(parquet_files, "SMALL_FILE", small_file)
     monkeypatch.setattr(parquet_files, "_FOOTERS", parquet_files.OrderedDict())
     path = tmp_path / "f.parquet"
     data = np.random.default_rng(5).normal(size=(400, 2))
@@ -218,3 +221,34 @@ def test_the_description_changes_with_the_files_contents(tmp_path):
     after = ParquetSource(str(path)).load().description
     assert before["shape"] == after["shape"] and before["chunks"] == after["chunks"]
     assert before["files_version"] != after["files_version"]  # so resume is refused
+
+
+@pytest.mark.parametrize("small_file", [0, 4 << 20], ids=["file-reader", "read-whole"])
+@pytest.mark.parametrize("where", ["local", "url", "memory"])
+def test_open_parquet_reads_the_same_table_by_either_route(tmp_path, monkeypatch, where,
+                                                           small_file):
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from distgmm.io.sources import parquet_files
+
+    monkeypatch.setattr(parquet_files, "SMALL_FILE", small_file)
+    table = _table(np.random.default_rng(7).normal(size=(300, 2)))
+    if where == "memory":
+        url = f"memory://{tmp_path.name}/f.parquet"
+        with fsspec.open(url, "wb") as fh:
+            pq.write_table(table, fh, row_group_size=100)
+        size = fsspec.filesystem("memory").size(url)
+    else:
+        pq.write_table(table, tmp_path / "f.parquet", row_group_size=100)
+        url = str(tmp_path / "f.parquet") if where == "local" else (
+            (tmp_path / "f.parquet").as_uri())
+        size = os.path.getsize(tmp_path / "f.parquet")
+    opened = []
+    original = MemoryFileSystem._open
+    monkeypatch.setattr(MemoryFileSystem, "_open",
+                        lambda self, *a, **k: opened.append(a) or original(self, *a, **k))
+    with parquet_files.open_parquet(url, {}, size) as pf:
+        assert pf.read_row_groups([1, 2], columns=["y"]).equals(table.select(["y"]).slice(100))
+    # a small remote file is one whole-object fetch, not a footer read and column reads
+    assert len(opened) == (1 if where == "memory" and not small_file else 0)

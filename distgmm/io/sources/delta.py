@@ -20,6 +20,7 @@ import numpy as np
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 from .filters import arrow_filter, check_filter_columns, plain_filters
+from .parquet_files import open_parquet
 from .tables import Fragment, keep_rows, one_by_one, pick_columns, table_dataset
 
 
@@ -129,16 +130,14 @@ class DeltaFile:
     keep: tuple | None  # (packed bits, length) of a deletion vector's keep mask
     storage_options: dict
     filters: tuple
+    size: int | None = None  # bytes, from the add action
 
     def read(self, columns: list[str]):
-        import fsspec
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        fs, path = fsspec.core.url_to_fs(self.uri, **self.storage_options)
-        stored = pq.read_schema(path, filesystem=fs).names
-        table = pq.read_table(path, filesystem=fs, columns=[c for c in columns
-                                                             if c in stored])
+        with open_parquet(self.uri, self.storage_options, self.size) as pf:
+            stored = pf.schema_arrow.names  # one footer read, not one for the schema too
+            table = pf.read(columns=[c for c in columns if c in stored], use_threads=False)
         if self.keep is not None:
             packed, n = self.keep
             table = keep_rows(table, np.unpackbits(packed, count=n).astype(bool))
@@ -229,6 +228,7 @@ class DeltaSource:
             partition = {k.removeprefix("partition."): v for k, v in act.items()
                          if k.startswith("partition.")}
             fragments.append(Fragment(DeltaFile(uris[name], partition, keep,
-                                                dict(self.storage_options), residual),
+                                                dict(self.storage_options), residual,
+                                                act.get("size_bytes")),
                                       rows))
         return fragments

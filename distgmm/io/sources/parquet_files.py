@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ EXTENSIONS = (".parq", ".parquet", ".pq")  # what dask's reader takes from a dir
 FOOTER_THREADS = 16
 FOOTER_CACHE = 8  # big footers a worker process keeps parsed (local files)
 BIG_FOOTER = 256 << 10  # smaller footers parse in well under a millisecond
+SMALL_FILE = 4 << 20  # read whole before parsing (see open_parquet)
 _FOOTERS: OrderedDict = OrderedDict()
 _FOOTER_LOCK = threading.Lock()
 # a pandas index without a name is stored as a column of this name: not data
@@ -100,21 +102,10 @@ class RowGroups:
     filters: tuple  # row filters left to apply, parsed and typed
 
     def read(self, columns: list[str], schema: pa.Schema) -> pa.Table:
-        import fsspec
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-
-        fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
         parts = dict(self.partition)
         wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in self.filters)]))
         try:
-            # arrow's own local file reads small files in about half the time of fsspec's
-            local = self.url.startswith("file://")
-            key = _stat_key(path) if local else None  # before opening: see _open_local
-            opened = (pafs.LocalFileSystem().open_input_file(path) if local
-                      else fs.open(path, "rb"))
-            with opened as fh:
-                pf = _open_local(fh, key) if local else pq.ParquetFile(fh)
+            with open_parquet(self.url, self.storage_options, _planned_size(self.version)) as pf:
                 stored = set(pf.schema_arrow.names)
                 # arrow's own threads: half the cost of a small file's read without them,
                 # and the worker's threads already use the cores
@@ -140,6 +131,49 @@ class RowGroups:
                                                            schema.field(name).type))
         expr = arrow_filter(self.filters)
         return table if expr is None else table.filter(expr)
+
+
+def _planned_size(version: str) -> int | None:
+    """The file's size in bytes when it was listed (see :func:`_version`), if known."""
+    head = version.partition(":")[0]
+    return int(head) if head.isdigit() else None
+
+
+@contextmanager
+def open_parquet(url: str, storage_options: dict, size: int | None = None):
+    """A ``pq.ParquetFile`` of ``url`` (a local path or an fsspec URL), open while in
+    the ``with`` block.
+
+    A file of known ``size`` up to ``SMALL_FILE`` bytes is read whole first: one request
+    to a remote store instead of a footer read and then column reads, and from local
+    disk about 30 % cheaper for arrow to parse from memory than from its file reader (a
+    500 x 16 file: 0.29 against 0.41 ms). Bigger local files go through arrow's own file
+    reader (half the time of fsspec's for small reads). Local files' big footers are
+    parsed once per process (:func:`_open_local`).
+    """
+    import pyarrow.parquet as pq
+
+    small = size is not None and size <= SMALL_FILE
+    if "://" not in url or url.startswith("file://"):
+        import pyarrow.fs as pafs
+
+        path = url.removeprefix("file://")
+        key = _stat_key(path)  # before opening: see _open_local
+        if small:
+            with open(path, "rb") as fh:
+                yield _open_local(pa.BufferReader(fh.read()), key)
+        else:
+            with pafs.LocalFileSystem().open_input_file(path) as fh:
+                yield _open_local(fh, key)
+    else:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        if small:
+            yield pq.ParquetFile(pa.BufferReader(fs.cat_file(path)))
+        else:
+            with fs.open(path, "rb") as fh:
+                yield pq.ParquetFile(fh)
 
 
 def _stat_key(path: str) -> tuple:
