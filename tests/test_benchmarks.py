@@ -81,6 +81,19 @@ def test_chunking_smoke(tmp_path):
                                       "model_memory_s", "model_none_s"))
 
 
+def test_parquet_layouts_smoke(tmp_path):
+    layouts = load("parquet_layouts")
+    out = tmp_path / "layouts"
+    layouts.main(["--n", "1000", "--d", "3", "--k", "2", "--n1", "0", "--n2", "12",
+                  "--model-iters", "1", "--out", str(out)])
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["layout"] for r in rows] == ["1 file, 1 row group", "1 file, 2 row groups of 500",
+                                           "2 files of 500 rows", "1 files of 50,000 rows"]
+    for r in rows:
+        assert all(r[k] > 0 for k in ("load_s", "raw_read_s", "persisted_s", "out_of_core_s",
+                                      "model_memory_s", "model_none_s"))
+
+
 def test_cpu_split_smoke(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # it imports compare.py, as when run as a script
     cpu_split = load("cpu_split")
