@@ -21,7 +21,7 @@ import numpy as np
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 from .filters import arrow_filter, check_filter_columns, plain_filters
 from .parquet_files import open_parquet
-from .tables import Fragment, keep_rows, one_by_one, pick_columns, table_dataset
+from .tables import Fragment, fields_token, keep_rows, one_by_one, pick_columns, table_dataset
 
 
 def _deltalake():
@@ -131,6 +131,9 @@ class DeltaFile:
     storage_options: dict
     filters: tuple
     size: int | None = None  # bytes, from the add action
+
+    def __dask_tokenize__(self) -> tuple:
+        return fields_token(self)
 
     def read(self, columns: list[str]):
         import pyarrow as pa

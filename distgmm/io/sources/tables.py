@@ -13,7 +13,7 @@ after the fragment selection, so the array's chunks are known without a pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 
 import numpy as np
@@ -42,6 +42,18 @@ class Fragment:
 
     task: object
     rows: int | None
+
+    def __dask_tokenize__(self) -> tuple:
+        return fields_token(self)
+
+
+def fields_token(obj) -> tuple:
+    """A dataclass's dask token (its ``__dask_tokenize__``): class name and field values.
+
+    Dask's own normalisation of a dataclass pickles the class for every instance: 0.3 of
+    the 0.56 s ``load()`` of 2,000 small Parquet files went to tokenizing their tasks.
+    """
+    return (type(obj).__qualname__, *(getattr(obj, f.name) for f in fields(obj)))
 
 
 def pick_columns(where: str, available: Sequence[str], columns, id_column, passthrough):
