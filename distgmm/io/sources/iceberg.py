@@ -22,10 +22,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC
+from functools import partial
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 from .filters import check_filter_columns, plain_filters
-from .tables import Fragment, one_by_one, pick_columns, table_dataset
+from .tables import Fragment, pick_columns, table_dataset
 
 _URL = re.compile(r"^iceberg://([^/]+)/(.+)$")
 
@@ -142,19 +143,17 @@ class IcebergScan:
     projection: object
     filter: object
 
-    def read(self, task, columns: list[str]):
+    def read(self, tasks: list, columns: list[str]) -> list:
+        """One group's file tasks, read by one scan (in order, in pyiceberg's threads):
+        a scan per file cost about 1.7 ms of setup for a small file."""
         from pyiceberg.io.pyarrow import ArrowScan
 
-        table = ArrowScan(self.metadata, self.io, self.projection, self.filter).to_table([task])
-        return table.select(columns)
+        table = ArrowScan(self.metadata, self.io, self.projection, self.filter).to_table(tasks)
+        return [table.select(columns)]
 
 
-class _ReadTask:
-    def __init__(self, scan: IcebergScan):
-        self.scan = scan
-
-    def __call__(self, task, columns):
-        return self.scan.read(task, columns)
+def _read_group(scan: IcebergScan, tasks: list, columns: list[str]) -> list:
+    return scan.read(tasks, columns)
 
 
 @dataclass(frozen=True)
@@ -204,14 +203,14 @@ class IcebergSource:
                for t in tasks for d in t.delete_files):
             raise ValueError(f"{where} has equality deletes, which distgmm does not apply: "
                              "compact the table (rewrite its data files) first.")
-        reader = _ReadTask(IcebergScan(table.metadata, table.io, scan.projection(),
-                                       row_filter(parsed)))
+        reader = partial(_read_group, IcebergScan(table.metadata, table.io, scan.projection(),
+                                                  row_filter(parsed)))
         # record counts are before deletes and filters: exact only without either
         fragments = [Fragment(t, int(t.file.record_count)) for t in tasks]
         desc = {"kind": "iceberg", "path": self.path, "snapshot": snap.snapshot_id,
                 "as_of": self.as_of, "files": len(tasks), "filters": plain_filters(parsed)}
         return table_dataset(
-            where=where, fragments=fragments, read=one_by_one(reader), schema=schema,
+            where=where, fragments=fragments, read=reader, schema=schema,
             features=features, id_column=self.id_column, passthrough=self.passthrough,
             chunk_bytes=self.chunk_bytes, description=desc,
             lengths_known=not parsed and not any(t.delete_files for t in tasks))
