@@ -245,11 +245,31 @@ def test_open_parquet_reads_the_same_table_by_either_route(tmp_path, monkeypatch
         url = str(tmp_path / "f.parquet") if where == "local" else (
             (tmp_path / "f.parquet").as_uri())
         size = os.path.getsize(tmp_path / "f.parquet")
-    opened = []
+    opened, local_sources = [], []
     original = MemoryFileSystem._open
     monkeypatch.setattr(MemoryFileSystem, "_open",
                         lambda self, *a, **k: opened.append(a) or original(self, *a, **k))
+    open_local = parquet_files._open_local
+    monkeypatch.setattr(parquet_files, "_open_local", lambda fh, key: local_sources.append(
+        type(fh).__name__) or open_local(fh, key))
     with parquet_files.open_parquet(url, {}, size) as pf:
         assert pf.read_row_groups([1, 2], columns=["y"]).equals(table.select(["y"]).slice(100))
-    # a small remote file is one whole-object fetch, not a footer read and column reads
-    assert len(opened) == (1 if where == "memory" and not small_file else 0)
+    if where == "memory":
+        # a small remote file is one whole-object fetch, not a footer read and column reads
+        assert len(opened) == (0 if small_file else 1) and not local_sources
+    else:  # a small local file is parsed from memory, a bigger one through arrow's reader
+        assert local_sources == (["BufferReader"] if small_file else ["NativeFile"])
+
+
+def test_long_filter_values_that_differ_get_their_own_keys(tmp_path):
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": np.arange(5000), "x": np.arange(5000.0)}), path)
+    a = np.arange(3000)
+    b = a.copy()
+    b[1500:2500] += 2000  # numpy prints both arrays alike (elided middle)
+    A = ParquetSource(str(path), columns=("x",), filters=(("id", "in", a),)).load()
+    B = ParquetSource(str(path), columns=("x",), filters=(("id", "in", b),)).load()
+    assert A.X.name != B.X.name
+    with dask.config.set(scheduler="synchronous"):
+        assert float(A.X.sum().compute()) == a.sum()
+        assert float(B.X.sum().compute()) == b[b < 5000].sum()

@@ -259,6 +259,9 @@ def test_iceberg_snapshots_and_deletes(tmp_path):
     assert sorted(flt.frame["row_id"].compute()) == list(range(300, 400))
     with pytest.raises(ValueError, match="has no snapshot 12345"):
         IcebergSource("iceberg://lake/ns.ev", snapshot=12345, storage_options=props).load()
+    again = IcebergSource("iceberg://lake/ns.ev", columns=("f0", "f1"), id_column="row_id",
+                          storage_options=props).load()
+    assert again.X.name == ds.X.name  # the same snapshot gets the same graph keys
 
 
 def test_icechunk_branch_tag_and_snapshot(tmp_path):
