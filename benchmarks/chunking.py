@@ -35,10 +35,10 @@ def make_data(n, d, k, seed=0):
     return centers[rng.integers(0, k, n)] + rng.normal(size=(n, d)), centers
 
 
-def per_iteration(X, means, n1, n2, **kw):
+def per_iteration(X, means, n1, n2, timed_iters=12, **kw):
     """Median seconds per EM iteration (each iteration is one pass, timed by the fit
     itself: ``timings_["iterations"]``), the first ``n1`` iterations of each fit left
-    out, over fits of ``n2`` iterations until 12 iterations are timed."""
+    out, over fits of ``n2`` iterations until ``timed_iters`` iterations are timed."""
     import distgmm
 
     def fit(iters):
@@ -49,7 +49,7 @@ def per_iteration(X, means, n1, n2, **kw):
 
     fit(1)  # warm: imports, kernel, persisted copy placement
     timed: list[float] = []
-    while len(timed) < 12:
+    while len(timed) < timed_iters:
         timed += fit(n2)[n1:]
     return float(np.median(timed))
 
@@ -84,6 +84,8 @@ def main(argv=None):
     p.add_argument("--n1", type=int, default=2)
     p.add_argument("--n2", type=int, default=6)
     p.add_argument("--model-iters", type=int, default=3)
+    p.add_argument("--timed-iters", type=int, default=12,
+                   help="iterations timed per chunking and cache (fewer: a quicker run)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if not 0 <= args.n1 < args.n2:
@@ -106,9 +108,9 @@ def main(argv=None):
             persisted = da.from_array(X, chunks=(rows, args.d))
             r = {"rows_per_chunk": rows, "chunks": -(-args.n // rows),
                  "persisted_s": per_iteration(persisted, means, args.n1, args.n2,
-                                              cache="memory"),
+                                              args.timed_iters, cache="memory"),
                  "out_of_core_s": per_iteration(da.from_zarr(path), means, args.n1, args.n2,
-                                                cache="none"),
+                                                args.timed_iters, cache="none"),
                  "raw_read_s": raw_read(path),
                  "model_memory_s": to_model(da.from_zarr(path), args.k, args.model_iters,
                                             cache="memory"),

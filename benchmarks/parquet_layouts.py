@@ -64,6 +64,8 @@ def main(argv=None):
     p.add_argument("--n1", type=int, default=2)
     p.add_argument("--n2", type=int, default=6)
     p.add_argument("--model-iters", type=int, default=3)
+    p.add_argument("--timed-iters", type=int, default=12,
+                   help="iterations timed per layout and cache (fewer: a quicker run)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -88,8 +90,10 @@ def main(argv=None):
             raw_s = time.perf_counter() - t
             r = {"layout": name, "load_s": load_s, "partitions": ds.X.numblocks[0],
                  "raw_read_s": raw_s,
-                 "persisted_s": per_iteration(ds.X, means, args.n1, args.n2, cache="memory"),
-                 "out_of_core_s": per_iteration(ds.X, means, args.n1, args.n2, cache="none"),
+                 "persisted_s": per_iteration(ds.X, means, args.n1, args.n2,
+                                              args.timed_iters, cache="memory"),
+                 "out_of_core_s": per_iteration(ds.X, means, args.n1, args.n2,
+                                                args.timed_iters, cache="none"),
                  "model_memory_s": load_s + to_model(ParquetSource(path).load().X, args.k,
                                                      args.model_iters, cache="memory"),
                  "model_none_s": load_s + to_model(ParquetSource(path).load().X, args.k,

@@ -176,14 +176,17 @@ def main(argv=None):
                     results.append(r)
                     print(json.dumps(r), flush=True)
         finally:
-            for proc in procs[::-1]:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:  # a worker still closing: no strays
-                    proc.kill()
-                    proc.wait()
+            # workers first, while their scheduler still answers: a worker closing
+            # against a scheduler that is gone too waited 30 s for its comms, 1 run in 3
+            for group in (procs[1:], procs[:1]):
+                for proc in group:
+                    proc.terminate()
+                for proc in group:
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:  # still closing: no strays
+                        proc.kill()
+                        proc.wait()
             signal.signal(signal.SIGTERM, previous)
     base = results[0]
     print("| chunks | persisted s/iter | / first | user persisted | / first | Dask floor "

@@ -73,7 +73,8 @@ def test_chunking_smoke(tmp_path):
     chunking = load("chunking")
     out = tmp_path / "chunking"
     chunking.main(["--n", "4000", "--d", "3", "--k", "2", "--rows", "1000", "--rows",
-                   "250", "--n1", "0", "--n2", "12", "--model-iters", "1", "--out", str(out)])
+                   "250", "--n1", "0", "--n2", "2", "--timed-iters", "2", "--model-iters", "1",
+                   "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [(r["rows_per_chunk"], r["chunks"]) for r in rows] == [(1000, 4), (250, 16)]
     for r in rows:
@@ -84,8 +85,8 @@ def test_chunking_smoke(tmp_path):
 def test_parquet_layouts_smoke(tmp_path):
     layouts = load("parquet_layouts")
     out = tmp_path / "layouts"
-    layouts.main(["--n", "1000", "--d", "3", "--k", "2", "--n1", "0", "--n2", "12",
-                  "--model-iters", "1", "--out", str(out)])
+    layouts.main(["--n", "1000", "--d", "3", "--k", "2", "--n1", "0", "--n2", "2",
+                  "--timed-iters", "2", "--model-iters", "1", "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [r["layout"] for r in rows] == ["1 file, 1 row group", "1 file, 2 row groups of 500",
                                            "2 files of 500 rows", "1 files of 50,000 rows"]
