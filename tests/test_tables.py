@@ -264,6 +264,54 @@ def test_iceberg_snapshots_and_deletes(tmp_path):
     assert again.X.name == ds.X.name  # the same snapshot gets the same graph keys
 
 
+def test_iceberg_reads_plain_parquet_only_where_nothing_needs_resolving(tmp_path,
+                                                                       monkeypatch):
+    """Small files stored under the table's field ids, names and types are read with
+    pyarrow; a renamed column, a promoted type or deletes go through pyiceberg. Rows
+    always equal pyiceberg's own scan."""
+    import dask
+    from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.types import DoubleType
+
+    scans = []
+    to_table = ArrowScan.to_table
+    monkeypatch.setattr(ArrowScan, "to_table", lambda self, tasks: scans.append(
+        len(list(tasks))) or to_table(self, tasks))
+
+    def check(ident, columns, by_pyiceberg):
+        scans.clear()
+        ds = IcebergSource(f"iceberg://lake/{ident}", columns=columns, id_column="row_id",
+                           storage_options=props).load()
+        with dask.config.set(scheduler="synchronous"):  # reads in this process, counted
+            got, ids = _sorted_rows(ds)
+        assert bool(scans) == by_pyiceberg, scans
+        want = cat.load_table(ident).scan().to_arrow().sort_by("row_id")
+        np.testing.assert_array_equal(ids, want["row_id"].to_numpy())
+        np.testing.assert_array_equal(got, np.column_stack(
+            [want[c].to_numpy().astype(float) for c in columns]))
+
+    cat, props = _catalog(tmp_path)
+    X = blobs(n=300, d=2, k=2, seed=9)[0]
+    t = cat.create_table("ns.plain", schema=_table(X[:1]).schema)
+    for rows in np.array_split(np.arange(300), 3):
+        t.append(_table(X[rows], rows[0]))
+    check("ns.plain", ("f0", "f1"), False)  # read as plain Parquet
+    with t.update_schema() as update:
+        update.rename_column("f0", "g0")
+    t = cat.load_table("ns.plain")
+    t.append(pa.table({"g0": X[:50, 0], "f1": X[:50, 1], "row_id": np.arange(300, 350)}))
+    check("ns.plain", ("g0", "f1"), True)  # the old files store the column as f0
+    t.delete("row_id < 20")
+    check("ns.plain", ("g0", "f1"), True)
+    t32 = cat.create_table("ns.f32", schema=pa.schema([("x", pa.float32()),
+                                                       ("row_id", pa.int64())]))
+    t32.append(pa.table({"x": X[:40, 0].astype(np.float32), "row_id": np.arange(40)}))
+    with t32.update_schema() as update:
+        update.update_column("x", field_type=DoubleType())
+    cat.load_table("ns.f32").append(pa.table({"x": X[40:80, 0], "row_id": np.arange(40, 80)}))
+    check("ns.f32", ("x",), True)  # float stored, double wanted: pyiceberg promotes
+
+
 def test_icechunk_branch_tag_and_snapshot(tmp_path):
     import icechunk
 

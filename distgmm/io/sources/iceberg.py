@@ -26,7 +26,10 @@ from functools import partial
 
 from .base import DEFAULT_CHUNK_BYTES, Dataset
 from .filters import check_filter_columns, plain_filters
+from .parquet_files import SMALL_FILE
 from .tables import Fragment, pick_columns, table_dataset
+
+_FIELD_ID = b"PARQUET:field_id"  # where Parquet (and pyarrow) keep a column's field id
 
 _URL = re.compile(r"^iceberg://([^/]+)/(.+)$")
 
@@ -144,12 +147,53 @@ class IcebergScan:
     filter: object
 
     def read(self, tasks: list, columns: list[str]) -> list:
-        """One group's file tasks, read by one scan (in order, in pyiceberg's threads):
-        a scan per file cost about 1.7 ms of setup for a small file."""
+        """One group's file tasks, in order: read as plain Parquet where that gives what
+        pyiceberg's scan gives (:meth:`plain`), else by one pyiceberg scan, in its
+        threads (a scan per file cost about 1.7 ms of setup for a small file)."""
         from pyiceberg.io.pyarrow import ArrowScan
 
+        plain = self.plain(tasks, columns)
+        if plain is not None:
+            return plain
         table = ArrowScan(self.metadata, self.io, self.projection, self.filter).to_table(tasks)
         return [table.select(columns)]
+
+    def plain(self, tasks: list, columns: list[str]) -> list | None:
+        """The tasks' ``columns`` read whole with pyarrow, or None where pyiceberg's own
+        reading is needed.
+
+        Plain reads are taken only when nothing needs resolving: no row filter and no
+        delete files, small Parquet files (at most ``SMALL_FILE`` bytes, read in one
+        request through the table's own FileIO), and each column stored under the
+        table's field id, name and type. Anything else (a renamed or promoted column,
+        files without field ids, a column a file lacks) goes to pyiceberg. pyiceberg
+        spends about 1.6 ms of CPU on a 1,000 x 8 file that pyarrow reads in 0.42 ms.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+        from pyiceberg.manifest import FileFormat
+
+        if self.filter != AlwaysTrue() or any(
+                t.delete_files or t.file.file_format != FileFormat.PARQUET
+                or t.file.file_size_in_bytes > SMALL_FILE for t in tasks):
+            return None
+        want = schema_to_pyarrow(self.projection, include_field_ids=True)
+        want = [want.field(c) for c in columns]
+        tables = []
+        for task in tasks:
+            with self.io.new_input(task.file.file_path).open() as fh:
+                pf = pq.ParquetFile(pa.BufferReader(fh.read()))
+            stored = pf.schema_arrow
+            for col in want:
+                i = stored.get_field_index(col.name)  # -1 if missing or not unique
+                if i < 0 or stored.field(i).type != col.type or (
+                        (stored.field(i).metadata or {}).get(_FIELD_ID)
+                        != col.metadata[_FIELD_ID]):
+                    return None
+            tables.append(pf.read(columns=columns, use_threads=False))
+        return tables
 
 
 def _read_group(scan: IcebergScan, tasks: list, columns: list[str]) -> list:
