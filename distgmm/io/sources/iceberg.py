@@ -13,7 +13,9 @@ How a table is named:
 The scan's file tasks (data files and their delete files) are planned on the client:
 filters become the scan's row filter (partition pruning and min/max pruning by
 pyiceberg, exact row filtering as the files are read), positional deletes are honoured
-by pyiceberg's reader on the workers, equality deletes are refused.
+by pyiceberg's reader on the workers, equality deletes are refused. Small files that
+need nothing resolved (no filter, no deletes, columns stored under the table's field
+ids, names and types) are read with pyarrow directly (:meth:`IcebergScan.plain`).
 """
 
 from __future__ import annotations
