@@ -41,7 +41,7 @@ def worker(covariance_type: str, n: int = 1_000_000) -> dict:
     from distgmm.numerics import suffstats
 
     which = {"file": distgmm.__file__, "compiled": bool(suffstats.HAVE_COMPILED)}
-    if not os.path.abspath(distgmm.__file__).startswith(os.getcwd() + os.sep) or not (
+    if not os.path.realpath(distgmm.__file__).startswith(os.getcwd() + os.sep) or not (
             which["compiled"]):
         return {**which, "seconds": []}  # refused by main(): measure nothing
     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -89,7 +89,7 @@ def main() -> None:
             got = json.loads(run.stdout.strip().splitlines()[-1])
             # a tree without an importable distgmm/ would silently measure the installed
             # one, and an unbuilt kernel the numpy one: refuse both
-            if not os.path.abspath(got["file"]).startswith(os.path.abspath(tree) + os.sep):
+            if not os.path.realpath(got["file"]).startswith(os.path.realpath(tree) + os.sep):
                 raise SystemExit(f"{tree}: the run imported {got['file']}, not this tree")
             if not got["compiled"]:
                 raise SystemExit(f"{tree}: its kernel is not built: run python setup.py "

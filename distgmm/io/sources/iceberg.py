@@ -167,8 +167,9 @@ class IcebergScan:
         Plain reads are taken only when nothing needs resolving: no row filter and no
         delete files, small Parquet files (at most ``SMALL_FILE`` bytes, read in one
         request through the table's own FileIO), and each column stored under the
-        table's field id, name and type. Anything else (a renamed or promoted column,
-        files without field ids, a column a file lacks) goes to pyiceberg. pyiceberg
+        table's field id, name and type, none of them nested. Anything else (a renamed or
+        promoted column, files without field ids, a column a file lacks, a struct) goes
+        to pyiceberg. pyiceberg
         spends about 1.6 ms of CPU on a 1,000 x 8 file that pyarrow reads in 0.42 ms.
         """
         import pyarrow as pa
@@ -183,6 +184,8 @@ class IcebergScan:
             return None
         want = schema_to_pyarrow(self.projection, include_field_ids=True)
         want = [want.field(c) for c in columns]
+        if any(pa.types.is_nested(col.type) for col in want):
+            return None  # field ids inside a struct, list or map are not compared here
         tables = []
         for task in tasks:
             with self.io.new_input(task.file.file_path).open() as fh:
@@ -238,12 +241,17 @@ class IcebergSource:
 
         table = load_iceberg_table(self.path, self.storage_options)
         snap = _snapshot(table, self.path, self.snapshot, self.as_of)
-        schema = table.schema().as_arrow()
+        # the current snapshot is read with the table's current schema (Iceberg's rule);
+        # pinning it by id would read it with the schema it was written under
+        pinned = snap.snapshot_id if self.snapshot is not None or self.as_of is not None \
+            else None
+        schema = table.scan(snapshot_id=pinned).projection().as_arrow()
         where = f"the Iceberg table {self.path} (snapshot {snap.snapshot_id})"
         features = pick_columns(where, schema.names, self.columns, self.id_column,
                                 self.passthrough)
         parsed = check_filter_columns(where, self.filters, schema.names)
-        scan = table.scan(row_filter=row_filter(parsed), snapshot_id=snap.snapshot_id)
+        scan = table.scan(row_filter=row_filter(parsed),
+                          snapshot_id=pinned)
         tasks = _in_commit_order(table, snap, scan.plan_files())
         if any(d.content == DataFileContent.EQUALITY_DELETES
                for t in tasks for d in t.delete_files):
