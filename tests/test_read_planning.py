@@ -273,3 +273,21 @@ def test_long_filter_values_that_differ_get_their_own_keys(tmp_path):
     with dask.config.set(scheduler="synchronous"):
         assert float(A.X.sum().compute()) == a.sum()
         assert float(B.X.sum().compute()) == b[b < 5000].sum()
+
+
+def test_task_tokens_follow_every_field_and_ignore_the_options_order():
+    from dask.tokenize import tokenize
+
+    def task(options, version="10:1", filters=()):
+        return Fragment(RowGroups("file:///d/f.parquet", version, (0,), (("day", "a"),),
+                                  options, filters), 10)
+
+    same = tokenize(task({"anon": True, "key": "k"}))
+    assert tokenize(task({"key": "k", "anon": True})) == same
+    assert tokenize(task({"key": "k", "anon": False})) != same
+    assert tokenize(task({"anon": True, "key": "k"}, version="11:1")) != same
+    values = np.arange(2000)
+    other = values.copy()
+    other[1000] = -1  # numpy prints both alike
+    assert tokenize(task({}, filters=(("id", "in", values),))) != tokenize(
+        task({}, filters=(("id", "in", other),)))
