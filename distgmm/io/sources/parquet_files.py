@@ -148,12 +148,12 @@ def open_parquet(url: str, storage_options: dict, size: int | None = None):
     the ``with`` block.
 
     A file of up to ``SMALL_FILE`` bytes (a local file's size now, a remote one's
-    ``size`` as listed) is read whole first: one request
-    to a remote store instead of a footer read and then column reads, and from local
-    disk about 30 % cheaper for arrow to parse from memory than from its file reader (a
-    500 x 16 file: 0.29 against 0.41 ms). Bigger local files go through arrow's own file
-    reader (half the time of fsspec's for small reads). Local files' big footers are
-    parsed once per process (:func:`_open_local`).
+    ``size`` as listed) is read whole first: one request to a remote store instead of a
+    footer read and then column reads, and from local disk about 30 % cheaper for arrow
+    to parse from memory than from its file reader (a 500 x 16 file: 0.29 against 0.41
+    ms). Bigger local files go through arrow's own file reader (half the time of
+    fsspec's for small reads). Local files' big footers are parsed once per process
+    (:func:`_open_local`).
     """
     import pyarrow.parquet as pq
 
