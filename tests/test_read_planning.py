@@ -170,6 +170,19 @@ def test_files_that_disagree_on_a_column_type_are_promoted(tmp_path):
         ParquetSource(str(tmp_path)).load()
 
 
+def test_a_dotted_column_is_not_read_from_a_struct_of_that_path(tmp_path):
+    # arrow's reader takes "a.b" as the field b of a struct column a: a file with such a
+    # struct and no column named "a.b" has no values for it
+    pq.write_table(pa.table({"x": [1.0, 2.0], "a.b": [5.0, 6.0]}), tmp_path / "part-0.parquet")
+    pq.write_table(pa.table({"x": [3.0], "a": pa.array([{"b": 7.0}])}),
+                   tmp_path / "part-1.parquet")
+    ds = ParquetSource(str(tmp_path), columns=("x",), passthrough=("a.b",)).load()
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(ds.X.compute().ravel(), [1.0, 2.0, 3.0])
+        got = ds.frame["a.b"].compute()
+    assert got.iloc[:2].tolist() == [5.0, 6.0] and got.isna().tolist() == [False, False, True]
+
+
 def test_a_partition_filter_also_filters_files_outside_the_partitions(tmp_path):
     (tmp_path / "day=a").mkdir()
     pq.write_table(pa.table({"x": [1.0, 2.0]}), tmp_path / "day=a" / "p.parquet")

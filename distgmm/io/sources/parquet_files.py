@@ -105,15 +105,19 @@ class RowGroups:
         return fields_token(self)
 
     def read(self, columns: list[str], schema: pa.Schema) -> pa.Table:
-        parts = dict(self.partition)
-        wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in self.filters)]))
+        wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in self.filters)])) \
+            if self.filters else columns
         try:
             with open_parquet(self.url, self.storage_options, _planned_size(self.version)) as pf:
-                stored = set(pf.schema_arrow.names)
+                # arrow reads the names a file has and skips the others; a dotted name
+                # would select a nested field ("a.b" of a struct "a"), so those are
+                # checked against the file's own columns (0.01 ms a file otherwise)
+                names = wanted if not any("." in c for c in wanted) else \
+                    [c for c in wanted if c in set(pf.schema_arrow.names)]
                 # arrow's own threads: half the cost of a small file's read without them,
                 # and the worker's threads already use the cores
                 table = pf.read_row_groups(list(self.row_groups), use_threads=False,
-                                           columns=[c for c in wanted if c in stored])
+                                           columns=names)
         except (pa.ArrowException, OSError) as e:
             if isinstance(e, OSError) and not isinstance(e, pa.ArrowException):
                 if not maybe_corrupt(e):
@@ -122,18 +126,20 @@ class RowGroups:
                 f"{self.url}: cannot read row groups {_spans(self.row_groups)} "
                 f"({type(e).__name__}: {' '.join(str(e).split())[:120]}): the file is "
                 "corrupt or incomplete; remove or rewrite it.") from None
-        present = set(table.column_names)  # column_names builds a new list per call
-        for name in wanted:
-            if name in present:
-                continue
-            if name in parts:  # a hive partition column: one value for the whole file
-                table = table.append_column(
-                    name, pa.array([parts[name]] * table.num_rows, schema.field(name).type))
-            else:  # a column this file does not have
-                table = table.append_column(name, pa.nulls(table.num_rows,
-                                                           schema.field(name).type))
-        expr = arrow_filter(self.filters)
-        return table if expr is None else table.filter(expr)
+        present = set(table.schema.names)
+        if len(present) < len(wanted):  # a partition column, or one this file lacks
+            parts = dict(self.partition)
+            for name in wanted:
+                if name in present:
+                    continue
+                if name in parts:  # a hive partition column: one value for the whole file
+                    table = table.append_column(
+                        name, pa.array([parts[name]] * table.num_rows,
+                                       schema.field(name).type))
+                else:  # a column this file does not have
+                    table = table.append_column(name, pa.nulls(table.num_rows,
+                                                               schema.field(name).type))
+        return table if not self.filters else table.filter(arrow_filter(self.filters))
 
 
 def _planned_size(version: str) -> int | None:

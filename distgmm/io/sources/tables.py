@@ -140,12 +140,12 @@ class GroupReader:
         tables = self.read([frag.task for frag in group], self.columns)
         if not tables:
             table = self.schema.empty_table()
-        elif all(t.schema.equals(tables[0].schema) for t in tables[1:]):
-            # files written alike (the usual case) are conformed once, not one by one
-            table = _conform(pa.concat_tables(tables), self.columns, self.schema)
         else:
-            table = pa.concat_tables([_conform(t, self.columns, self.schema)
-                                      for t in tables])
+            try:  # files written alike (the usual case) are conformed once, not one by one
+                table = _conform(pa.concat_tables(tables), self.columns, self.schema)
+            except pa.ArrowInvalid:  # their schemas differ (metadata aside)
+                table = pa.concat_tables([_conform(t, self.columns, self.schema)
+                                          for t in tables])
         expected = sum(f.rows for f in group) if self.exact else table.num_rows
         if table.num_rows != expected:  # else X's chunks would silently misalign
             raise ValueError(f"{self.where} changed while it was read ({expected} rows "
