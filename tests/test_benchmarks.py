@@ -95,6 +95,21 @@ def test_parquet_layouts_smoke(tmp_path):
                                       "model_memory_s", "model_none_s"))
 
 
+def test_small_files_smoke(tmp_path):
+    small_files = load("small_files")
+    out = tmp_path / "small"
+    small_files.main(["--n", "2000", "--d", "3", "--k", "2", "--small", "500", "--big",
+                      "1000", "--n1", "1", "--n2", "2", "--reps", "1", "--no-cluster",
+                      "--out", str(out)])
+    r = json.loads(out.with_suffix(".json").read_text())
+    names = list(r["decode_cpu_s"])
+    assert r["files"] == 4 and names[0] == "4 files of 500 rows, as distgmm reads"
+    assert names[-1] == "2 files of 1,000 rows, as distgmm reads"
+    assert "4 files, arrow, footer already parsed" in names
+    assert all(v > 0 for v in r["decode_cpu_s"].values()) and r["out_of_core_s"] == {}
+    assert math.isfinite(r["arithmetic_cpu_s"]) and set(r["floor_s"]) == set(names)
+
+
 def test_cpu_split_smoke(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # it imports compare.py, as when run as a script
     cpu_split = load("cpu_split")
