@@ -11,19 +11,20 @@ One process measures CPU seconds (``time.process_time``, all threads), the least
   (``ParquetSource``: decode, conversion to float64, the task's own work);
 - the small files decoded by other routes, per file: arrow parsing a file read whole
   (what distgmm does per file), arrow given the footer already parsed (what a footer
-  cache could give), and polars 2 when it is installed (not a dependency; one thread),
+  cache could give), and polars 2 when it is installed (not a dependency; one thread
+  unless ``POLARS_MAX_THREADS`` is already set: its threads' CPU would count too),
   one file at a time and 20 files per scan, both converted to numpy.
 
 A pass cannot take less than its CPU seconds over the cores (``floor`` = (arithmetic +
 decode) / cores: perfect overlap, no task or scheduling cost). The same run then times
-both layouts' real out-of-core iterations on a ``LocalCluster`` (2 x 1), as
-``parquet_layouts.py`` does. The big files' measured iteration minus their floor is
-what a pass costs beyond its CPU (scheduling, the reduction, the M-step, stalls); each
-read's ``predicted`` iteration is its floor plus that cost, and its ratio to the big
-files' measured iteration is what the small files could reach with that decoder. The
-prediction for distgmm's own read can be checked against its measured iteration. The
-other decoders' floors leave out the conversion of arrow columns to one float array
-(polars' include it), so their predictions are, if anything, low.
+both layouts' real out-of-core iterations on a ``LocalCluster`` (2 x 1; the floors count
+at most its 2 cores), as ``parquet_layouts.py`` does. The big files' measured iteration
+minus their floor is what a pass costs beyond its CPU (scheduling, the reduction, the
+M-step, stalls); each read's ``predicted`` iteration is its floor plus that cost, and
+its ratio to the big files' measured iteration is what the small files could reach with
+that decoder. The prediction for distgmm's own read can be checked against its measured
+iteration. The other decoders' floors leave out the conversion of arrow columns to one
+float array (polars' include it), so their predictions are, if anything, low.
 
 Usage::
 
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chunking import make_data, per_iteration  # noqa: E402
 
 BATCH = 20  # files per polars scan
+WORKERS = 2  # single-threaded workers of the measured cluster
 
 
 def cpu(fn, reps: int) -> float:
@@ -133,7 +135,7 @@ def out_of_core(small: str, big: str, means, args) -> dict:
 
     from distgmm.io.sources import ParquetSource
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+    with LocalCluster(n_workers=WORKERS, threads_per_worker=1, dashboard_address=None,
                       host="127.0.0.1") as cluster, Client(cluster):
         ParquetSource(big).load().X.sum(axis=0).compute()  # the workers' imports
         return {name: per_iteration(ParquetSource(path).load().X, means, args.n1, args.n2,
@@ -170,7 +172,9 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # the floor's cores: those the measured cluster's workers can use
+    cores = min(WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count())
     X, means = make_data(args.n, args.d, args.k)
     columns = [f"f{j}" for j in range(args.d)]
     big_files = -(-args.n // args.big)

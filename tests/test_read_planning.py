@@ -181,6 +181,18 @@ def test_a_dotted_column_is_not_read_from_a_struct_of_that_path(tmp_path):
         np.testing.assert_array_equal(ds.X.compute().ravel(), [1.0, 2.0, 3.0])
         got = ds.frame["a.b"].compute()
     assert got.iloc[:2].tolist() == [5.0, 6.0] and got.isna().tolist() == [False, False, True]
+    # a file with both: arrow returns the column "a.b" and the struct a, and a column
+    # the file lacks is still filled with nulls
+    other = tmp_path / "both"
+    other.mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0], "a.b": [5.0, 6.0],
+                             "a": pa.array([{"b": 0.0}, {"b": 0.0}])}), other / "part-0.parquet")
+    pq.write_table(pa.table({"x": [3.0], "a.b": [7.0], "y": [1.0]}), other / "part-1.parquet")
+    ds = ParquetSource(str(other), columns=("x", "a.b"), passthrough=("y",)).load()
+    with dask.config.set(scheduler="synchronous"):
+        frame = ds.frame.compute()
+    assert frame["a.b"].tolist() == [5.0, 6.0, 7.0]
+    assert frame["y"].isna().tolist() == [True, True, False] and frame["y"].iloc[2] == 1.0
 
 
 def test_a_partition_filter_also_filters_files_outside_the_partitions(tmp_path):

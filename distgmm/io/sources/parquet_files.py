@@ -112,8 +112,10 @@ class RowGroups:
                 # arrow reads the names a file has and skips the others; a dotted name
                 # would select a nested field ("a.b" of a struct "a"), so those are
                 # checked against the file's own columns (0.01 ms a file otherwise)
-                names = wanted if not any("." in c for c in wanted) else \
-                    [c for c in wanted if c in set(pf.schema_arrow.names)]
+                names = wanted
+                if any("." in c for c in wanted):
+                    stored = set(pf.schema_arrow.names)
+                    names = [c for c in wanted if c in stored]
                 # arrow's own threads: half the cost of a small file's read without them,
                 # and the worker's threads already use the cores
                 table = pf.read_row_groups(list(self.row_groups), use_threads=False,
@@ -126,8 +128,8 @@ class RowGroups:
                 f"{self.url}: cannot read row groups {_spans(self.row_groups)} "
                 f"({type(e).__name__}: {' '.join(str(e).split())[:120]}): the file is "
                 "corrupt or incomplete; remove or rewrite it.") from None
-        present = set(table.schema.names)
-        if len(present) < len(wanted):  # a partition column, or one this file lacks
+        present = set(table.schema.names)  # may hold more: "a.b" also reads struct a
+        if not present.issuperset(wanted):  # a partition column, or one this file lacks
             parts = dict(self.partition)
             for name in wanted:
                 if name in present:

@@ -142,10 +142,12 @@ class GroupReader:
             table = self.schema.empty_table()
         else:
             try:  # files written alike (the usual case) are conformed once, not one by one
-                table = _conform(pa.concat_tables(tables), self.columns, self.schema)
+                table = pa.concat_tables(tables)
             except pa.ArrowInvalid:  # their schemas differ (metadata aside)
                 table = pa.concat_tables([_conform(t, self.columns, self.schema)
                                           for t in tables])
+            else:
+                table = _conform(table, self.columns, self.schema)
         expected = sum(f.rows for f in group) if self.exact else table.num_rows
         if table.num_rows != expected:  # else X's chunks would silently misalign
             raise ValueError(f"{self.where} changed while it was read ({expected} rows "
