@@ -34,25 +34,34 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chunking import make_data, per_iteration, to_model  # noqa: E402
 
 
-def write_layouts(root: Path, X: np.ndarray) -> dict[str, str]:
+def _table(rows: np.ndarray):
     import pyarrow as pa
+
+    return pa.table({f"f{j}": rows[:, j] for j in range(rows.shape[1])})
+
+
+def write_files(root: Path, X: np.ndarray, rows: int) -> str:
+    """``X`` as files of ``rows`` rows each in ``root/files-{rows}``; returns that path."""
     import pyarrow.parquet as pq
 
-    def table(rows):
-        return pa.table({f"f{j}": rows[:, j] for j in range(X.shape[1])})
+    d = root / f"files-{rows}"
+    d.mkdir()
+    for i, start in enumerate(range(0, len(X), rows)):
+        pq.write_table(_table(X[start:start + rows]), d / f"part-{i:05d}.parquet")
+    return str(d)
+
+
+def write_layouts(root: Path, X: np.ndarray) -> dict[str, str]:
+    import pyarrow.parquet as pq
 
     n = len(X)
     layouts = {}
-    pq.write_table(table(X), root / "one_group.parquet", row_group_size=n)
+    pq.write_table(_table(X), root / "one_group.parquet", row_group_size=n)
     layouts["1 file, 1 row group"] = str(root / "one_group.parquet")
-    pq.write_table(table(X), root / "small_groups.parquet", row_group_size=500)
+    pq.write_table(_table(X), root / "small_groups.parquet", row_group_size=500)
     layouts[f"1 file, {-(-n // 500):,} row groups of 500"] = str(root / "small_groups.parquet")
     for rows in (500, 50_000):
-        d = root / f"files-{rows}"
-        d.mkdir()
-        for i, start in enumerate(range(0, n, rows)):
-            pq.write_table(table(X[start:start + rows]), d / f"part-{i:05d}.parquet")
-        layouts[f"{-(-n // rows):,} files of {rows:,} rows"] = str(d)
+        layouts[f"{-(-n // rows):,} files of {rows:,} rows"] = write_files(root, X, rows)
     return layouts
 
 

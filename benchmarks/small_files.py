@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from chunking import make_data, per_iteration  # noqa: E402
+from parquet_layouts import write_files  # noqa: E402
 
 BATCH = 20  # files per polars scan
 WORKERS = 2  # single-threaded workers of the measured cluster
@@ -143,19 +144,6 @@ def out_of_core(small: str, big: str, means, args) -> dict:
                 for name, path in (("small", small), ("big", big))}
 
 
-def write(root: Path, X: np.ndarray, rows: int) -> str:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    d = root / f"files-{rows}"
-    d.mkdir()
-    for i, start in enumerate(range(0, len(X), rows)):
-        part = X[start:start + rows]
-        pq.write_table(pa.table({f"f{j}": part[:, j] for j in range(X.shape[1])}),
-                       d / f"part-{i:05d}.parquet")
-    return str(d)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
@@ -179,7 +167,7 @@ def main(argv=None):
     columns = [f"f{j}" for j in range(args.d)]
     big_files = -(-args.n // args.big)
     with tempfile.TemporaryDirectory() as tmp:
-        small, big = write(Path(tmp), X, args.small), write(Path(tmp), X, args.big)
+        small, big = write_files(Path(tmp), X, args.small), write_files(Path(tmp), X, args.big)
         files = sorted(str(f) for f in Path(small).iterdir())
         arith = arithmetic_cpu(X, means, args.n1, args.n2, args.reps)
         cpu_s = {f"{len(files):,} files of {args.small:,} rows, as distgmm reads":
