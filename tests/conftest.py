@@ -147,19 +147,38 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from s3_server import s3, s3_server  # noqa: E402,F401
 
 
-def invoke_main(argv, stdout=False) -> tuple:
+def invoke_main(argv, stdout=False, silent=False) -> tuple:
     """Run ``distgmm`` in this process (fast): its exit code and what it wrote to stderr
-    (and, with ``stdout``, what it wrote there too)."""
+    (and, with ``stdout``, what it wrote there too).
+
+    pytest keeps warnings and log records off stderr in this process, so a check of
+    stderr alone would not see them: with ``silent``, any warning or log record of
+    WARNING and up that the run raises fails the test.
+    """
     import contextlib
     import io
+    import logging
+    import warnings
 
     from distgmm.cli import main
 
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    err, out, records = io.StringIO(), io.StringIO(), []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    with contextlib.ExitStack() as stack:
+        if silent:
+            caught = stack.enter_context(warnings.catch_warnings(record=True))
+            warnings.simplefilter("always")
+            logging.getLogger().addHandler(handler)
+            stack.callback(logging.getLogger().removeHandler, handler)
+        stack.enter_context(contextlib.redirect_stderr(err))
+        stack.enter_context(contextlib.redirect_stdout(out))
         try:
             main([str(a) for a in argv])
             code = 0
         except SystemExit as e:
             code = e.code
+    if silent:
+        assert [str(w.message) for w in caught] == [], "warnings kept off stderr"
+        assert [r.getMessage() for r in records] == [], "log records kept off stderr"
     return (code, err.getvalue(), out.getvalue()) if stdout else (code, err.getvalue())

@@ -357,7 +357,7 @@ def test_cli_bad_bayes_settings_exit_2_with_one_line(tmp_path, args, match):
     else:
         argv = ["fit", tmp_path / "x.npy", "-k", 3, "--output", tmp_path / "out", *args]
     # in this process, against a closed port: were the check missed, 75, not a cluster
-    code, err = invoke_main([*argv, "--address", "tcp://127.0.0.1:9"])
+    code, err = invoke_main([*argv, "--address", "tcp://127.0.0.1:9"], silent=True)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("distgmm: error: "), err
